@@ -1,0 +1,20 @@
+"""keras_ptame: P-TAME, a trained explainer for any image classifier, in Keras 3."""
+
+from keras_ptame import datasets, recipes
+from keras_ptame.layers.auxiliary_extractor import AuxiliaryExtractor
+from keras_ptame.layers.backbone import Backbone
+from keras_ptame.layers.mask_decoder import MaskDecoder
+from keras_ptame.losses.perturbation_loss import PerturbationLoss
+from keras_ptame.models.ptame import PTAME
+from keras_ptame.version import __version__
+
+__all__ = [
+    "AuxiliaryExtractor",
+    "Backbone",
+    "MaskDecoder",
+    "PTAME",
+    "PerturbationLoss",
+    "datasets",
+    "recipes",
+    "__version__",
+]

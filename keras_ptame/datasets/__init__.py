@@ -1,0 +1,1 @@
+"""Datasets made locally, with ground truth, for offline training and evaluation."""

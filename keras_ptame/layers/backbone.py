@@ -1,0 +1,130 @@
+import keras
+from keras import ops
+
+_OUTPUTS = ("logits", "probabilities")
+
+
+@keras.saving.register_keras_serializable(package="keras_ptame")
+class Backbone(keras.layers.Layer):
+    """The classifier being explained: raw pixels in, logits out. Always frozen.
+
+    P-TAME never opens the classifier up: it only calls it, on the raw images
+    and on masked copies of them, and needs it to be differentiable with
+    respect to its input while the explainer trains. The classifier is always
+    called with `training=False` and its weights never change.
+
+    Args:
+        classifier: a Keras model or layer (or any callable on tensors of the
+            active backend) mapping preprocessed images `(B, H, W, 3)` to
+            `(B, num_classes)` scores.
+        preprocessor: optional Keras layer or callable applied to the raw
+            pixels (float, [0, 255]) before `classifier`, e.g. a keras-hub
+            `ImageConverter` or `keras.layers.Rescaling(1 / 255)`. Masking
+            happens before it, in pixel space. Defaults to `None` (the
+            classifier takes raw pixels).
+        output_type: str. `"logits"` if the classifier returns logits,
+            `"probabilities"` if it returns softmax probabilities, which are
+            converted with a log. Defaults to `"logits"`.
+        **kwargs: Standard layer arguments.
+
+    Call arguments:
+        images: `(B, H, W, 3)` raw pixels, float in [0, 255] or uint8.
+
+    Examples:
+    ```python
+    import keras, numpy as np
+    import keras_ptame as kp
+
+    classifier = keras.Sequential([
+        keras.Input((32, 32, 3)),
+        keras.layers.Conv2D(8, 3, activation="relu"),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(5),
+    ])
+    backbone = kp.Backbone(classifier, preprocessor=keras.layers.Rescaling(1 / 255))
+    logits = backbone(np.zeros((2, 32, 32, 3), "uint8"))   # (2, 5)
+    ```
+    """
+
+    def __init__(self, classifier, preprocessor=None, output_type="logits", **kwargs):
+        super().__init__(**kwargs)
+        if not callable(classifier):
+            raise ValueError(
+                "`classifier` must be a Keras model, layer or callable. "
+                f"Received: classifier={classifier!r}"
+            )
+        if preprocessor is not None and not callable(preprocessor):
+            raise ValueError(
+                "`preprocessor` must be a Keras layer or callable. "
+                f"Received: preprocessor={preprocessor!r}"
+            )
+        if output_type not in _OUTPUTS:
+            raise ValueError(
+                f"`output_type` must be one of {_OUTPUTS}. Received: output_type={output_type!r}"
+            )
+        self.classifier = classifier
+        self.preprocessor = preprocessor
+        self.output_type = output_type
+        _freeze(classifier)
+        _freeze(preprocessor)
+        self.trainable = False
+
+    @property
+    def num_classes(self):
+        """The classifier's number of outputs, if it can be read without a call."""
+        shape = getattr(self.classifier, "output_shape", None)
+        if isinstance(shape, tuple) and len(shape) == 2:
+            return shape[-1]
+        return None
+
+    def build(self, input_shape):
+        for part in (self.preprocessor, self.classifier):
+            if isinstance(part, keras.layers.Layer) and not part.built:
+                part.build(input_shape)
+        self.built = True
+
+    def call(self, images):
+        x = ops.cast(images, self.compute_dtype)
+        if self.preprocessor is not None:
+            x = self.preprocessor(x)
+        scores = _call_frozen(self.classifier, x)
+        if isinstance(scores, dict):
+            raise ValueError(
+                "The classifier must return one tensor of scores (B, num_classes). "
+                f"Received: a dict with keys {sorted(scores)}"
+            )
+        scores = ops.cast(scores, "float32")
+        if self.output_type == "probabilities":
+            scores = ops.log(ops.maximum(scores, 1e-12))
+        return scores
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "classifier": keras.saving.serialize_keras_object(self.classifier),
+                "preprocessor": keras.saving.serialize_keras_object(self.preprocessor),
+                "output_type": self.output_type,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("classifier", "preprocessor"):
+            if config.get(key) is not None:
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+
+def _freeze(part):
+    if isinstance(part, keras.layers.Layer):
+        part.trainable = False
+
+
+def _call_frozen(part, x):
+    if isinstance(part, keras.layers.Layer):
+        return part(x, training=False)
+    return part(x)
+

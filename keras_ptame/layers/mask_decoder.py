@@ -1,0 +1,172 @@
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_ptame")
+class MaskDecoder(keras.layers.Layer):
+    """The trainable part of P-TAME: feature maps in, one raw map per class out.
+
+    For each feature map `f_i` the decoder computes
+    `g_i = ReLU(BN(Conv1x1_i(f_i)) + f_i)`, resizes every `g_i` bilinearly to the
+    spatial size of the finest map, concatenates them on the channel axis and
+    applies a bias-free 1x1 "fuser" convolution to `num_classes` channels. The
+    output is raw (pre-sigmoid) class maps at the finest resolution.
+
+    Because the fuser is linear and comes after the last nonlinearity, the maps
+    of a subset of classes are the full maps sliced. Pass `classes` to compute
+    only those: a 1-D integer tensor `(K,)` gives the same `K` classes for every
+    image, a 2-D tensor `(B, K)` gives `K` classes per image.
+
+    Args:
+        num_classes: int. Number of classes of the explained classifier.
+        epsilon: float. Added to the denominator of the per-map min-max
+            normalisation used by `normalize`. Defaults to `1e-8`.
+        **kwargs: Standard layer arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        features: list of 4-D tensors `(B, h_i, w_i, c_i)`, channels-last.
+        classes: optional integer tensor `(K,)` or `(B, K)`. Defaults to all
+            classes.
+        training: bool. Whether batch normalisation uses batch statistics.
+
+    Examples:
+    ```python
+    import numpy as np
+    import keras_ptame as kp
+
+    decoder = kp.MaskDecoder(num_classes=10)
+    features = [np.random.rand(2, 8, 8, 4), np.random.rand(2, 4, 4, 8)]
+    maps = decoder(features)                              # (2, 8, 8, 10)
+    some = decoder(features, classes=np.array([3, 7]))    # (2, 8, 8, 2)
+    ```
+    """
+
+    def __init__(self, num_classes, epsilon=1e-8, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(num_classes, int) or num_classes <= 0:
+            raise ValueError(
+                "`num_classes` must be a positive integer. "
+                f"Received: num_classes={num_classes!r}"
+            )
+        self.num_classes = num_classes
+        self.epsilon = epsilon
+        self.convs = []
+        self.norms = []
+        self.fuser = None
+
+    def build(self, features_shape):
+        features_shape = [tuple(shape) for shape in features_shape]
+        check_feature_shapes(features_shape)
+        total_channels = 0
+        for index, shape in enumerate(features_shape):
+            channels = shape[-1]
+            conv = keras.layers.Conv2D(
+                channels,
+                1,
+                use_bias=True,
+                name=f"conv_{index}",
+                dtype=self.dtype_policy,
+            )
+            conv.build(shape)
+            norm = keras.layers.BatchNormalization(
+                name=f"norm_{index}", dtype=self.dtype_policy
+            )
+            norm.build(shape)
+            self.convs.append(conv)
+            self.norms.append(norm)
+            total_channels += channels
+        self.fuser = keras.layers.Conv2D(
+            self.num_classes,
+            1,
+            use_bias=False,
+            name="fuser",
+            dtype=self.dtype_policy,
+        )
+        self.fuser.build((None, None, None, total_channels))
+
+    def fused_features(self, features, training=None):
+        """Returns the concatenated residual features that the fuser reads."""
+        static = [tuple(f.shape[1:3]) for f in features]
+        if all(None not in size for size in static):
+            finest = _finest_index([(None, *size) for size in static])
+            target = static[finest]
+        else:
+            # Sizes known only at run time (e.g. an exported graph): the
+            # extractor's finest-first order names the target.
+            finest, target = 0, tuple(ops.shape(features[0])[1:3])
+        scales = []
+        for index, (feature, conv, norm) in enumerate(
+            zip(features, self.convs, self.norms)
+        ):
+            feature = ops.cast(feature, self.compute_dtype)
+            g = ops.relu(norm(conv(feature), training=training) + feature)
+            if index != finest and static[index] != target:
+                g = ops.image.resize(g, target, interpolation="bilinear")
+            scales.append(g)
+        return ops.concatenate(scales, axis=-1)
+
+    def call(self, features, classes=None, training=None):
+        fused = self.fused_features(features, training=training)
+        if classes is None:
+            return self.fuser(fused)
+        kernel = ops.cast(self.fuser.kernel[0, 0], self.compute_dtype)
+        classes = ops.cast(classes, "int32")
+        if len(classes.shape) == 1:
+            return ops.einsum("bhwc,ck->bhwk", fused, ops.take(kernel, classes, 1))
+        # (C, B, K): each image reads its own columns of the fuser.
+        per_image = ops.take(kernel, classes, axis=1)
+        return ops.einsum("bhwc,cbk->bhwk", fused, per_image)
+
+    def normalize(self, maps):
+        """Min-max normalises each map `(B, h, w, K)` to [0, 1] (inference)."""
+        maps = ops.cast(maps, "float32")
+        low = ops.min(maps, axis=(1, 2), keepdims=True)
+        high = ops.max(maps, axis=(1, 2), keepdims=True)
+        return (maps - low) / (high - low + self.epsilon)
+
+    def compute_output_shape(self, features_shape, classes_shape=None):
+        finest = features_shape[_finest_index(features_shape)]
+        channels = self.num_classes if classes_shape is None else classes_shape[-1]
+        return (finest[0], finest[1], finest[2], channels)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"num_classes": self.num_classes, "epsilon": self.epsilon})
+        return config
+
+
+def _finest_index(shapes):
+    """Index of the map with the most pixels; the first one if sizes are unknown."""
+    areas = [(shape[1] or 0) * (shape[2] or 0) for shape in shapes]
+    return max(range(len(shapes)), key=lambda i: (areas[i], -i))
+
+
+def check_feature_shapes(shapes):
+    """Raises a `ValueError` naming the problem if the maps cannot be fused."""
+    if not shapes:
+        raise ValueError(
+            "The auxiliary network must return at least one feature map. "
+            "Received: no feature maps"
+        )
+    for index, shape in enumerate(shapes):
+        if len(shape) != 4:
+            raise ValueError(
+                "Every auxiliary feature map must be 4-D (batch, height, width, "
+                f"channels). Received: feature map {index} with shape {shape}. "
+                "Token outputs (batch, tokens, channels) must be reshaped to a "
+                "grid first."
+            )
+        if shape[-1] is None:
+            raise ValueError(
+                "The channel count of every feature map must be known. "
+                f"Received: feature map {index} with shape {shape}"
+            )
+    if all(shape[1] is not None and shape[2] is not None for shape in shapes):
+        finest = shapes[_finest_index(shapes)]
+        for index, shape in enumerate(shapes):
+            if shape[1] > finest[1] or shape[2] > finest[2]:
+                raise ValueError(
+                    "The feature maps' spatial sizes cannot be aligned: no map is "
+                    "at least as fine as every other in both height and width. "
+                    f"Received: shapes {[tuple(s) for s in shapes]}"
+                )

@@ -1,0 +1,132 @@
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_ptame")
+class PerturbationLoss:
+    """The P-TAME training objective.
+
+    `L = ce_coeff * CE(masked_logits, t) + area_coeff * A + smoothness_coeff * S`
+
+    - `CE` is the cross-entropy of the classifier's logits on the masked image
+      against `t`, the class it predicted on the unmasked image.
+    - `A = mean((M + 0.0005) ** area_power)`, where `M` holds, for every image
+      of the batch, its sigmoid maps of the classes predicted for all `B`
+      images of the batch (`B x B` maps, repeats included), at the decoder's
+      resolution: the other classes' maps are pushed down too.
+    - `S = [sum |M[:, i+1, j] - M[:, i, j]|^p + sum |M[:, i, j+1] - M[:, i, j]|^p
+      + border * sum(edge pixels^p)] / (p * B)` over the same `M`, with
+      `p = smoothness_power`; each pixel on the map's outer frame counts once.
+
+    Args:
+        ce_coeff: float. Weight of the cross-entropy term. Defaults to `1.5`.
+        area_coeff: float. Weight of the area term. Defaults to `2.0`.
+        smoothness_coeff: float. Weight of the smoothness term. Defaults to
+            `0.01`.
+        smoothness_power: float. `p` above. Defaults to `2.0`.
+        border: float. Weight of the edge pixels in `S`. Defaults to `0.3`.
+        area_power: float. Exponent of the area term. Defaults to `0.3`.
+
+    Examples:
+    ```python
+    import numpy as np
+    import keras_ptame as kp
+
+    loss = kp.PerturbationLoss(area_coeff=1.0)
+    maps = np.random.rand(4, 8, 8, 4).astype("float32")     # (B, h, w, B)
+    terms = loss.terms(np.random.randn(4, 10), np.array([1, 2, 1, 0]), maps)
+    terms["loss"], terms["ce"], terms["area"], terms["smoothness"]
+    ```
+    """
+
+    def __init__(
+        self,
+        ce_coeff=1.5,
+        area_coeff=2.0,
+        smoothness_coeff=0.01,
+        smoothness_power=2.0,
+        border=0.3,
+        area_power=0.3,
+    ):
+        for name, value in (
+            ("ce_coeff", ce_coeff),
+            ("area_coeff", area_coeff),
+            ("smoothness_coeff", smoothness_coeff),
+            ("border", border),
+        ):
+            if value < 0:
+                raise ValueError(f"`{name}` must be >= 0. Received: {name}={value}")
+        for name, value in (
+            ("smoothness_power", smoothness_power),
+            ("area_power", area_power),
+        ):
+            if value <= 0:
+                raise ValueError(f"`{name}` must be > 0. Received: {name}={value}")
+        self.ce_coeff = float(ce_coeff)
+        self.area_coeff = float(area_coeff)
+        self.smoothness_coeff = float(smoothness_coeff)
+        self.smoothness_power = float(smoothness_power)
+        self.border = float(border)
+        self.area_power = float(area_power)
+
+    def terms(self, masked_logits, classes, maps):
+        """Returns a dict of scalar tensors: `loss`, `ce`, `area`, `smoothness`.
+
+        Args:
+            masked_logits: `(B, num_classes)` classifier logits on the masked
+                images.
+            classes: `(B,)` int, the classes predicted on the unmasked images.
+            maps: `(B, h, w, K)` sigmoid maps, `K` classes per image (in
+                training `K = B`: the classes predicted in the batch).
+        """
+        masked_logits = ops.cast(masked_logits, "float32")
+        maps = ops.cast(maps, "float32")
+        ce = ops.mean(
+            keras.losses.sparse_categorical_crossentropy(
+                classes, masked_logits, from_logits=True
+            )
+        )
+        area = ops.mean(ops.power(maps + 0.0005, self.area_power))
+        smoothness = self.smoothness(maps)
+        loss = (
+            self.ce_coeff * ce
+            + self.area_coeff * area
+            + self.smoothness_coeff * smoothness
+        )
+        return {"loss": loss, "ce": ce, "area": area, "smoothness": smoothness}
+
+    def __call__(self, masked_logits, classes, maps):
+        return self.terms(masked_logits, classes, maps)["loss"]
+
+    def smoothness(self, maps):
+        """The smoothness term `S` of `maps` `(B, h, w, K)`."""
+        p = self.smoothness_power
+        maps = ops.cast(maps, "float32")
+        batch = ops.cast(ops.shape(maps)[0], "float32")
+        vertical = ops.sum(ops.power(ops.abs(maps[:, 1:] - maps[:, :-1]), p))
+        horizontal = ops.sum(ops.power(ops.abs(maps[:, :, 1:] - maps[:, :, :-1]), p))
+        total = vertical + horizontal
+        if self.border:
+            # Each pixel of the outer frame once: all pixels minus the interior.
+            powered = ops.power(maps, p)
+            frame = ops.sum(powered) - ops.sum(powered[:, 1:-1, 1:-1])
+            total = total + self.border * frame
+        return total / (p * batch)
+
+    def get_config(self):
+        return {
+            "ce_coeff": self.ce_coeff,
+            "area_coeff": self.area_coeff,
+            "smoothness_coeff": self.smoothness_coeff,
+            "smoothness_power": self.smoothness_power,
+            "border": self.border,
+            "area_power": self.area_power,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v}" for k, v in self.get_config().items())
+        return f"PerturbationLoss({args})"

@@ -1,0 +1,125 @@
+"""The authors' training settings for the classifiers of the paper, by name.
+
+```python
+import keras_ptame as kp
+
+recipe = kp.recipes.get("resnet_50_imagenet")
+explainer.compile(
+    optimizer=recipe.optimizer(steps_per_epoch=len(train_batches)),
+    loss=recipe.loss(),
+)
+explainer.fit(train_batches, epochs=recipe.epochs)
+```
+"""
+
+import dataclasses
+
+import keras
+
+from keras_ptame.losses.perturbation_loss import PerturbationLoss
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """Loss coefficients and optimiser settings for one classifier.
+
+    Training: AdamW with amsgrad, a one-cycle learning rate stepped per batch
+    (warm-up over the first 30% of the steps to `learning_rate`, cosine decay
+    after), `epochs` epochs of batches of `batch_size` images of
+    `image_size` pixels a side.
+    """
+
+    name: str
+    weight_decay: float
+    ce_coeff: float
+    area_coeff: float
+    smoothness_coeff: float
+    border: float
+    area_power: float
+    smoothness_power: float = 2.0
+    learning_rate: float = 1e-4
+    epochs: int = 1
+    batch_size: int = 32
+    image_size: int = 224
+    warmup_fraction: float = 0.3
+
+    def loss(self):
+        """The `PerturbationLoss` with this recipe's coefficients."""
+        return PerturbationLoss(
+            ce_coeff=self.ce_coeff,
+            area_coeff=self.area_coeff,
+            smoothness_coeff=self.smoothness_coeff,
+            smoothness_power=self.smoothness_power,
+            border=self.border,
+            area_power=self.area_power,
+        )
+
+    def schedule(self, steps_per_epoch):
+        """A one-cycle learning rate over `epochs * steps_per_epoch` steps."""
+        if steps_per_epoch is None or int(steps_per_epoch) <= 0:
+            raise ValueError(
+                "`steps_per_epoch` must be a positive integer. "
+                f"Received: steps_per_epoch={steps_per_epoch!r}"
+            )
+        total = int(steps_per_epoch) * self.epochs
+        warmup = max(1, int(self.warmup_fraction * total))
+        return keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=self.learning_rate / 25.0,
+            warmup_target=self.learning_rate,
+            warmup_steps=warmup,
+            decay_steps=max(1, total - warmup),
+            alpha=1e-4,
+        )
+
+    def optimizer(self, steps_per_epoch):
+        """AdamW (amsgrad) with this recipe's weight decay and schedule."""
+        return keras.optimizers.AdamW(
+            learning_rate=self.schedule(steps_per_epoch),
+            weight_decay=self.weight_decay,
+            amsgrad=True,
+        )
+
+
+_RECIPES = {
+    "vgg_16_imagenet": Recipe(
+        name="vgg_16_imagenet",
+        weight_decay=0.13324,
+        ce_coeff=0.07278,
+        area_coeff=0.977712,
+        smoothness_coeff=0.0001,
+        border=0.3,
+        area_power=0.3,
+    ),
+    "resnet_50_imagenet": Recipe(
+        name="resnet_50_imagenet",
+        weight_decay=0.000242666,
+        ce_coeff=0.161429,
+        area_coeff=0.838571,
+        smoothness_coeff=0.0,
+        border=0.3,
+        area_power=0.3,
+    ),
+    "vit_base_patch16_224_imagenet": Recipe(
+        name="vit_base_patch16_224_imagenet",
+        weight_decay=0.000133090,
+        ce_coeff=0.131292,
+        area_coeff=0.838571,
+        smoothness_coeff=0.0,
+        border=0.0,
+        area_power=0.5,
+    ),
+}
+
+
+def names():
+    """The names of the known recipes."""
+    return sorted(_RECIPES)
+
+
+def get(name):
+    """The `Recipe` for a classifier preset name, e.g. `"resnet_50_imagenet"`."""
+    if name not in _RECIPES:
+        raise ValueError(
+            f"Unknown recipe. Received: name={name!r}. Known recipes: {names()}"
+        )
+    return _RECIPES[name]
