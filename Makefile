@@ -1,0 +1,33 @@
+# Each target sets up its own environment (.venv) on a fresh machine, then runs.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BACKENDS ?= tensorflow jax torch
+PYTEST_ARGS ?= -n 2 -q
+
+.PHONY: setup demo test lint
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# The CPU build of torch; a plain `torch` may pull a multi-GB CUDA build.
+	$(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q -e ".[all,test]"
+	touch $@
+
+demo: setup
+	KERAS_BACKEND=$${KERAS_BACKEND:-jax} $(PY) -m keras_ptame.demo --output demo_output
+
+# Fast tests on every backend, then the slow end-to-end cases once.
+test: setup
+	@set -e; for backend in $(BACKENDS); do \
+	  echo "=== KERAS_BACKEND=$$backend"; \
+	  KERAS_BACKEND=$$backend $(PY) -m pytest $(PYTEST_ARGS) -m "not slow" tests; \
+	done
+	@echo "=== slow end-to-end tests (KERAS_BACKEND=jax)"
+	KERAS_BACKEND=jax $(PY) -m pytest $(PYTEST_ARGS) -m slow tests || test $$? -eq 5
+
+lint: setup
+	$(PY) -m ruff check keras_ptame tests benchmarks
+	$(PY) -m ruff format --check keras_ptame tests benchmarks

@@ -1,0 +1,50 @@
+"""Tiny models shared by the tests: random weights, 16x16 images, a few classes."""
+
+import keras
+import numpy as np
+
+import keras_ptame as kp
+
+IMAGE_SIZE = 16
+NUM_CLASSES = 4
+
+
+def tiny_classifier(num_classes=NUM_CLASSES, size=IMAGE_SIZE, seed=0, name="classifier"):
+    """A small CNN on raw pixels in [0, 255] returning logits."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="stage1")(x)
+    x = keras.layers.Conv2D(
+        16, 3, strides=2, padding="same", activation="relu", name="stage2"
+    )(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(num_classes)(x), name=name)
+
+
+def tiny_feature_model(size=IMAGE_SIZE, seed=1, name="auxiliary"):
+    """A small auxiliary network with two feature maps: size/2 and size/4."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    f1 = keras.layers.Conv2D(6, 3, strides=2, padding="same", activation="relu", name="f1")(x)
+    f2 = keras.layers.Conv2D(10, 3, strides=2, padding="same", activation="relu", name="f2")(f1)
+    return keras.Model(inputs, [f1, f2], name=name)
+
+
+def tiny_explainer(num_classes=NUM_CLASSES, size=IMAGE_SIZE, **kwargs):
+    """An uncompiled PTAME over `tiny_classifier` and `tiny_feature_model`."""
+    return kp.PTAME(
+        kp.Backbone(tiny_classifier(num_classes, size)),
+        kp.AuxiliaryExtractor(tiny_feature_model(size)),
+        **kwargs,
+    )
+
+
+def random_images(count=8, size=IMAGE_SIZE, seed=0, dtype="uint8"):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (count, size, size, 3)).astype(dtype)
+
+
+def weights_of(layer):
+    return [keras.ops.convert_to_numpy(w).copy() for w in layer.weights]
