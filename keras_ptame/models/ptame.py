@@ -176,8 +176,9 @@ class PTAME(keras.Model):
         scores = ops.take_along_axis(probabilities, classes[:, None], axis=-1)[:, 0]
         features = self.extractor(images)
         raw = self.decoder(features, classes=classes[:, None], training=False)
-        maps = self.decoder.normalize(raw)
-        maps = _resize_like(maps, images)[..., 0]
+        # Normalised after upsampling, so that every map spans [0, 1] exactly.
+        maps = self.decoder.normalize(_resize_like(ops.cast(raw, "float32"), images))
+        maps = maps[..., 0]
         return {"classes": classes, "scores": scores, "maps": maps}
 
     def apply_mask(self, images, mask):
@@ -420,5 +421,10 @@ def _gaussian_blur(images, sigma=5.0):
     channels = images.shape[-1]
     rows = ops.convert_to_tensor(np.tile(taps[:, None, None, None], (1, 1, channels, 1)))
     cols = ops.convert_to_tensor(np.tile(taps[None, :, None, None], (1, 1, channels, 1)))
-    blurred = ops.depthwise_conv(images, rows, padding="same")
-    return ops.depthwise_conv(blurred, cols, padding="same")
+    def blur(x):
+        return ops.depthwise_conv(
+            ops.depthwise_conv(x, rows, padding="same"), cols, padding="same"
+        )
+
+    # Dividing by the blurred ones undoes the darkening by zero padding.
+    return blur(images) / blur(ops.ones_like(images))

@@ -1,0 +1,80 @@
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import keras_ptame as kp
+from tests.helpers import random_images, tiny_classifier, weights_of
+
+
+def test_returns_the_classifier_logits_on_raw_pixels():
+    classifier = tiny_classifier()
+    backbone = kp.Backbone(classifier)
+    images = random_images(3)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(backbone(images)),
+        ops.convert_to_numpy(classifier(images.astype("float32"))),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
+def test_preprocessor_runs_before_the_classifier():
+    inputs = keras.Input((16, 16, 3))
+    outputs = keras.layers.Dense(2, use_bias=False)(
+        keras.layers.GlobalAveragePooling2D()(inputs)
+    )
+    classifier = keras.Model(inputs, outputs)
+    images = random_images(2)
+    plain = ops.convert_to_numpy(kp.Backbone(classifier)(images))
+    scaled = ops.convert_to_numpy(
+        kp.Backbone(classifier, preprocessor=keras.layers.Rescaling(0.5))(images)
+    )
+    np.testing.assert_allclose(scaled, plain * 0.5, rtol=1e-5, atol=1e-4)
+
+
+def test_probabilities_are_turned_into_log_probabilities():
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.GlobalAveragePooling2D()(inputs)
+    probabilities = keras.layers.Dense(3, activation="softmax")(x)
+    backbone = kp.Backbone(
+        keras.Model(inputs, probabilities), output_type="probabilities"
+    )
+    logits = ops.convert_to_numpy(backbone(random_images(2)))
+    np.testing.assert_allclose(np.exp(logits).sum(-1), 1, rtol=1e-5)
+
+
+def test_is_frozen():
+    backbone = kp.Backbone(tiny_classifier())
+    backbone.build((None, 16, 16, 3))
+    assert backbone.trainable_weights == []
+    assert len(backbone.non_trainable_weights) == len(backbone.classifier.weights)
+
+
+def test_knows_the_number_of_classes():
+    assert kp.Backbone(tiny_classifier(num_classes=9)).num_classes == 9
+
+
+def test_serialization_round_trip_keeps_the_outputs(tmp_path):
+    backbone = kp.Backbone(
+        tiny_classifier(), preprocessor=keras.layers.Rescaling(2.0), name="bb"
+    )
+    images = random_images(2)
+    expected = ops.convert_to_numpy(backbone(images))
+    restored = kp.Backbone.from_config(backbone.get_config())
+    restored.build((None, 16, 16, 3))
+    for target, source in zip(restored.weights, weights_of(backbone)):
+        target.assign(source)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(restored(images)), expected, rtol=1e-5, atol=1e-5
+    )
+    assert restored.get_config()["output_type"] == "logits"
+
+
+def test_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="classifier"):
+        kp.Backbone("resnet")
+    with pytest.raises(ValueError, match="preprocessor"):
+        kp.Backbone(tiny_classifier(), preprocessor=3)
+    with pytest.raises(ValueError, match="output_type"):
+        kp.Backbone(tiny_classifier(), output_type="softmax")

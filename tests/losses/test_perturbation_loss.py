@@ -1,0 +1,93 @@
+import numpy as np
+import pytest
+from keras import ops
+
+import keras_ptame as kp
+
+
+def _value(x):
+    return float(ops.convert_to_numpy(x))
+
+
+def _reference_smoothness(maps, p, border):
+    """The spec's S, written pixel by pixel."""
+    batch, height, width, count = maps.shape
+    total = 0.0
+    for b in range(batch):
+        for k in range(count):
+            m = maps[b, :, :, k]
+            for i in range(height):
+                for j in range(width):
+                    if i + 1 < height:
+                        total += abs(m[i + 1, j] - m[i, j]) ** p
+                    if j + 1 < width:
+                        total += abs(m[i, j + 1] - m[i, j]) ** p
+                    if i in (0, height - 1) or j in (0, width - 1):
+                        total += border * m[i, j] ** p
+    return total / (p * batch)
+
+
+def test_defaults_are_the_papers():
+    assert kp.PerturbationLoss().get_config() == {
+        "ce_coeff": 1.5,
+        "area_coeff": 2.0,
+        "smoothness_coeff": 0.01,
+        "smoothness_power": 2.0,
+        "border": 0.3,
+        "area_power": 0.3,
+    }
+
+
+def test_terms_match_their_definitions():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(3, 5)).astype("float32")
+    classes = np.array([4, 0, 4], "int32")
+    maps = rng.uniform(size=(3, 6, 7, 3)).astype("float32")
+    loss = kp.PerturbationLoss(
+        ce_coeff=0.5, area_coeff=0.25, smoothness_coeff=0.125, border=0.3
+    )
+    terms = {k: _value(v) for k, v in loss.terms(logits, classes, maps).items()}
+
+    log_softmax = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    ce = -log_softmax[np.arange(3), classes].mean()
+    area = ((maps + 0.0005) ** 0.3).mean()
+    smoothness = _reference_smoothness(maps, 2.0, 0.3)
+    assert terms["ce"] == pytest.approx(ce, rel=1e-5)
+    assert terms["area"] == pytest.approx(area, rel=1e-5)
+    assert terms["smoothness"] == pytest.approx(smoothness, rel=1e-4)
+    assert terms["loss"] == pytest.approx(
+        0.5 * ce + 0.25 * area + 0.125 * smoothness, rel=1e-5
+    )
+
+
+def test_smoothness_with_another_power_and_no_border():
+    maps = np.random.default_rng(1).uniform(size=(2, 4, 5, 2)).astype("float32")
+    loss = kp.PerturbationLoss(smoothness_power=1.5, border=0.0)
+    assert _value(loss.smoothness(maps)) == pytest.approx(
+        _reference_smoothness(maps, 1.5, 0.0), rel=1e-4
+    )
+
+
+def test_a_smooth_empty_map_costs_less_than_a_noisy_full_one():
+    loss = kp.PerturbationLoss()
+    logits = np.array([[5.0, 0.0]], "float32")
+    classes = np.array([0], "int32")
+    empty = np.zeros((1, 8, 8, 1), "float32")
+    noisy = np.random.default_rng(0).uniform(size=(1, 8, 8, 1)).astype("float32")
+    assert _value(loss(logits, classes, empty)) < _value(loss(logits, classes, noisy))
+
+
+def test_config_round_trip():
+    loss = kp.PerturbationLoss(ce_coeff=0.2, area_power=0.5)
+    assert kp.PerturbationLoss.from_config(loss.get_config()).get_config() == (
+        loss.get_config()
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"ce_coeff": -1}, {"area_power": 0}, {"smoothness_power": -2}]
+)
+def test_rejects_bad_coefficients(kwargs):
+    name = next(iter(kwargs))
+    with pytest.raises(ValueError, match=name):
+        kp.PerturbationLoss(**kwargs)

@@ -1,0 +1,344 @@
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import keras_ptame as kp
+from tests.helpers import (
+    NUM_CLASSES,
+    random_images,
+    tiny_classifier,
+    tiny_explainer,
+    tiny_feature_model,
+    weights_of,
+)
+
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def _numpy(x):
+    return ops.convert_to_numpy(x)
+
+
+def _compiled(**kwargs):
+    explainer = tiny_explainer(**kwargs)
+    explainer.compile(optimizer=keras.optimizers.AdamW(1e-2, amsgrad=True))
+    return explainer
+
+
+def _predictions(explainer, images):
+    return _numpy(ops.argmax(explainer.backbone(images), axis=-1))
+
+
+# === Training ===
+
+
+def test_fit_lowers_the_loss_and_logs_every_term():
+    explainer = _compiled()
+    images = random_images(32)
+    history = explainer.fit(images, epochs=6, batch_size=8, verbose=0).history
+    assert {"loss", "ce", "area", "smoothness", "kept"} <= set(history)
+    assert history["loss"][-1] < history["loss"][0]
+    assert all(0.0 <= kept <= 1.0 for kept in history["kept"])
+
+
+def test_fit_moves_only_the_decoder():
+    explainer = _compiled()
+    images = random_images(16)
+    explainer.build((None, 16, 16, 3))
+    backbone = weights_of(explainer.backbone)
+    extractor = weights_of(explainer.extractor)
+    decoder = weights_of(explainer.decoder)
+    explainer.fit(images, epochs=2, batch_size=8, verbose=0)
+    for before, after in zip(backbone, weights_of(explainer.backbone)):
+        np.testing.assert_array_equal(before, after)
+    for before, after in zip(extractor, weights_of(explainer.extractor)):
+        np.testing.assert_array_equal(before, after)
+    moved = [not np.array_equal(b, a) for b, a in zip(decoder, weights_of(explainer.decoder))]
+    assert all(moved)  # kernels, biases, BN parameters and statistics
+    assert {id(w) for w in explainer.trainable_weights} == {
+        id(w) for w in explainer.decoder.trainable_weights
+    }
+
+
+def test_labels_are_ignored():
+    images = random_images(16)
+    labels = np.full((16,), 3)
+    runs = []
+    for y in (None, labels, (labels + 1) % NUM_CLASSES):
+        keras.utils.set_random_seed(0)
+        explainer = _compiled()
+        history = explainer.fit(images, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
+        runs.append(history.history["loss"][0])
+    assert runs[0] == pytest.approx(runs[1], rel=1e-5)
+    assert runs[0] == pytest.approx(runs[2], rel=1e-5)
+
+
+def test_fit_accepts_tf_data_of_images_or_image_label_pairs():
+    tf = pytest.importorskip("tensorflow")
+    images = random_images(16)
+    labels = np.arange(16) % NUM_CLASSES
+    for dataset in (
+        tf.data.Dataset.from_tensor_slices(images).batch(8),
+        tf.data.Dataset.from_tensor_slices((images, labels)).batch(8),
+    ):
+        explainer = _compiled()
+        history = explainer.fit(dataset, epochs=1, verbose=0).history
+        assert np.isfinite(history["loss"][0])
+
+
+def test_training_pass_computes_maps_for_the_batch_classes_only():
+    explainer = tiny_explainer(num_classes=10)
+    images = random_images(5)
+    out = explainer.perturb(ops.convert_to_tensor(images), training=False)
+    assert tuple(out["maps"].shape) == (5, 8, 8, 5)
+    np.testing.assert_array_equal(_numpy(out["classes"]), _predictions(explainer, images))
+    # Map k of every image is the sigmoid of the decoder's map for class t_k.
+    features = explainer.extractor(images)
+    full = _numpy(ops.sigmoid(explainer.decoder(features, training=False)))
+    np.testing.assert_allclose(
+        _numpy(out["maps"]), full[..., _numpy(out["classes"])], rtol=1e-5, atol=1e-6
+    )
+
+
+def test_black_baseline_multiplies_the_image_by_its_own_map():
+    explainer = tiny_explainer()
+    images = random_images(3).astype("float32")
+    out = explainer.perturb(ops.convert_to_tensor(images), training=False)
+    own = np.stack([_numpy(out["maps"])[b, :, :, b] for b in range(3)])
+    mask = _numpy(ops.image.resize(own[..., None], (16, 16), interpolation="bilinear"))
+    expected = _numpy(explainer.backbone(images * mask))
+    np.testing.assert_allclose(_numpy(out["masked_logits"]), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("baseline", ["mean", "blur"])
+def test_other_baselines_fill_the_masked_out_pixels(baseline):
+    explainer = tiny_explainer(baseline=baseline)
+    images = ops.convert_to_tensor(random_images(2).astype("float32"))
+    nothing_kept = _numpy(explainer.apply_mask(images, ops.zeros((2, 4, 4, 1))))
+    everything_kept = _numpy(explainer.apply_mask(images, ops.ones((2, 4, 4, 1))))
+    np.testing.assert_allclose(everything_kept, _numpy(images), atol=1e-3)
+    assert nothing_kept.std() < _numpy(images).std() / 2  # flat or blurred
+    assert nothing_kept.mean() == pytest.approx(_numpy(images).mean(), rel=0.1)
+
+
+# === Explanations ===
+
+
+def test_explain_gives_one_map_in_zero_one_per_image_for_its_prediction():
+    explainer = tiny_explainer()
+    images = random_images(7)
+    maps = explainer.explain(images, batch_size=3)
+    assert maps.shape == (7, 16, 16) and maps.dtype == np.float32
+    assert maps.min() >= 0.0 and maps.max() <= 1.0 + 1e-6
+    np.testing.assert_allclose(maps.max(axis=(1, 2)), 1.0, atol=1e-5)
+    outputs = explainer.explain_outputs(images)
+    np.testing.assert_array_equal(outputs["classes"], _predictions(explainer, images))
+    probabilities = _numpy(ops.softmax(explainer.backbone(images)))
+    np.testing.assert_allclose(
+        outputs["scores"], probabilities.max(axis=-1), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_explain_for_given_classes_matches_the_decoder_maps():
+    explainer = tiny_explainer()
+    images = random_images(4)
+    classes = np.array([3, 0, 2, 3])
+    maps = explainer.explain(images, classes=classes)
+    features = explainer.extractor(images)
+    raw = _numpy(explainer.decoder(features, training=False))
+    for b, c in enumerate(classes):
+        m = raw[b, :, :, c]
+        up = _numpy(ops.image.resize(m[None, :, :, None], (16, 16), interpolation="bilinear"))
+        up = up[0, :, :, 0]
+        up = (up - up.min()) / (up.max() - up.min() + 1e-8)
+        np.testing.assert_allclose(maps[b], up, rtol=1e-4, atol=1e-5)
+    other = explainer.explain(images, classes=(classes + 1) % NUM_CLASSES)
+    assert not np.allclose(maps, other)
+
+
+def test_explain_is_the_same_for_uint8_and_float_pixels_and_any_batch_size():
+    explainer = tiny_explainer()
+    images = random_images(5)
+    a = explainer.explain(images, batch_size=5)
+    b = explainer.explain(images.astype("float32"), batch_size=2)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_explain_runs_no_masked_classifier_pass():
+    explainer = tiny_explainer()
+    images = ops.convert_to_tensor(random_images(2))
+    explainer.explain_batch(images)  # builds
+    calls = []
+    original = explainer.backbone.call
+    explainer.backbone.call = lambda x: calls.append(1) or original(x)
+    explainer.explain_batch(images)
+    assert len(calls) == 1
+    explainer.perturb(images)
+    assert len(calls) == 3  # one plain and one masked pass in training
+
+
+# === Saving ===
+
+
+def test_saved_explainer_gives_the_same_maps_after_loading(tmp_path):
+    explainer = _compiled()
+    images = random_images(8)
+    explainer.fit(images, epochs=1, batch_size=4, verbose=0)
+    expected = explainer.explain(images)
+    path = str(tmp_path / "explainer.keras")
+    explainer.save(path)
+    restored = keras.saving.load_model(path)  # safe_mode=True by default
+    assert isinstance(restored, kp.PTAME)
+    np.testing.assert_allclose(restored.explain(images), expected, rtol=1e-5, atol=1e-5)
+    assert restored.perturbation_loss.get_config() == explainer.perturbation_loss.get_config()
+    # Training goes on from where it stopped.
+    restored.fit(images, epochs=1, batch_size=4, verbose=0)
+
+
+def test_an_extractor_that_taps_the_classifier_itself_saves_and_loads(tmp_path):
+    classifier = tiny_classifier()
+    explainer = kp.PTAME(
+        kp.Backbone(classifier),
+        kp.AuxiliaryExtractor(classifier, layer_names=["stage1", "stage2"]),
+    )
+    images = random_images(3)
+    expected = explainer.explain(images)
+    path = str(tmp_path / "shared.keras")
+    explainer.save(path)
+    restored = keras.saving.load_model(path)
+    assert restored.extractor.model is restored.backbone.classifier
+    np.testing.assert_allclose(restored.explain(images), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_weights_saved_under_one_backend_load_under_another(tmp_path):
+    current = keras.config.backend()
+    other = BACKENDS[(BACKENDS.index(current) + 1) % 3]
+    explainer = _compiled()
+    images = random_images(4)
+    explainer.fit(images, epochs=1, batch_size=4, verbose=0)
+    path = tmp_path / "explainer.keras"
+    explainer.save(str(path))
+    np.save(tmp_path / "images.npy", images)
+    script = (
+        "import json, sys, numpy as np, keras, keras_ptame\n"
+        f"model = keras.saving.load_model({str(path)!r})\n"
+        f"maps = model.explain(np.load({str(tmp_path / 'images.npy')!r}))\n"
+        "print(json.dumps(maps.tolist()))\n"
+    )
+    env = dict(os.environ, KERAS_BACKEND=other)
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    maps = np.array(json.loads(result.stdout.strip().splitlines()[-1]), "float32")
+    np.testing.assert_allclose(maps, explainer.explain(images), rtol=1e-4, atol=1e-4)
+
+
+def test_config_round_trip():
+    explainer = tiny_explainer(baseline="mean")
+    restored = kp.PTAME.from_config(explainer.get_config())
+    assert restored.num_classes == NUM_CLASSES and restored.baseline == "mean"
+
+
+def test_plain_keras_models_are_wrapped():
+    explainer = kp.PTAME(tiny_classifier(), tiny_feature_model())
+    assert isinstance(explainer.backbone, kp.Backbone)
+    assert isinstance(explainer.extractor, kp.AuxiliaryExtractor)
+    assert explainer.num_classes == NUM_CLASSES
+
+
+def test_mixed_precision_maps_stay_close_to_float32():
+    images = random_images(4)
+    full = tiny_explainer()
+    full.build((None, 16, 16, 3))
+    mixed = tiny_explainer(dtype="mixed_bfloat16")
+    mixed.build((None, 16, 16, 3))
+    for target, source in zip(mixed.decoder.weights, weights_of(full.decoder)):
+        target.assign(source)
+    a, b = full.explain(images), mixed.explain(images)
+    assert np.abs(a - b).mean() < 0.03
+
+
+# === Bad input ===
+
+
+@pytest.mark.parametrize(
+    "images, message",
+    [
+        (np.zeros((16, 16, 3), "uint8"), "rank 3"),
+        (np.zeros((2, 16, 16, 4), "uint8"), "4 channels"),
+        (np.zeros((2, 16, 16, 1), "float32"), "1 channels"),
+        (np.full((2, 16, 16, 3), "a"), "dtype <U1"),
+        (np.zeros((2, 16, 16, 3), bool), "dtype bool"),
+        (np.zeros((0, 16, 16, 3), "uint8"), "empty"),
+    ],
+)
+def test_bad_images_get_a_clear_error(images, message):
+    explainer = _compiled()
+    with pytest.raises(ValueError, match=message):
+        explainer.explain(images)
+    with pytest.raises(ValueError, match=message):
+        explainer.fit(images, epochs=1, verbose=0)
+
+
+def test_nan_or_inf_pixels_are_refused_before_training_starts():
+    explainer = _compiled()
+    images = random_images(8).astype("float32")
+    explainer.build((None, 16, 16, 3))
+    decoder = weights_of(explainer.decoder)
+    images[3, 2, 2, 1] = np.nan
+    images[5, 0, 0, 0] = np.inf
+    with pytest.raises(ValueError, match="2 NaN or Inf"):
+        explainer.fit(images, epochs=1, verbose=0)
+    for before, after in zip(decoder, weights_of(explainer.decoder)):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_class_indices_out_of_range_are_refused():
+    explainer = tiny_explainer()
+    with pytest.raises(ValueError, match=r"\[0, 4\).*from 0 to 4"):
+        explainer.explain(random_images(2), classes=[0, 4])
+    with pytest.raises(ValueError, match="shape \\(2,\\)"):
+        explainer.explain(random_images(2), classes=[0, 1, 2])
+    with pytest.raises(ValueError, match="integer"):
+        explainer.explain(random_images(2), classes=[0.5, 1])
+
+
+def test_num_classes_that_disagrees_with_the_backbone_is_refused():
+    with pytest.raises(ValueError, match="num_classes=5.*outputs 4"):
+        kp.PTAME(tiny_classifier(num_classes=4), tiny_feature_model(), num_classes=5)
+
+
+def test_feature_maps_that_cannot_be_aligned_are_refused_at_build():
+    inputs = keras.Input((16, 16, 3))
+    tall = keras.layers.Conv2D(4, (1, 4), strides=(1, 4))(inputs)  # 16 x 4
+    wide = keras.layers.Conv2D(4, (4, 1), strides=(4, 1))(inputs)  # 4 x 16
+    explainer = kp.PTAME(tiny_classifier(), keras.Model(inputs, [tall, wide]))
+    with pytest.raises(ValueError, match="cannot be aligned"):
+        explainer.explain(random_images(1))
+
+
+def test_empty_or_unbatched_datasets_are_refused():
+    tf = pytest.importorskip("tensorflow")
+    explainer = _compiled()
+    empty = tf.data.Dataset.from_tensor_slices(random_images(4)).take(0).batch(2)
+    with pytest.raises(ValueError, match="empty"):
+        explainer.fit(empty, verbose=0)
+    unbatched = tf.data.Dataset.from_tensor_slices(random_images(4))
+    with pytest.raises(ValueError, match="batch"):
+        explainer.fit(unbatched, verbose=0)
+
+
+def test_bad_constructor_arguments_are_refused():
+    with pytest.raises(ValueError, match="baseline"):
+        tiny_explainer(baseline="white")
+    with pytest.raises(ValueError, match="num_classes"):
+        kp.PTAME(tiny_classifier(), tiny_feature_model(), num_classes=0)
+    with pytest.raises(ValueError, match="PerturbationLoss"):
+        tiny_explainer().compile(loss="mse")

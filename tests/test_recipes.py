@@ -1,0 +1,50 @@
+import keras
+import pytest
+
+import keras_ptame as kp
+
+
+def test_the_three_classifiers_of_the_paper_have_recipes():
+    assert kp.recipes.names() == [
+        "resnet_50_imagenet",
+        "vgg_16_imagenet",
+        "vit_base_patch16_224_imagenet",
+    ]
+
+
+def test_resnet_recipe_has_the_authors_settings():
+    recipe = kp.recipes.get("resnet_50_imagenet")
+    assert recipe.loss().get_config() == {
+        "ce_coeff": 0.161429,
+        "area_coeff": 0.838571,
+        "smoothness_coeff": 0.0,
+        "smoothness_power": 2.0,
+        "border": 0.3,
+        "area_power": 0.3,
+    }
+    assert (recipe.epochs, recipe.batch_size, recipe.image_size) == (1, 32, 224)
+    optimizer = recipe.optimizer(steps_per_epoch=100)
+    assert isinstance(optimizer, keras.optimizers.AdamW)
+    assert optimizer.amsgrad
+    assert optimizer.weight_decay == pytest.approx(0.000242666)
+
+
+def test_vit_recipe_has_no_border_and_a_larger_area_power():
+    loss = kp.recipes.get("vit_base_patch16_224_imagenet").loss()
+    assert loss.border == 0.0 and loss.area_power == 0.5
+
+
+def test_one_cycle_schedule_rises_then_falls():
+    schedule = kp.recipes.get("vgg_16_imagenet").schedule(steps_per_epoch=100)
+    rates = [float(keras.ops.convert_to_numpy(schedule(step))) for step in range(100)]
+    peak = rates.index(max(rates))
+    assert 25 <= peak <= 35
+    assert max(rates) == pytest.approx(1e-4, rel=1e-3)
+    assert rates[0] < max(rates) / 10 and rates[-1] < max(rates) / 10
+
+
+def test_unknown_recipe_lists_the_known_ones():
+    with pytest.raises(ValueError, match="resnet_50_imagenet"):
+        kp.recipes.get("resnet_51")
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        kp.recipes.get("vgg_16_imagenet").schedule(0)
