@@ -1,0 +1,317 @@
+"""Speed of P-TAME against the bare classifier, on every backend, in one run.
+
+The paper's setting with random weights (weights do not change the timing): a
+ResNet-50 classifier explained through a ResNet-18 auxiliary network tapped
+after its four stages, 224x224 images, batches of 32.
+
+For each backend it measures, on the same inputs and through the same Keras
+machinery (`predict` / `fit`, compiled as the backend allows):
+- the bare classifier's forward pass (`classifier.predict`),
+- `explain` (one classifier pass for the class, one auxiliary pass, the
+  decoder for one class per image),
+- a training step (`fit`: two classifier passes, a backward pass through the
+  classifier to the input, one auxiliary pass, the decoder for the batch's
+  classes),
+and reports images per second, the ratios against the bare classifier and the
+peak memory of training.
+
+    python benchmarks/speed.py                      # all three backends
+    python benchmarks/speed.py --backends jax --batch-size 8 --image-size 112
+    python benchmarks/speed.py --scaling            # time vs batch and image size
+
+Each backend runs in its own process (Keras picks its backend at import).
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+# === Models (random weights) ===
+
+
+def resnet18_features(image_size):
+    """A ResNet-18 whose four stage outputs are named stage1..stage4."""
+    import keras
+
+    def block(x, filters, stride, name):
+        shortcut = x
+        y = keras.layers.Conv2D(
+            filters, 3, stride, "same", use_bias=False, name=name + "_c1"
+        )(x)
+        y = keras.layers.BatchNormalization(name=name + "_b1")(y)
+        y = keras.layers.ReLU()(y)
+        y = keras.layers.Conv2D(
+            filters, 3, 1, "same", use_bias=False, name=name + "_c2"
+        )(y)
+        y = keras.layers.BatchNormalization(name=name + "_b2")(y)
+        if stride != 1 or shortcut.shape[-1] != filters:
+            shortcut = keras.layers.Conv2D(
+                filters, 1, stride, use_bias=False, name=name + "_down"
+            )(shortcut)
+            shortcut = keras.layers.BatchNormalization(name=name + "_bd")(shortcut)
+        return keras.layers.ReLU()(keras.layers.Add()([y, shortcut]))
+
+    inputs = keras.Input((image_size, image_size, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    x = keras.layers.Conv2D(64, 7, 2, "same", use_bias=False)(x)
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    x = keras.layers.MaxPooling2D(3, 2, "same")(x)
+    for stage, (filters, stride) in enumerate(
+        [(64, 1), (128, 2), (256, 2), (512, 2)], start=1
+    ):
+        x = block(x, filters, stride, f"s{stage}a")
+        x = block(x, filters, 1, f"s{stage}b")
+        x = keras.layers.Identity(name=f"stage{stage}")(x)
+    return keras.Model(inputs, x, name="resnet18")
+
+
+def build(image_size, dtype):
+    import keras
+
+    import keras_ptame as kp
+
+    if dtype != "float32":
+        keras.config.set_dtype_policy(dtype)
+    classifier = keras.applications.ResNet50(
+        weights=None,
+        input_shape=(image_size, image_size, 3),
+        classifier_activation=None,
+    )
+    auxiliary = resnet18_features(image_size)
+    explainer = kp.PTAME(
+        kp.Backbone(classifier),
+        kp.AuxiliaryExtractor(
+            auxiliary, layer_names=[f"stage{i}" for i in range(1, 5)]
+        ),
+    )
+    return classifier, explainer
+
+
+# === Timing ===
+
+
+def _seconds(function):
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def peak_memory_mb(backend):
+    """Peak accelerator memory if there is one, else the process's peak RSS."""
+    try:
+        if backend == "jax":
+            import jax
+
+            device = jax.devices()[0]
+            if device.platform != "cpu":
+                return device.memory_stats()["peak_bytes_in_use"] / 2**20, "device"
+        elif backend == "torch":
+            import torch
+
+            if torch.cuda.is_available():
+                return torch.cuda.max_memory_allocated() / 2**20, "device"
+        elif backend == "tensorflow":
+            import tensorflow as tf
+
+            if tf.config.list_physical_devices("GPU"):
+                return tf.config.experimental.get_memory_info("GPU:0")[
+                    "peak"
+                ] / 2**20, "device"
+    except Exception:  # noqa: BLE001 - memory stats are best effort
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "host RSS"
+
+
+def device_name(backend):
+    try:
+        if backend == "jax":
+            import jax
+
+            device = jax.devices()[0]
+            if device.platform != "cpu":
+                return str(device.device_kind)
+        if backend == "torch":
+            import torch
+
+            if torch.cuda.is_available():
+                return torch.cuda.get_device_name(0)
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            if gpus:
+                return gpus[0].name
+    except Exception:  # noqa: BLE001
+        pass
+    return f"CPU ({os.cpu_count()} cores, {platform.machine()})"
+
+
+def measure(batch_size, image_size, batches, dtype, skip_train=False):
+    """Runs in the process of one backend; returns a dict of figures.
+
+    Each figure is the wall time of one whole call over `batches` batches
+    (after a warm-up call that compiles), so that per-call set-up is shared
+    out as it is in real use and asynchronous dispatch is waited for (the
+    calls return host arrays).
+    """
+    import keras
+    import numpy as np
+
+    backend = keras.config.backend()
+    classifier, explainer = build(image_size, dtype)
+    rng = np.random.default_rng(0)
+    shape = (batch_size * batches, image_size, image_size, 3)
+    images = rng.integers(0, 256, shape).astype("float32")
+    warm = images[:batch_size]
+
+    classifier.predict(warm, batch_size=batch_size, verbose=0)
+    forward = _seconds(
+        lambda: classifier.predict(images, batch_size=batch_size, verbose=0)
+    )
+    explainer.explain(warm, batch_size=batch_size)
+    explain = _seconds(lambda: explainer.explain(images, batch_size=batch_size))
+    count = len(images)
+    result = {
+        "backend": backend,
+        "device": device_name(backend),
+        "dtype": dtype,
+        "batch_size": batch_size,
+        "image_size": image_size,
+        "classifier_ips": count / forward,
+        "explain_ips": count / explain,
+        "explain_ratio": forward / explain,
+        "explain_ms_per_image": 1000 * explain / count,
+    }
+    if not skip_train:
+        explainer.compile(optimizer=keras.optimizers.AdamW(1e-4, amsgrad=True))
+        explainer.fit(warm, batch_size=batch_size, epochs=1, verbose=0)
+        train = _seconds(
+            lambda: explainer.fit(images, batch_size=batch_size, epochs=1, verbose=0)
+        )
+        memory, where = peak_memory_mb(backend)
+        result.update(
+            {
+                "train_ips": count / train,
+                "train_ratio": forward / train,
+                "train_peak_mb": memory,
+                "memory_kind": where,
+                "jit_compile": bool(explainer.jit_compile),
+            }
+        )
+    return result
+
+
+# === Driver ===
+
+
+def run_backend(backend, args, extra):
+    env = dict(os.environ, KERAS_BACKEND=backend)
+    command = [sys.executable, __file__, "--_child", json.dumps(extra)]
+    for key in ("batch_size", "image_size", "batches", "dtype"):
+        command += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        sys.stderr.write(done.stderr[-3000:])
+        return {"backend": backend, "error": done.stderr.strip().splitlines()[-1:]}
+    return [json.loads(line) for line in lines]
+
+
+def table(rows):
+    head = (
+        "| backend | device | classifier img/s | explain img/s | explain / classifier "
+        "| train img/s | train / classifier | train peak MiB |\n"
+        "|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['backend']} | failed: {r['error']} | | | | | | |")
+            continue
+        lines.append(
+            f"| {r['backend']} | {r['device']} | {r['classifier_ips']:.1f} "
+            f"| {r['explain_ips']:.1f} | {r['explain_ratio']:.2f} "
+            f"| {r.get('train_ips', float('nan')):.1f} "
+            f"| {r.get('train_ratio', float('nan')):.2f} "
+            f"| {r.get('train_peak_mb', float('nan')):.0f} ({r.get('memory_kind', '')}) |"
+        )
+    return head + "\n".join(lines)
+
+
+def scaling_table(rows):
+    head = "| backend | batch | image | explain ms/image | classifier ms/image |\n|---|---|---|---|---|\n"
+    return head + "\n".join(
+        f"| {r['backend']} | {r['batch_size']} | {r['image_size']} "
+        f"| {r['explain_ms_per_image']:.2f} | {1000 / r['classifier_ips']:.2f} |"
+        for r in rows
+        if "error" not in r
+    )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS
+    )
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument(
+        "--batches", type=int, default=8, help="batches per timed call (after warm-up)"
+    )
+    parser.add_argument("--dtype", default="float32", help="or mixed_bfloat16")
+    parser.add_argument(
+        "--scaling", action="store_true", help="time vs batch and image size"
+    )
+    parser.add_argument(
+        "--output", help="also write the table(s) to this Markdown file"
+    )
+    parser.add_argument("--_child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args._child is not None:
+        extra = json.loads(args._child)
+        for batch, size in extra.get("grid", [[args.batch_size, args.image_size]]):
+            result = measure(
+                batch,
+                size,
+                args.batches,
+                args.dtype,
+                skip_train=bool(extra.get("grid")),
+            )
+            print(json.dumps(result), flush=True)
+        return 0
+
+    rows = []
+    for backend in args.backends:
+        print(f"... {backend}", file=sys.stderr, flush=True)
+        rows.extend(_as_list(run_backend(backend, args, {})))
+    report = table(rows)
+    if args.scaling:
+        grid = [[1, 224], [8, 224], [32, 224], [8, 112], [8, 320]]
+        scaled = []
+        for backend in args.backends:
+            print(f"... scaling {backend}", file=sys.stderr, flush=True)
+            scaled.extend(_as_list(run_backend(backend, args, {"grid": grid})))
+        report += "\n\n" + scaling_table(scaled)
+    print(report)
+    if args.output:
+        with open(args.output, "w") as handle:
+            handle.write(report + "\n")
+    return 0
+
+
+def _as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
