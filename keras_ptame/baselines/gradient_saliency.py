@@ -1,0 +1,68 @@
+import numpy as np
+
+from keras_ptame.baselines.gradients import input_gradients
+from keras_ptame.metrics.scoring import (
+    as_backbone,
+    check_batch_size,
+    explained_classes,
+    normalize_maps,
+)
+from keras_ptame.validation import check_images
+
+
+class GradientSaliency:
+    """Plain gradient saliency (Simonyan et al. 2014).
+
+    The map of class t is the largest absolute gradient of t's logit with
+    respect to the pixel's three colour values, min-max normalised to [0, 1].
+    Works for any differentiable classifier, not only Keras models.
+
+    Args:
+        classifier: a `Backbone`, or a Keras model or callable returning
+            logits.
+        preprocessor: optional Keras layer or callable applied to the raw
+            pixels before `classifier`. Defaults to `None`.
+        batch_size: int. Images per gradient pass. Defaults to `32`.
+
+    Examples:
+    ```python
+    import keras, numpy as np
+    from keras_ptame.baselines import GradientSaliency
+
+    classifier = keras.Sequential([
+        keras.Input((16, 16, 3)),
+        keras.layers.Rescaling(1 / 255),
+        keras.layers.Conv2D(4, 3, activation="relu"),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(3),
+    ])
+    images = np.random.randint(0, 256, (2, 16, 16, 3)).astype("uint8")
+    maps = GradientSaliency(classifier).explain(images)   # (2, 16, 16)
+    ```
+    """
+
+    def __init__(self, classifier, preprocessor=None, batch_size=32):
+        self.backbone = as_backbone(classifier, preprocessor)
+        self.batch_size = check_batch_size(batch_size)
+
+    def explain(self, images, classes=None):
+        """One map per image, for its predicted class or `classes`.
+
+        Args:
+            images: array `(N, H, W, 3)` of raw pixels in [0, 255].
+            classes: optional int array `(N,)`. Defaults to `None` (the
+                classifier's prediction).
+
+        Returns:
+            numpy float32 `(N, H, W)` maps in [0, 1].
+        """
+        images = check_images(images).astype(np.float32)
+        classes = explained_classes(self.backbone, images, classes, self.batch_size)
+        maps = []
+        for start in range(0, len(images), self.batch_size):
+            stop = start + self.batch_size
+            gradients = input_gradients(
+                self.backbone, images[start:stop], classes[start:stop]
+            )
+            maps.append(np.abs(gradients).max(axis=-1))
+        return normalize_maps(np.concatenate(maps, axis=0))

@@ -1,0 +1,44 @@
+"""Evaluation metrics for saliency maps: the P-TAME paper's and a few more.
+
+Classifier passes run batched through `keras.ops` on the active backend;
+imputation and the arithmetic on maps run on the host (numpy, scipy).
+"""
+
+from keras_ptame.metrics.confidence import (
+    average_drop,
+    confidence_metrics,
+    increase_in_confidence,
+    keep_top_fraction,
+)
+from keras_ptame.metrics.deletion import curve_area, deletion_insertion
+from keras_ptame.metrics.imputation import (
+    noisy_linear_imputation,
+    telea_imputation,
+)
+from keras_ptame.metrics.localization import boxes_to_masks, mass_inside, pointing_game
+from keras_ptame.metrics.road import removal_masks, road, road_summary
+from keras_ptame.metrics.sanity import (
+    model_randomization,
+    randomize_weights,
+    rank_correlation,
+)
+
+__all__ = [
+    "average_drop",
+    "boxes_to_masks",
+    "confidence_metrics",
+    "curve_area",
+    "deletion_insertion",
+    "increase_in_confidence",
+    "keep_top_fraction",
+    "mass_inside",
+    "model_randomization",
+    "noisy_linear_imputation",
+    "pointing_game",
+    "randomize_weights",
+    "rank_correlation",
+    "removal_masks",
+    "road",
+    "road_summary",
+    "telea_imputation",
+]

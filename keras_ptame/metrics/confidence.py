@@ -1,0 +1,115 @@
+"""Average Drop (AD) and Increase in Confidence (IC) at a share of pixels kept."""
+
+import numpy as np
+
+from keras_ptame.metrics.scoring import class_scores, prepare, ranking
+
+FRACTIONS = (1.0, 0.5, 0.15)
+
+
+def keep_top_fraction(maps, fraction):
+    """Keeps the `fraction` most salient pixels of each map, zeroes the rest.
+
+    Exactly `round(fraction * H * W)` pixels are kept per map (ties broken in
+    raster order) and keep their soft values.
+
+    Args:
+        maps: array `(N, H, W)`.
+        fraction: float in (0, 1].
+
+    Returns:
+        float32 numpy array `(N, H, W)`.
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(
+            f"`fraction` must lie in (0, 1]. Received: fraction={fraction}"
+        )
+    maps = np.asarray(maps, dtype=np.float32)
+    count, height, width = maps.shape
+    kept = int(round(fraction * height * width))
+    flat = maps.reshape(count, -1)
+    if kept == height * width:
+        return maps.copy()
+    order = ranking(maps)[:, :kept]
+    out = np.zeros_like(flat)
+    np.put_along_axis(out, order, np.take_along_axis(flat, order, axis=1), axis=1)
+    return out.reshape(maps.shape)
+
+
+def average_drop(original, masked):
+    """AD in percent: `100 * mean(max(0, Y - O) / Y)`.
+
+    Args:
+        original: array `(N,)`: scores Y of the explained class on the images.
+        masked: array `(N,)`: scores O on the images multiplied by the maps.
+    """
+    original = np.asarray(original, dtype=np.float64)
+    masked = np.asarray(masked, dtype=np.float64)
+    drop = np.maximum(0.0, original - masked) / np.maximum(original, 1e-12)
+    return float(100.0 * drop.mean())
+
+
+def increase_in_confidence(original, masked):
+    """IC in percent: `100 * mean(1[O > Y])` (see `average_drop`)."""
+    original = np.asarray(original, dtype=np.float64)
+    masked = np.asarray(masked, dtype=np.float64)
+    return float(100.0 * (masked > original).mean())
+
+
+def confidence_metrics(
+    classifier, images, maps, classes=None, fractions=FRACTIONS, batch_size=32
+):
+    """AD and IC at each share of pixels kept, as the P-TAME paper reports them.
+
+    For each fraction, the top pixels of each map are kept with their soft
+    values (the rest zeroed), the map is multiplied into the raw image and the
+    image rescored. Scores are softmax probabilities of the explained class.
+
+    Args:
+        classifier: a `Backbone` or a Keras model on raw pixels returning
+            logits.
+        images: array `(N, H, W, 3)` of raw pixels in [0, 255].
+        maps: array `(N, H, W)` of saliency maps in [0, 1].
+        classes: optional int array `(N,)`. Defaults to `None` (the
+            classifier's prediction on the images).
+        fractions: floats in (0, 1]. Defaults to `(1.0, 0.5, 0.15)`.
+        batch_size: int. Images per classifier call. Defaults to `32`.
+
+    Returns:
+        A dict `{"AD100": ..., "IC100": ..., "AD50": ..., ...}` of percentages
+        (lower AD and higher IC are better).
+
+    Examples:
+    ```python
+    import keras, numpy as np
+    from keras_ptame.metrics import confidence_metrics
+
+    classifier = keras.Sequential([
+        keras.Input((32, 32, 3)),
+        keras.layers.Rescaling(1 / 255),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(3),
+    ])
+    images = np.random.randint(0, 256, (4, 32, 32, 3)).astype("uint8")
+    maps = np.random.rand(4, 32, 32)
+    scores = confidence_metrics(classifier, images, maps)   # {"AD100": ..., ...}
+    ```
+    """
+    backbone, images, maps, classes, original = prepare(
+        classifier, images, maps, classes, batch_size
+    )
+    results = {}
+    for fraction in fractions:
+        kept = keep_top_fraction(maps, fraction)
+        masked, _ = class_scores(
+            backbone, images * kept[..., None], classes, batch_size
+        )
+        tag = _tag(fraction)
+        results[f"AD{tag}"] = average_drop(original, masked)
+        results[f"IC{tag}"] = increase_in_confidence(original, masked)
+    return results
+
+
+def _tag(fraction):
+    percent = 100.0 * fraction
+    return f"{percent:g}"

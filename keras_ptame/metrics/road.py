@@ -1,0 +1,146 @@
+"""ROAD: RemOve And Debias (Rong et al. 2022), most and least relevant first."""
+
+import numpy as np
+
+from keras_ptame.metrics.imputation import IMPUTATIONS, impute
+from keras_ptame.metrics.scoring import class_scores, prepare, ranking
+
+PERCENTAGES = (10, 30, 50, 70)
+ORDERS = ("morf", "lerf")
+
+
+def road_summary(accuracies, percentages=PERCENTAGES):
+    """Trapezoid area under the ROAD accuracy curve.
+
+    The curve runs through `(0, 1)`, `(p / 100, accuracy at p)` for each
+    percentage and `(1, 0)`. With the default percentages the abscissae are
+    `[0, .1, .3, .5, .7, 1]`.
+
+    Args:
+        accuracies: sequence of accuracies in [0, 1], one per percentage.
+        percentages: the percentages removed. Defaults to `(10, 30, 50, 70)`.
+
+    Returns:
+        float in [0, 1].
+    """
+    x = np.concatenate([[0.0], np.asarray(percentages, dtype=np.float64) / 100, [1.0]])
+    y = np.concatenate([[1.0], np.asarray(accuracies, dtype=np.float64), [0.0]])
+    return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2))
+
+
+def removal_masks(maps, percentage, order="morf"):
+    """Boolean masks `(N, H, W)` of the pixels ROAD removes at `percentage`.
+
+    `"morf"` removes the most relevant pixels first, `"lerf"` the least;
+    exactly `round(percentage / 100 * H * W)` pixels per map (ties in raster
+    order).
+    """
+    if order not in ORDERS:
+        raise ValueError(f"`order` must be one of {ORDERS}. Received: order={order!r}")
+    if not 0 <= percentage <= 100:
+        raise ValueError(
+            f"`percentage` must lie in [0, 100]. Received: percentage={percentage}"
+        )
+    maps = np.asarray(maps)
+    count, height, width = maps.shape
+    removed = int(round(percentage / 100 * height * width))
+    order_ = ranking(maps, descending=order == "morf")[:, :removed]
+    masks = np.zeros((count, height * width), dtype=bool)
+    np.put_along_axis(masks, order_, True, axis=1)
+    return masks.reshape(maps.shape)
+
+
+def road(
+    classifier,
+    images,
+    maps,
+    classes=None,
+    order="morf",
+    percentages=PERCENTAGES,
+    imputation="linear",
+    noise=0.01,
+    batch_size=32,
+    seed=0,
+):
+    """ROAD accuracies and their summary for one removal order.
+
+    At each percentage, that share of each image's pixels (most relevant first
+    for `"morf"`, least relevant first for `"lerf"`) is removed and filled by
+    `imputation`; the score is the share of images whose prediction is still
+    the explained class. For MoRF lower is better, for LeRF higher.
+
+    Args:
+        classifier: a `Backbone` or a Keras model on raw pixels returning
+            logits.
+        images: array `(N, H, W, 3)` of raw pixels in [0, 255].
+        maps: array `(N, H, W)` of saliency maps.
+        classes: optional int array `(N,)`. Defaults to `None` (the
+            classifier's prediction on the images).
+        order: str. `"morf"` or `"lerf"`. Defaults to `"morf"`.
+        percentages: percentages of pixels removed. Defaults to
+            `(10, 30, 50, 70)`.
+        imputation: str. `"linear"` (noisy linear imputation, ROAD's own) or
+            `"telea"` (OpenCV inpainting, the P-TAME authors' default).
+            Defaults to `"linear"`.
+        noise: float. Noise of the linear imputation on a [0, 1] scale.
+            Defaults to `0.01`.
+        batch_size: int. Images per classifier call. Defaults to `32`.
+        seed: int. Seed of the imputation noise; image `i` at percentage `p`
+            always gets the same noise, whatever the batching. Defaults to `0`.
+
+    Returns:
+        A dict: `"accuracy"`, a dict percentage -> accuracy in [0, 1], and
+        `"summary"`, the trapezoid area (see `road_summary`).
+
+    Examples:
+    ```python
+    import keras, numpy as np
+    from keras_ptame.metrics import road
+
+    classifier = keras.Sequential([
+        keras.Input((16, 16, 3)),
+        keras.layers.Rescaling(1 / 255),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(3),
+    ])
+    images = np.random.randint(0, 256, (2, 16, 16, 3)).astype("uint8")
+    maps = np.random.rand(2, 16, 16)
+    result = road(classifier, images, maps, order="morf")
+    result["accuracy"][50], result["summary"]
+    ```
+    """
+    if imputation not in IMPUTATIONS:
+        raise ValueError(
+            f"`imputation` must be one of {IMPUTATIONS}. Received: imputation={imputation!r}"
+        )
+    backbone, images, maps, classes, _ = prepare(
+        classifier, images, maps, classes, batch_size
+    )
+    accuracy = {}
+    for percentage in percentages:
+        removed = removal_masks(maps, percentage, order)
+        kept = 0
+        # Impute a batch at a time so that host memory stays bounded.
+        for start in range(0, len(images), batch_size):
+            stop = min(start + batch_size, len(images))
+            filled = np.stack(
+                [
+                    impute(
+                        images[index],
+                        removed[index],
+                        method=imputation,
+                        noise=noise,
+                        seed=[seed, index, int(round(percentage * 1000))],
+                    )
+                    for index in range(start, stop)
+                ]
+            )
+            _, predictions = class_scores(
+                backbone, filled, classes[start:stop], batch_size
+            )
+            kept += int(np.sum(predictions == classes[start:stop]))
+        accuracy[percentage] = kept / len(images)
+    return {
+        "accuracy": accuracy,
+        "summary": road_summary([accuracy[p] for p in percentages], percentages),
+    }

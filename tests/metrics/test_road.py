@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+
+from keras_ptame.metrics import removal_masks, road, road_summary
+from tests.metrics.known_classifiers import OBJECT, object_classifier, object_images
+
+# Red object (255) on black: logit0 = 4 > logit1 = 1. Removing the whole object
+# fills it from the black background (exactly 0 without noise): class 1.
+HAND = {"noise": 0.0, "percentages": (30, 50, 70)}
+
+
+def _maps(values, count=2):
+    return np.broadcast_to(np.asarray(values, "float32"), (count, 8, 8)).copy()
+
+
+def test_summary_by_hand():
+    assert road_summary([1, 1, 1, 1]) == pytest.approx(0.85)
+    assert road_summary([0, 0, 0, 0]) == pytest.approx(0.05)
+    # x = [0, .1, .3, .5, .7, 1], y = [1, .8, .6, .4, .2, 0].
+    # .1 * 1.8 / 2 + .2 * 1.4 / 2 + .2 * 1.0 / 2 + .2 * .6 / 2 + .3 * .2 / 2
+    assert road_summary([0.8, 0.6, 0.4, 0.2]) == pytest.approx(0.42)
+    assert road_summary([0, 0, 0], (30, 50, 70)) == pytest.approx(0.15)
+
+
+def test_removal_masks_count_and_order():
+    maps = np.arange(16, dtype="float32").reshape(1, 4, 4)
+    morf = removal_masks(maps, 25, "morf")
+    lerf = removal_masks(maps, 25, "lerf")
+    assert morf.sum() == lerf.sum() == 4
+    assert morf[0, 3].all() and lerf[0, 0].all()
+    with pytest.raises(ValueError, match="order"):
+        removal_masks(maps, 25, "up")
+
+
+def test_perfect_map():
+    classifier, images = object_classifier(), object_images(background=0.0)
+    morf = road(classifier, images, _maps(OBJECT), order="morf", **HAND)
+    assert morf["accuracy"] == {30: 0.0, 50: 0.0, 70: 0.0}
+    assert morf["summary"] == pytest.approx(0.15)
+    # Least relevant first: only background goes, the object stays.
+    lerf = road(classifier, images, _maps(OBJECT), order="lerf", noise=0.0)
+    assert lerf["accuracy"] == {10: 1.0, 30: 1.0, 50: 1.0, 70: 1.0}
+    assert lerf["summary"] == pytest.approx(0.85)
+
+
+def test_inverted_map_swaps_the_orders():
+    classifier, images = object_classifier(), object_images(background=0.0)
+    morf = road(classifier, images, _maps(~OBJECT), order="morf", noise=0.0)
+    lerf = road(classifier, images, _maps(~OBJECT), order="lerf", **HAND)
+    assert morf["summary"] == pytest.approx(0.85)
+    assert lerf["accuracy"] == {30: 0.0, 50: 0.0, 70: 0.0}
+
+
+def test_constant_map_scores_the_same_both_ways():
+    classifier, images = object_classifier(), object_images(background=0.0)
+    morf = road(classifier, images, _maps(0.3), order="morf")
+    lerf = road(classifier, images, _maps(0.3), order="lerf")
+    assert morf == lerf
+
+
+def test_values_do_not_depend_on_batch_size():
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (5, 8, 8, 3)).astype("float32")
+    maps = rng.random((5, 8, 8)).astype("float32")
+    classifier = object_classifier()
+    one = road(classifier, images, maps, batch_size=1, seed=4)
+    many = road(classifier, images, maps, batch_size=4, seed=4)
+    assert one == many
+
+
+def test_telea_option():
+    pytest.importorskip("cv2")
+    classifier, images = object_classifier(), object_images(background=0.0)
+    result = road(classifier, images, _maps(~OBJECT), order="morf", imputation="telea")
+    assert result["summary"] == pytest.approx(0.85)
+    with pytest.raises(ValueError, match="imputation"):
+        road(classifier, images, _maps(OBJECT), imputation="zeros")

@@ -1,0 +1,181 @@
+import csv
+import io
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from keras_ptame import evaluation
+from keras_ptame.baselines import CentreMaps, RandomMaps
+from keras_ptame.evaluation import EvaluationTable, evaluate, load_data
+from tests.helpers import tiny_classifier, tiny_explainer
+from tests.metrics.known_classifiers import OBJECT, object_classifier, object_images
+
+
+class FixedMaps:
+    """An explainer that returns given maps, to score known answers."""
+
+    def __init__(self, maps):
+        self.maps = np.asarray(maps, "float32")
+        self.calls = []
+
+    def explain(self, images, classes=None):
+        self.calls.append(np.asarray(classes))
+        return np.broadcast_to(self.maps, (len(images), *self.maps.shape)).copy()
+
+
+def _data(count=4):
+    images = object_images(count, background=0.0)
+    masks = np.broadcast_to(OBJECT, (count, 8, 8)).copy()
+    return images, masks
+
+
+def test_table_rows_columns_and_known_values(tmp_path):
+    images, masks = _data()
+    explainers = {"perfect": FixedMaps(OBJECT), "inverted": FixedMaps(~OBJECT)}
+    table = evaluate(
+        explainers,
+        object_classifier(),
+        {"images": images, "masks": masks},
+        noise=0.0,
+        output_dir=tmp_path,
+        verbose=0,
+    )
+    assert list(table.rows) == ["perfect", "inverted"]
+    assert table.columns == [
+        "AD100", "IC100", "AD50", "IC50", "AD15", "IC15",
+        "MoRF10", "MoRF30", "MoRF50", "MoRF70", "MoRF",
+        "LeRF10", "LeRF30", "LeRF50", "LeRF70", "LeRF",
+        "pointing_game", "mass_inside", "seconds",
+    ]  # fmt: skip
+    perfect, inverted = table.rows["perfect"], table.rows["inverted"]
+    assert perfect["pointing_game"] == 100.0 and inverted["pointing_game"] == 0.0
+    assert perfect["mass_inside"] == 100.0 and inverted["mass_inside"] == 0.0
+    assert perfect["LeRF"] == pytest.approx(85.0) and inverted["MoRF"] == pytest.approx(
+        85.0
+    )
+    assert perfect["MoRF30"] == 0.0
+    assert perfect["seconds"] >= 0.0
+    # Every explainer is asked for the classifier's prediction (class 0).
+    assert all((calls == 0).all() for calls in explainers["perfect"].calls)
+    # Written as Markdown and CSV, the CSV at full precision.
+    with open(tmp_path / "evaluation.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert [row["method"] for row in rows] == ["perfect", "inverted"]
+    assert float(rows[0]["mass_inside"]) == 100.0
+    markdown = (tmp_path / "evaluation.md").read_text()
+    assert "| perfect |" in markdown and "noisy linear imputation" in markdown
+
+
+def test_without_ground_truth_and_with_curves_and_telea():
+    pytest.importorskip("cv2")
+    images, _ = _data()
+    table = evaluate(
+        {"centre": CentreMaps()},
+        object_classifier(),
+        images,
+        curves=True,
+        imputation="telea",
+        percentages=(50,),
+        fractions=(1.0,),
+        verbose=0,
+    )
+    assert table.columns == [
+        "AD100", "IC100", "MoRF50", "MoRF", "LeRF50", "LeRF",
+        "deletion", "insertion", "seconds",
+    ]  # fmt: skip
+    assert "Telea" in table.to_markdown()
+
+
+def test_data_forms():
+    images, masks = _data(3)
+    labels = np.zeros(3, "int32")
+    from_tuple = load_data((images, labels, masks))
+    np.testing.assert_array_equal(from_tuple["masks"], masks)
+    batches = [(images[:2], labels[:2], masks[:2]), (images[2:], labels[2:], masks[2:])]
+    from_batches = load_data(iter(batches))
+    np.testing.assert_array_equal(from_batches["images"], images)
+    np.testing.assert_array_equal(from_batches["masks"], masks)
+    boxes = load_data({"images": images, "boxes": np.tile([0, 0, 4, 4], (3, 1))})
+    assert "boxes" in boxes and "masks" not in boxes
+    overridden = load_data((images, labels, masks), boxes=np.zeros((3, 4)))
+    assert "masks" not in overridden
+
+
+def test_tf_dataset():
+    tf = pytest.importorskip("tensorflow")
+    images, masks = _data(4)
+    dataset = tf.data.Dataset.from_tensor_slices((images, np.zeros(4), masks)).batch(3)
+    table = evaluate(
+        {"random": RandomMaps()},
+        object_classifier(),
+        dataset,
+        percentages=(50,),
+        verbose=0,
+    )
+    assert "pointing_game" in table.columns
+
+
+def test_argument_errors():
+    images, _ = _data(2)
+    classifier = object_classifier()
+    with pytest.raises(ValueError, match="explain"):
+        evaluate({"bad": object()}, classifier, images, verbose=0)
+    with pytest.raises(ValueError, match="non-empty"):
+        evaluate({}, classifier, images, verbose=0)
+    with pytest.raises(ValueError, match="imputation"):
+        evaluate({"c": CentreMaps()}, classifier, images, imputation="zero", verbose=0)
+    with pytest.raises(ValueError, match="maps"):
+        evaluate({"c": FixedMaps(np.ones((4, 4)))}, classifier, images, verbose=0)
+
+
+def test_table_formats():
+    table = EvaluationTable(
+        ["AD100", "seconds"], {"a": {"AD100": 1.234, "seconds": 2e-4}}
+    )
+    assert "| a | 1.23 | 0.0002 |" in table.to_markdown()
+    assert list(csv.reader(io.StringIO(table.to_csv())))[1] == ["a", "1.234", "0.0002"]
+
+
+@pytest.mark.slow
+def test_command_line_with_a_saved_ptame(tmp_path):
+    classifier = tiny_classifier()
+    classifier_path = os.fspath(tmp_path / "classifier.keras")
+    classifier.save(classifier_path)
+    explainer = tiny_explainer()
+    explainer.build((None, 16, 16, 3))
+    explainer_path = os.fspath(tmp_path / "ptame.keras")
+    explainer.save(explainer_path)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 16, 16, 3)).astype("uint8")
+    masks = np.zeros((3, 16, 16), bool)
+    masks[:, 4:12, 4:12] = True
+    data_path = os.fspath(tmp_path / "data.npz")
+    np.savez(data_path, images=images, masks=masks)
+    output = tmp_path / "out"
+    code = evaluation.main(
+        [
+            "--classifier", classifier_path, "--data", data_path,
+            "--method", f"P-TAME={explainer_path}", "--method", "rise:50",
+            "--method", "gradcam:stage2", "--method", "gradient",
+            "--method", "random", "--method", "centre",
+            "--output", os.fspath(output), "--quiet",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    with open(output / "evaluation.csv") as file:
+        methods = [row["method"] for row in csv.DictReader(file)]
+    assert methods == ["P-TAME", "RISE", "Grad-CAM", "gradient", "random", "centre"]
+    keras.backend.clear_session()
+
+
+def test_command_line_errors(tmp_path, capsys):
+    code = evaluation.main(
+        ["--classifier", os.fspath(tmp_path / "missing.keras"), "--data", "x.npz",
+         "--method", "random"]
+    )  # fmt: skip
+    assert code == 2
+    assert "error" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="Unknown method"):
+        evaluation.make_explainer("lime", tiny_classifier())
