@@ -9,7 +9,9 @@ IMAGE_SIZE = 16
 NUM_CLASSES = 4
 
 
-def tiny_classifier(num_classes=NUM_CLASSES, size=IMAGE_SIZE, seed=0, name="classifier"):
+def tiny_classifier(
+    num_classes=NUM_CLASSES, size=IMAGE_SIZE, seed=0, name="classifier"
+):
     """A small CNN on raw pixels in [0, 255] returning logits."""
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((size, size, 3))
@@ -27,8 +29,12 @@ def tiny_feature_model(size=IMAGE_SIZE, seed=1, name="auxiliary"):
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((size, size, 3))
     x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
-    f1 = keras.layers.Conv2D(6, 3, strides=2, padding="same", activation="relu", name="f1")(x)
-    f2 = keras.layers.Conv2D(10, 3, strides=2, padding="same", activation="relu", name="f2")(f1)
+    f1 = keras.layers.Conv2D(
+        6, 3, strides=2, padding="same", activation="relu", name="f1"
+    )(x)
+    f2 = keras.layers.Conv2D(
+        10, 3, strides=2, padding="same", activation="relu", name="f2"
+    )(f1)
     return keras.Model(inputs, [f1, f2], name=name)
 
 

@@ -163,7 +163,7 @@ def check_feature_shapes(shapes):
             )
     if all(shape[1] is not None and shape[2] is not None for shape in shapes):
         finest = shapes[_finest_index(shapes)]
-        for index, shape in enumerate(shapes):
+        for shape in shapes:
             if shape[1] > finest[1] or shape[2] > finest[2]:
                 raise ValueError(
                     "The feature maps' spatial sizes cannot be aligned: no map is "

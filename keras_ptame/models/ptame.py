@@ -68,7 +68,9 @@ class PTAME(keras.Model):
     ```
     """
 
-    def __init__(self, backbone, extractor, num_classes=None, baseline="black", **kwargs):
+    def __init__(
+        self, backbone, extractor, num_classes=None, baseline="black", **kwargs
+    ):
         super().__init__(**kwargs)
         if not isinstance(backbone, Backbone):
             backbone = Backbone(backbone, name="backbone")
@@ -150,7 +152,9 @@ class PTAME(keras.Model):
         classes = ops.cast(ops.argmax(logits, axis=-1), "int32")
         features = self.extractor(images)
         maps = ops.sigmoid(
-            ops.cast(self.decoder(features, classes=classes, training=training), "float32")
+            ops.cast(
+                self.decoder(features, classes=classes, training=training), "float32"
+            )
         )
         # Image b is masked by its own class's map, maps[b, :, :, b].
         own = ops.take_along_axis(
@@ -218,7 +222,9 @@ class PTAME(keras.Model):
         self.perturbation_loss = loss
         super().compile(optimizer=optimizer, **kwargs)
 
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
         # Labels (`y`) are ignored: the explained class is the prediction.
         if not isinstance(y_pred, dict) or "masked_logits" not in y_pred:
             # Validation passes come here with the inference outputs.
@@ -419,8 +425,13 @@ def _gaussian_blur(images, sigma=5.0):
     taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
     taps = (taps / taps.sum()).astype("float32")
     channels = images.shape[-1]
-    rows = ops.convert_to_tensor(np.tile(taps[:, None, None, None], (1, 1, channels, 1)))
-    cols = ops.convert_to_tensor(np.tile(taps[None, :, None, None], (1, 1, channels, 1)))
+    rows = ops.convert_to_tensor(
+        np.tile(taps[:, None, None, None], (1, 1, channels, 1))
+    )
+    cols = ops.convert_to_tensor(
+        np.tile(taps[None, :, None, None], (1, 1, channels, 1))
+    )
+
     def blur(x):
         return ops.depthwise_conv(
             ops.depthwise_conv(x, rows, padding="same"), cols, padding="same"

@@ -57,7 +57,9 @@ def test_forward_matches_a_numpy_reference():
     for norm in decoder.norms:
         channels = norm.gamma.shape[0]
         norm.moving_mean.assign(rng.normal(size=channels).astype("float32"))
-        norm.moving_variance.assign(rng.uniform(0.5, 2, size=channels).astype("float32"))
+        norm.moving_variance.assign(
+            rng.uniform(0.5, 2, size=channels).astype("float32")
+        )
         norm.gamma.assign(rng.normal(size=channels).astype("float32"))
     scales = []
     for f, conv, norm in zip(features, decoder.convs, decoder.norms):

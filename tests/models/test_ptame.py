@@ -59,7 +59,9 @@ def test_fit_moves_only_the_decoder():
         np.testing.assert_array_equal(before, after)
     for before, after in zip(extractor, weights_of(explainer.extractor)):
         np.testing.assert_array_equal(before, after)
-    moved = [not np.array_equal(b, a) for b, a in zip(decoder, weights_of(explainer.decoder))]
+    moved = [
+        not np.array_equal(b, a) for b, a in zip(decoder, weights_of(explainer.decoder))
+    ]
     assert all(moved)  # kernels, biases, BN parameters and statistics
     assert {id(w) for w in explainer.trainable_weights} == {
         id(w) for w in explainer.decoder.trainable_weights
@@ -73,7 +75,9 @@ def test_labels_are_ignored():
     for y in (None, labels, (labels + 1) % NUM_CLASSES):
         keras.utils.set_random_seed(0)
         explainer = _compiled()
-        history = explainer.fit(images, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
+        history = explainer.fit(
+            images, y, epochs=1, batch_size=8, shuffle=False, verbose=0
+        )
         runs.append(history.history["loss"][0])
     assert runs[0] == pytest.approx(runs[1], rel=1e-5)
     assert runs[0] == pytest.approx(runs[2], rel=1e-5)
@@ -97,7 +101,9 @@ def test_training_pass_computes_maps_for_the_batch_classes_only():
     images = random_images(5)
     out = explainer.perturb(ops.convert_to_tensor(images), training=False)
     assert tuple(out["maps"].shape) == (5, 8, 8, 5)
-    np.testing.assert_array_equal(_numpy(out["classes"]), _predictions(explainer, images))
+    np.testing.assert_array_equal(
+        _numpy(out["classes"]), _predictions(explainer, images)
+    )
     # Map k of every image is the sigmoid of the decoder's map for class t_k.
     features = explainer.extractor(images)
     full = _numpy(ops.sigmoid(explainer.decoder(features, training=False)))
@@ -113,7 +119,9 @@ def test_black_baseline_multiplies_the_image_by_its_own_map():
     own = np.stack([_numpy(out["maps"])[b, :, :, b] for b in range(3)])
     mask = _numpy(ops.image.resize(own[..., None], (16, 16), interpolation="bilinear"))
     expected = _numpy(explainer.backbone(images * mask))
-    np.testing.assert_allclose(_numpy(out["masked_logits"]), expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        _numpy(out["masked_logits"]), expected, rtol=1e-4, atol=1e-4
+    )
 
 
 @pytest.mark.parametrize("baseline", ["mean", "blur"])
@@ -154,7 +162,9 @@ def test_explain_for_given_classes_matches_the_decoder_maps():
     raw = _numpy(explainer.decoder(features, training=False))
     for b, c in enumerate(classes):
         m = raw[b, :, :, c]
-        up = _numpy(ops.image.resize(m[None, :, :, None], (16, 16), interpolation="bilinear"))
+        up = _numpy(
+            ops.image.resize(m[None, :, :, None], (16, 16), interpolation="bilinear")
+        )
         up = up[0, :, :, 0]
         up = (up - up.min()) / (up.max() - up.min() + 1e-8)
         np.testing.assert_allclose(maps[b], up, rtol=1e-4, atol=1e-5)
@@ -196,7 +206,10 @@ def test_saved_explainer_gives_the_same_maps_after_loading(tmp_path):
     restored = keras.saving.load_model(path)  # safe_mode=True by default
     assert isinstance(restored, kp.PTAME)
     np.testing.assert_allclose(restored.explain(images), expected, rtol=1e-5, atol=1e-5)
-    assert restored.perturbation_loss.get_config() == explainer.perturbation_loss.get_config()
+    assert (
+        restored.perturbation_loss.get_config()
+        == explainer.perturbation_loss.get_config()
+    )
     # Training goes on from where it stopped.
     restored.fit(images, epochs=1, batch_size=4, verbose=0)
 
@@ -233,7 +246,11 @@ def test_weights_saved_under_one_backend_load_under_another(tmp_path):
     )
     env = dict(os.environ, KERAS_BACKEND=other)
     result = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     maps = np.array(json.loads(result.stdout.strip().splitlines()[-1]), "float32")
