@@ -1,0 +1,431 @@
+"""Export a trained explainer as a TensorFlow SavedModel for TF Serving.
+
+The SavedModel is a plain TensorFlow graph whatever backend the explainer
+was trained on. Under TensorFlow it is traced in this process. Under JAX and
+PyTorch the explainer is saved to a `.keras` file, rebuilt under TensorFlow
+in a child process from that file and traced there; the SavedModel is then
+loaded back here and its maps are compared with the explainer's own before
+it is moved to the target path. A pure TensorFlow graph (rather than JAX's
+`jax2tf` `XlaCallModule` op) runs on any TF Serving build.
+
+Signatures:
+
+- `serving_default`: `images` `(B, H, W, 3)` float32 raw pixels in
+  [0, 255] → `classes` `(B,)` int32 (the classifier's prediction), `scores`
+  `(B,)` (its softmax probability) and `maps` `(B, H, W)` in [0, 1].
+- `explain_classes`: `images` and `classes` `(B,)` int32 → the same outputs
+  for the given classes.
+- `explain_encoded`: `encoded` `(B,)` string, each a JPEG, PNG, GIF or BMP
+  file's bytes (grayscale and RGBA are converted to RGB) → the same
+  outputs, at `(H, W)`: the images are decoded and resized bilinearly to
+  `(H, W)` inside the graph. Over REST, send `{"b64": ...}`.
+
+From Python, `tf.saved_model.load(path).serving_default(images)` and
+`.explain_classes(images, classes)` also take uint8 images.
+
+```python
+import numpy as np
+import tensorflow as tf
+import keras_ptame as kp
+
+kp.export.export_saved_model(explainer, "ptame_savedmodel/1")
+served = tf.saved_model.load("ptame_savedmodel/1")
+outputs = served.signatures["serving_default"](images=tf.constant(images, "float32"))
+np.allclose(outputs["maps"], explainer.explain(images), atol=1e-4)  # True
+```
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import keras
+import numpy as np
+
+SIGNATURES = ("serving_default", "explain_classes", "explain_encoded")
+# Maps are min-max normalised, which divides by each map's range: backends
+# that differ in the last float32 bits differ a little more after it.
+MAPS_ATOL = 1e-3
+SCORES_ATOL = 1e-5
+_WORKER = (
+    "import sys; from keras_ptame.export import _worker_main; "
+    "sys.exit(_worker_main(sys.argv[1:]))"
+)
+
+
+def export_saved_model(
+    explainer,
+    path,
+    image_size=None,
+    overwrite=False,
+    verify=True,
+    in_subprocess=None,
+    safe_mode=True,
+    verbose=0,
+):
+    """Writes `explainer` as a TensorFlow SavedModel ready for TF Serving.
+
+    The write is atomic: the SavedModel is built in a temporary directory
+    next to `path` and renamed to `path` only once it is complete (and
+    verified), so an interrupted or failed export leaves nothing at `path`.
+
+    Args:
+        explainer: a `keras_ptame.PTAME`.
+        path: str or path-like. The SavedModel directory to create (TF
+            Serving expects `<model_base_path>/<version>`, e.g.
+            `"models/ptame/1"`).
+        image_size: optional `(height, width)` of the images the signatures
+            take. Defaults to `None` (read from the classifier's input
+            shape, or from the shape the explainer was built on).
+        overwrite: bool. Whether to replace an existing `path`. Defaults to
+            `False` (an existing `path` is an error and is left untouched).
+        verify: bool. Whether to load the written SavedModel and check that
+            its classes, scores and maps equal the explainer's own on a few
+            probe images before moving it to `path`. Defaults to `True`.
+        in_subprocess: optional bool. Whether to rebuild the explainer under
+            TensorFlow in a child process (from a `.keras` file) and trace
+            it there. Defaults to `None`: only when the Keras backend is not
+            TensorFlow.
+        safe_mode: bool. `safe_mode` for loading the `.keras` file in the
+            child process. Defaults to `True`.
+        verbose: int. `1` prints where the SavedModel went and its
+            signatures. Defaults to `0`.
+
+    Returns:
+        The path of the SavedModel, as a str.
+
+    Raises:
+        FileExistsError: `path` exists and `overwrite` is `False`.
+        ValueError: the explainer cannot be exported as given (not a
+            `PTAME`, unknown image size).
+        RuntimeError: the child process failed, or the SavedModel's outputs
+            differ from the explainer's (with the difference in the message).
+
+    Examples:
+    ```python
+    import keras_ptame as kp
+
+    kp.export.export_saved_model(explainer, "models/ptame/1")
+    # then: docker run -p 8501:8501 -v "$PWD/models/ptame:/models/ptame" \\
+    #   -e MODEL_NAME=ptame tensorflow/serving
+    ```
+    """
+    from keras_ptame.models.ptame import PTAME
+
+    if not isinstance(explainer, PTAME):
+        raise ValueError(
+            "`explainer` must be a `keras_ptame.PTAME`. "
+            f"Received: explainer={type(explainer).__name__}"
+        )
+    path = os.path.abspath(os.fspath(path))
+    _check_target(path, overwrite)
+    size = resolve_image_size(explainer, image_size)
+    explainer._ensure_built((None, *size, 3))
+    if in_subprocess is None:
+        in_subprocess = keras.config.backend() != "tensorflow"
+    if not in_subprocess and keras.config.backend() != "tensorflow":
+        raise ValueError(
+            "Tracing in this process needs the TensorFlow backend. Received: "
+            f"in_subprocess=False with KERAS_BACKEND={keras.config.backend()!r}"
+        )
+
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    # Same directory as the target: the final rename stays on one file
+    # system, so it is atomic.
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
+    try:
+        model_dir = os.path.join(staging, "savedmodel")
+        if in_subprocess:
+            keras_file = os.path.join(staging, "explainer.keras")
+            explainer.save(keras_file)
+            _export_in_subprocess(keras_file, model_dir, size, safe_mode)
+        else:
+            write_saved_model(explainer, model_dir, size)
+        if verify:
+            verify_saved_model(explainer, model_dir, size)
+        _move_into_place(model_dir, path, overwrite)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if verbose:
+        print(
+            f"Saved a TensorFlow SavedModel at {path!r} with signatures "
+            f"{', '.join(SIGNATURES)} for images of {size[0]}x{size[1]} pixels."
+        )
+    return path
+
+
+def resolve_image_size(explainer, image_size=None):
+    """The `(height, width)` that the exported signatures take."""
+    if image_size is not None:
+        if isinstance(image_size, (int, np.integer)):
+            image_size = (image_size, image_size)
+        size = tuple(image_size)
+        if len(size) != 2 or not all(
+            isinstance(s, (int, np.integer)) and s > 0 for s in size
+        ):
+            raise ValueError(
+                "`image_size` must be two positive integers (height, width). "
+                f"Received: image_size={image_size!r}"
+            )
+        return int(size[0]), int(size[1])
+    candidates = []
+    shape = getattr(explainer.backbone.classifier, "input_shape", None)
+    if isinstance(shape, tuple) and len(shape) == 4:
+        candidates.append(shape[1:3])
+    built = getattr(explainer, "_build_shapes_dict", None) or {}
+    shape = built.get("input_shape")
+    if isinstance(shape, (tuple, list)) and len(shape) == 4:
+        candidates.append(tuple(shape[1:3]))
+    for size in candidates:
+        if None not in size:
+            return int(size[0]), int(size[1])
+    raise ValueError(
+        "The image size to export for cannot be read from the classifier (it "
+        "accepts any size). Pass `image_size=(height, width)`."
+    )
+
+
+# === Tracing (TensorFlow backend) ===
+
+
+def write_saved_model(explainer, path, image_size):
+    """Traces the signatures and writes the SavedModel (TensorFlow backend).
+
+    Not atomic by itself: `export_saved_model` calls it on a staging path.
+    """
+    import tensorflow as tf
+
+    if keras.config.backend() != "tensorflow":
+        raise RuntimeError(
+            "`write_saved_model` traces TensorFlow graphs and needs "
+            f"KERAS_BACKEND=tensorflow. Received: {keras.config.backend()!r}"
+        )
+    height, width = image_size
+    num_classes = int(explainer.num_classes)
+
+    def outputs(images, classes=None):
+        result = explainer.explain_batch(tf.cast(images, tf.float32), classes)
+        return {
+            "classes": tf.cast(result["classes"], tf.int32),
+            "scores": tf.cast(result["scores"], tf.float32),
+            "maps": tf.cast(result["maps"], tf.float32),
+        }
+
+    @tf.function(autograph=False)
+    def serve(images):
+        return outputs(images)
+
+    @tf.function(autograph=False)
+    def serve_classes(images, classes):
+        classes = tf.cast(classes, tf.int32)
+        # An out-of-range class would otherwise read another class's map
+        # (negative indices wrap around), which is worse than an error.
+        checks = [
+            tf.debugging.assert_non_negative(
+                classes, message="`classes` must be non-negative"
+            ),
+            tf.debugging.assert_less(
+                classes,
+                tf.constant(num_classes, tf.int32),
+                message=f"`classes` must be below num_classes={num_classes}",
+            ),
+            tf.debugging.assert_equal(
+                tf.shape(classes)[0],
+                tf.shape(images)[0],
+                message="`classes` must hold one class per image",
+            ),
+        ]
+        with tf.control_dependencies(checks):
+            classes = tf.identity(classes)
+        return outputs(images, classes)
+
+    def decode(data):
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        image = tf.cast(image, tf.float32)
+        return tf.image.resize(image, (height, width), method="bilinear")
+
+    @tf.function(autograph=False)
+    def serve_encoded(encoded):
+        images = tf.map_fn(
+            decode,
+            encoded,
+            fn_output_signature=tf.TensorSpec((height, width, 3), tf.float32),
+        )
+        return outputs(images)
+
+    float_images = tf.TensorSpec((None, height, width, 3), tf.float32, name="images")
+    uint8_images = tf.TensorSpec((None, height, width, 3), tf.uint8, name="images")
+    classes_spec = tf.TensorSpec((None,), tf.int32, name="classes")
+    encoded_spec = tf.TensorSpec((None,), tf.string, name="encoded")
+
+    root = tf.__internal__.tracking.AutoTrackable()
+    # The `tf.Variable`s themselves (not their Keras wrappers) must hang off
+    # the saved object: TF1-style loaders (TF Serving, `saved_model_cli`)
+    # find a function's captured variables only through them.
+    root.variables = [variable.value for variable in explainer.variables]
+    root.serving_default = serve
+    root.explain_classes = serve_classes
+    root.explain_encoded = serve_encoded
+    signatures = {
+        "serving_default": serve.get_concrete_function(float_images),
+        "explain_classes": serve_classes.get_concrete_function(
+            float_images, classes_spec
+        ),
+        "explain_encoded": serve_encoded.get_concrete_function(encoded_spec),
+    }
+    # Traced for uint8 as well, so that Python callers of the loaded
+    # functions may pass either; the signatures (TF Serving) take float32.
+    serve.get_concrete_function(uint8_images)
+    serve_classes.get_concrete_function(uint8_images, classes_spec)
+    tf.saved_model.save(root, path, signatures=signatures)
+    return path
+
+
+# === Child process (JAX and PyTorch backends) ===
+
+
+def _export_in_subprocess(keras_file, model_dir, image_size, safe_mode):
+    env = dict(os.environ)
+    env["KERAS_BACKEND"] = "tensorflow"
+    # Tracing needs no accelerator; keep the child off the GPU the parent
+    # process may be using.
+    env["CUDA_VISIBLE_DEVICES"] = "-1"
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    command = [
+        sys.executable,
+        "-c",
+        _WORKER,
+        keras_file,
+        model_dir,
+        "--image-size",
+        str(image_size[0]),
+        str(image_size[1]),
+    ]
+    if not safe_mode:
+        command.append("--unsafe")
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = "\n".join(result.stderr.strip().splitlines()[-15:])
+        raise RuntimeError(
+            "Rebuilding the explainer under TensorFlow for export failed "
+            f"(exit code {result.returncode}). Every layer of the explainer must "
+            "load from a `.keras` file under TensorFlow (no backend-specific "
+            f"layers). The child process said:\n{tail}"
+        )
+
+
+def _worker_main(argv):
+    """Entry point of the child process: `.keras` file in, SavedModel out."""
+    parser = argparse.ArgumentParser(prog="python -m keras_ptame.export")
+    parser.add_argument("keras_file")
+    parser.add_argument("output")
+    parser.add_argument("--image-size", type=int, nargs=2, required=True)
+    parser.add_argument("--unsafe", action="store_true")
+    args = parser.parse_args(argv)
+    if keras.config.backend() != "tensorflow":
+        print("Run with KERAS_BACKEND=tensorflow.", file=sys.stderr)
+        return 2
+    explainer = keras.saving.load_model(
+        args.keras_file, compile=False, safe_mode=not args.unsafe
+    )
+    size = tuple(args.image_size)
+    explainer._ensure_built((None, *size, 3))
+    write_saved_model(explainer, args.output, size)
+    return 0
+
+
+# === Verification and the final move ===
+
+
+def probe_images(image_size, count=3, seed=0):
+    """Deterministic uint8 probe images: noise, a gradient and all black."""
+    height, width = image_size
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (count, height, width, 3)).astype("uint8")
+    ramp = np.linspace(0, 255, width, dtype="float32")
+    images[1] = np.broadcast_to(ramp[None, :, None], (height, width, 3)).astype("uint8")
+    images[-1] = 0
+    return images
+
+
+def verify_saved_model(explainer, path, image_size):
+    """Raises `RuntimeError` if the SavedModel at `path` disagrees with `explainer`.
+
+    Compares, on `probe_images`, the maps and scores of `explain_classes`
+    (given the explainer's own classes, so that a near-tie between two
+    classes cannot make the comparison flaky) and the classes of
+    `serving_default`.
+    """
+    import tensorflow as tf
+
+    images = probe_images(image_size)
+    expected = explainer.explain_outputs(images)
+    served = tf.saved_model.load(path)
+    missing = [name for name in SIGNATURES if name not in served.signatures]
+    if missing:
+        raise RuntimeError(f"The SavedModel lacks the signatures {missing}.")
+    got = served.signatures["explain_classes"](
+        images=tf.constant(images, tf.float32),
+        classes=tf.constant(expected["classes"], tf.int32),
+    )
+    problems = []
+    for key, atol in (("maps", MAPS_ATOL), ("scores", SCORES_ATOL)):
+        value = got[key].numpy()
+        if value.shape != expected[key].shape:
+            problems.append(f"{key}: shape {value.shape} != {expected[key].shape}")
+            continue
+        error = float(np.max(np.abs(value - expected[key])))
+        if not error <= atol:
+            problems.append(f"{key}: max abs difference {error:.3g} > {atol}")
+    classes = served.signatures["serving_default"](
+        images=tf.constant(images, tf.float32)
+    )["classes"].numpy()
+    logits = keras.ops.convert_to_numpy(explainer.backbone(images))
+    top2 = np.sort(logits, axis=-1)[:, -2:]
+    clear = (top2[:, 1] - top2[:, 0]) > 1e-4
+    if np.any(classes[clear] != expected["classes"][clear]):
+        problems.append(
+            f"classes: {classes.tolist()} != {expected['classes'].tolist()}"
+        )
+    if problems:
+        raise RuntimeError(
+            "The exported SavedModel does not reproduce the explainer "
+            f"(KERAS_BACKEND={keras.config.backend()}): " + "; ".join(problems)
+        )
+
+
+def _check_target(path, overwrite):
+    if os.path.lexists(path) and not overwrite:
+        raise FileExistsError(
+            f"The export path exists: {path!r}. Choose another path or pass "
+            "`overwrite=True` (`--overwrite` on the command line)."
+        )
+
+
+def _move_into_place(source, path, overwrite):
+    _check_target(path, overwrite)
+    if not os.path.lexists(path):
+        os.rename(source, path)
+        return
+    # Replacing: keep the old export aside until the new one is in place, so
+    # that a failure in between restores it.
+    old = tempfile.mkdtemp(
+        prefix=f".{os.path.basename(path)}.old-", dir=os.path.dirname(path)
+    )
+    aside = os.path.join(old, "previous")
+    os.rename(path, aside)
+    try:
+        os.rename(source, path)
+    except BaseException:
+        os.rename(aside, path)
+        shutil.rmtree(old, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(_worker_main(sys.argv[1:]))

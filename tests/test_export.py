@@ -1,0 +1,324 @@
+"""The SavedModel export: its signatures reproduce `explain` on every backend.
+
+Under JAX and PyTorch the export rebuilds the explainer under TensorFlow in
+a child process; these tests then compare that graph's outputs with the
+explainer's own, computed by the backend it was trained on.
+"""
+
+import io
+import os
+import shutil
+import subprocess
+
+import keras
+import numpy as np
+import pytest
+
+import keras_ptame as kp
+from keras_ptame import export
+from tests.helpers import IMAGE_SIZE, random_images, tiny_explainer
+
+tf = pytest.importorskip("tensorflow")
+Image = pytest.importorskip("PIL.Image")
+
+ATOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A briefly trained explainer and its SavedModel (exported once)."""
+    keras.utils.set_random_seed(7)
+    explainer = tiny_explainer()
+    explainer.compile(optimizer=keras.optimizers.AdamW(1e-3, amsgrad=True))
+    explainer.fit(random_images(8, seed=3), epochs=1, batch_size=4, verbose=0)
+    path = str(tmp_path_factory.mktemp("export") / "ptame" / "1")
+    export.export_saved_model(explainer, path)
+    return explainer, path
+
+
+@pytest.fixture(scope="module")
+def served(exported):
+    return tf.saved_model.load(exported[1])
+
+
+def assert_same(got, expected, atol=ATOL):
+    np.testing.assert_array_equal(np.asarray(got["classes"]), expected["classes"])
+    np.testing.assert_allclose(np.asarray(got["scores"]), expected["scores"], atol=atol)
+    np.testing.assert_allclose(np.asarray(got["maps"]), expected["maps"], atol=atol)
+
+
+def encode(image, format="PNG", mode=None):
+    picture = Image.fromarray(image)
+    if mode is not None:
+        picture = picture.convert(mode)
+    buffer = io.BytesIO()
+    picture.save(buffer, format=format)
+    return buffer.getvalue()
+
+
+def test_layout_and_signatures(exported, served):
+    _, path = exported
+    assert os.path.isfile(os.path.join(path, "saved_model.pb"))
+    assert set(export.SIGNATURES) <= set(served.signatures)
+    outputs = served.signatures["serving_default"].structured_outputs
+    assert set(outputs) == {"classes", "scores", "maps"}
+    # Nothing but the SavedModel is left next to it.
+    assert os.listdir(os.path.dirname(path)) == ["1"]
+
+
+@pytest.mark.parametrize("count", [1, 5])
+def test_serving_default_equals_explain(exported, served, count):
+    explainer, _ = exported
+    images = random_images(count, seed=count)
+    expected = explainer.explain_outputs(images)
+    got = served.signatures["serving_default"](images=tf.constant(images, tf.float32))
+    assert_same(got, expected)
+    assert got["maps"].shape == (count, IMAGE_SIZE, IMAGE_SIZE)
+
+
+def test_uint8_images_from_python(exported, served):
+    explainer, _ = exported
+    images = random_images(3, seed=11)
+    expected = explainer.explain_outputs(images)
+    assert_same(served.serving_default(tf.constant(images)), expected)
+    classes = np.array([3, 0, 1], "int32")
+    assert_same(
+        served.explain_classes(tf.constant(images), tf.constant(classes)),
+        explainer.explain_outputs(images, classes),
+    )
+
+
+def test_explain_classes_equals_explain(exported, served):
+    explainer, _ = exported
+    images = random_images(4, seed=12)
+    classes = np.array([0, 1, 2, 3], "int32")
+    expected = explainer.explain_outputs(images, classes=classes)
+    got = served.signatures["explain_classes"](
+        images=tf.constant(images, tf.float32), classes=tf.constant(classes)
+    )
+    assert_same(got, expected)
+    np.testing.assert_array_equal(got["classes"].numpy(), classes)
+
+
+@pytest.mark.parametrize("bad", [[0, 4], [-1, 0]])
+def test_explain_classes_rejects_out_of_range(served, bad):
+    # A wrapped-around index would silently explain another class.
+    with pytest.raises(tf.errors.InvalidArgumentError, match="classes"):
+        served.signatures["explain_classes"](
+            images=tf.constant(random_images(2), tf.float32),
+            classes=tf.constant(bad, tf.int32),
+        )
+
+
+def test_explain_encoded_png_equals_explain(exported, served):
+    explainer, _ = exported
+    images = random_images(3, seed=13)
+    got = served.signatures["explain_encoded"](
+        encoded=tf.constant([encode(image) for image in images])
+    )
+    assert_same(got, explainer.explain_outputs(images))
+
+
+def test_explain_encoded_converts_and_resizes(exported, served):
+    explainer, _ = exported
+    big = random_images(1, size=24, seed=14)[0][:, :20]
+    blobs = [
+        encode(random_images(1, seed=15)[0], "JPEG"),
+        encode(random_images(1, seed=16)[0], mode="L"),
+        encode(random_images(1, seed=17)[0], mode="RGBA"),
+        encode(big),
+    ]
+    got = served.signatures["explain_encoded"](encoded=tf.constant(blobs))
+    # The same decoding and resizing, done eagerly, then explained in Python.
+    images = np.stack(
+        [
+            tf.image.resize(
+                tf.cast(tf.io.decode_image(blob, channels=3), tf.float32),
+                (IMAGE_SIZE, IMAGE_SIZE),
+            ).numpy()
+            for blob in blobs
+        ]
+    )
+    assert_same(got, explainer.explain_outputs(images))
+    assert got["maps"].shape == (4, IMAGE_SIZE, IMAGE_SIZE)
+
+
+def test_explain_encoded_rejects_garbage(served):
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        served.signatures["explain_encoded"](encoded=tf.constant([b"not an image"]))
+
+
+def test_wrong_image_size_is_rejected(served):
+    with pytest.raises((ValueError, TypeError, tf.errors.InvalidArgumentError)):
+        served.signatures["serving_default"](
+            images=tf.constant(random_images(1, size=IMAGE_SIZE + 4), tf.float32)
+        )
+
+
+def test_saved_model_cli_run(exported, tmp_path):
+    """The TF command-line runner (what TF Serving executes) gives the same maps."""
+    explainer, path = exported
+    cli = shutil.which("saved_model_cli")
+    if cli is None:
+        pytest.skip("saved_model_cli is not installed")
+    images = random_images(2, seed=21)
+    expected = explainer.explain_outputs(images)
+    np.save(tmp_path / "images.npy", images.astype("float32"))
+    # Fixed-width bytes need no pickle; PNG files never end in a zero byte.
+    np.save(tmp_path / "encoded.npy", np.array([encode(image) for image in images]))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="-1")
+    for signature, inputs in (
+        ("serving_default", f"images={tmp_path / 'images.npy'}"),
+        ("explain_encoded", f"encoded={tmp_path / 'encoded.npy'}"),
+    ):
+        out = tmp_path / signature
+        result = subprocess.run(
+            [
+                cli,
+                "run",
+                "--dir",
+                path,
+                "--tag_set",
+                "serve",
+                "--signature_def",
+                signature,
+                "--inputs",
+                inputs,
+                "--outdir",
+                str(out),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        got = {
+            key: np.load(out / f"{key}.npy") for key in ("classes", "scores", "maps")
+        }
+        assert_same(got, expected)
+
+
+def test_existing_path_is_an_error_then_overwritten(exported, tmp_path):
+    explainer, _ = exported
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "keep.txt").write_text("precious")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        export.export_saved_model(explainer, target)
+    assert (target / "keep.txt").read_text() == "precious"
+    assert sorted(os.listdir(tmp_path)) == ["model"]
+
+    export.export_saved_model(explainer, target, overwrite=True, verify=False)
+    assert not (target / "keep.txt").exists()
+    assert (target / "saved_model.pb").is_file()
+    assert sorted(os.listdir(tmp_path)) == ["model"]
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
+def test_interrupted_export_leaves_nothing(exported, tmp_path, monkeypatch, error):
+    explainer, _ = exported
+
+    def half_written(*args):
+        # Whichever route runs, it writes part of a SavedModel and dies.
+        output = args[1]
+        os.makedirs(os.path.join(output, "variables"))
+        with open(os.path.join(output, "saved_model.pb"), "wb") as file:
+            file.write(b"\x08\x01")
+        raise error("killed mid-export")
+
+    monkeypatch.setattr(export, "write_saved_model", half_written)
+    monkeypatch.setattr(export, "_export_in_subprocess", half_written)
+    target = tmp_path / "ptame" / "1"
+    with pytest.raises(error):
+        export.export_saved_model(explainer, target)
+    assert not target.exists()
+    assert os.listdir(tmp_path / "ptame") == []
+
+
+def test_interrupted_overwrite_keeps_the_previous_export(
+    exported, tmp_path, monkeypatch
+):
+    explainer, _ = exported
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "keep.txt").write_text("previous export")
+
+    def failing_verify(*args):
+        raise RuntimeError("verification failed")
+
+    monkeypatch.setattr(export, "verify_saved_model", failing_verify)
+    monkeypatch.setattr(
+        export,
+        "write_saved_model",
+        lambda explainer, path, size: os.makedirs(path),
+    )
+    monkeypatch.setattr(
+        export,
+        "_export_in_subprocess",
+        lambda keras_file, path, size, safe_mode: os.makedirs(path),
+    )
+    with pytest.raises(RuntimeError, match="verification"):
+        export.export_saved_model(explainer, target, overwrite=True)
+    assert (target / "keep.txt").read_text() == "previous export"
+    assert sorted(os.listdir(tmp_path)) == ["model"]
+
+
+def test_verify_catches_a_different_explainer(exported):
+    _, path = exported
+    keras.utils.set_random_seed(99)
+    other = kp.PTAME(exported[0].backbone, exported[0].extractor)
+    other.build((None, IMAGE_SIZE, IMAGE_SIZE, 3))
+    with pytest.raises(RuntimeError, match="does not reproduce"):
+        export.verify_saved_model(other, path, (IMAGE_SIZE, IMAGE_SIZE))
+
+
+def test_arguments_are_checked(exported, tmp_path):
+    explainer, _ = exported
+    with pytest.raises(ValueError, match="PTAME"):
+        export.export_saved_model(explainer.backbone, tmp_path / "x")
+    with pytest.raises(ValueError, match="image_size"):
+        export.export_saved_model(explainer, tmp_path / "x", image_size=(0, 16))
+    if keras.config.backend() != "tensorflow":
+        with pytest.raises(ValueError, match="TensorFlow backend"):
+            export.export_saved_model(explainer, tmp_path / "x", in_subprocess=False)
+    assert os.listdir(tmp_path) == []
+
+
+def test_any_size_classifier_needs_image_size(tmp_path):
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(4, 3, strides=2, padding="same", name="s1")(inputs)
+    y = keras.layers.Conv2D(6, 3, strides=2, padding="same", name="s2")(x)
+    logits = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(y))
+    classifier = keras.Model(inputs, logits)
+    explainer = kp.PTAME(
+        kp.Backbone(classifier), kp.AuxiliaryExtractor(classifier, ["s1", "s2"])
+    )
+    with pytest.raises(ValueError, match="image_size"):
+        export.resolve_image_size(explainer)
+    assert export.resolve_image_size(explainer, 32) == (32, 32)
+    assert export.resolve_image_size(explainer, (24, 32)) == (24, 32)
+
+
+@pytest.mark.slow
+def test_corrupted_keras_file_fails_the_child_clearly(tmp_path):
+    keras_file = tmp_path / "broken.keras"
+    keras_file.write_bytes(b"PK\x03\x04 this is not a zip archive")
+    with pytest.raises(RuntimeError, match="under TensorFlow"):
+        export._export_in_subprocess(
+            str(keras_file), str(tmp_path / "out"), (IMAGE_SIZE, IMAGE_SIZE), True
+        )
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_subprocess_route_on_tensorflow(exported, tmp_path):
+    if keras.config.backend() != "tensorflow":
+        pytest.skip("the child-process route is the default off TensorFlow")
+    explainer, _ = exported
+    path = export.export_saved_model(explainer, tmp_path / "m", in_subprocess=True)
+    images = random_images(3, seed=31)
+    got = tf.saved_model.load(path).signatures["serving_default"](
+        images=tf.constant(images, tf.float32)
+    )
+    assert_same(got, explainer.explain_outputs(images))
