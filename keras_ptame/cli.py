@@ -38,13 +38,13 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 DELEGATED = {
     "evaluate": (
         "keras_ptame.evaluation",
-        "Scores explanations (AD/IC, ROAD) of a trained explainer; "
-        "`ptame evaluate --help` lists its options.",
+        "score explainers (AD/IC, ROAD, pointing game, timings) in one table; "
+        "`ptame evaluate --help` lists its options",
     ),
     "demo": (
         "keras_ptame.demo",
-        "The offline demo: trains on synthetic shapes and writes pictures and "
-        "metrics; `ptame demo --help` lists its options.",
+        "the offline demo: train on synthetic shapes, write pictures and "
+        "metrics; `ptame demo --help` lists its options",
     ),
 }
 # The errors a user can cause and fix: reported in one line, exit code 2.
