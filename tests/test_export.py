@@ -32,7 +32,7 @@ def exported(tmp_path_factory):
     explainer.compile(optimizer=keras.optimizers.AdamW(1e-3, amsgrad=True))
     explainer.fit(random_images(8, seed=3), epochs=1, batch_size=4, verbose=0)
     path = str(tmp_path_factory.mktemp("export") / "ptame" / "1")
-    export.export_saved_model(explainer, path)
+    explainer.export(path, verbose=0)  # PTAME.export -> export_saved_model
     return explainer, path
 
 

@@ -203,18 +203,6 @@ def test_explain_rejects_bad_arrays_clearly(images, match):
         explainer.explain(images)
 
 
-@pytest.mark.xfail(
-    condition=keras.config.backend() in ("tensorflow", "jax"),
-    strict=True,
-    reason=(
-        "ptame.py `PTAME.explain_outputs` does not check the image size against "
-        "the size the explainer was built for before `self.predict`: TensorFlow "
-        "raises an opaque OperatorNotAllowedInGraphError from MaskDecoder.call, "
-        "and under JAX Keras' predict purges the model variables and an "
-        "exception midway leaves them purged (the explainer then fails with "
-        "TypeError: 'NoneType' object is not callable)."
-    ),
-)
 def test_wrong_size_images_fail_clearly_and_leave_the_explainer_usable():
     explainer = tiny_explainer()
     images = random_images(2)

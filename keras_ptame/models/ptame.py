@@ -292,9 +292,58 @@ class PTAME(keras.Model):
         outputs = self.predict(inputs, batch_size=batch_size, verbose=verbose)
         return {key: np.asarray(value) for key, value in outputs.items()}
 
+    # === Export ===
+
+    def export(
+        self,
+        filepath,
+        format="tf_saved_model",
+        image_size=None,
+        overwrite=False,
+        verify=True,
+        verbose=None,
+        **kwargs,
+    ):
+        """Writes a TensorFlow SavedModel for TF Serving, from any backend.
+
+        Signatures `serving_default` (images), `explain_classes` (images and
+        classes) and `explain_encoded` (JPEG/PNG bytes); the outputs are
+        checked against `explain` before the model is moved into place. See
+        `keras_ptame.export.export_saved_model`. Other formats go to
+        `keras.Model.export`.
+        """
+        if format != "tf_saved_model":
+            return super().export(filepath, format=format, verbose=verbose, **kwargs)
+        from keras_ptame.export import export_saved_model
+
+        return export_saved_model(
+            self,
+            filepath,
+            image_size=image_size,
+            overwrite=overwrite,
+            verify=verify,
+            verbose=1 if verbose is None else int(verbose),
+            **kwargs,
+        )
+
     # === Helpers ===
 
     def _ensure_built(self, shape):
+        """Builds on first use and checks the image size the networks accept.
+
+        Checked here, on the host, because a size error raised inside a
+        compiled `predict` or `fit` is opaque, and on JAX leaves the model's
+        variables detached.
+        """
+        size = tuple(shape)[1:3]
+        for part in (self.backbone.classifier, self.extractor.feature_model):
+            expected = _fixed_input_size(part)
+            if expected is not None and expected != size:
+                raise ValueError(
+                    f"`images` must be {expected[0]}x{expected[1]} pixels, the size "
+                    f"`{part.name}` was built for. Received: images of size "
+                    f"{size[0]}x{size[1]}. Resize them first."
+                )
         if not self.built:
             self.build((None, *tuple(shape)[1:]))
 
@@ -400,6 +449,14 @@ def _unpack(inputs):
         images = inputs.get("images", inputs.get("image"))
         return images, inputs.get("classes")
     return inputs, None
+
+
+def _fixed_input_size(part):
+    """The (height, width) a Keras model only accepts, or None if any size."""
+    shape = getattr(part, "input_shape", None) if hasattr(part, "inputs") else None
+    if not isinstance(shape, tuple) or len(shape) != 4 or None in shape[1:3]:
+        return None
+    return tuple(shape[1:3])
 
 
 def _check_num_classes(expected, actual):
