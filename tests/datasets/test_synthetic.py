@@ -1,0 +1,183 @@
+import numpy as np
+import pytest
+
+from keras_ptame.datasets import (
+    SHAPE_NAMES,
+    make_backgrounds,
+    make_shapes,
+    mass_inside,
+    pointing_game,
+    shape_names,
+    shapes_dataset,
+)
+
+
+def _bounding_box(mask):
+    rows, cols = np.nonzero(mask)
+    return rows.min(), rows.max(), cols.min(), cols.max()
+
+
+def test_arrays_have_the_documented_shapes_and_dtypes():
+    images, labels, masks = make_shapes(12, image_size=32, num_classes=4, seed=3)
+    assert images.shape == (12, 32, 32, 3) and images.dtype == np.uint8
+    assert labels.shape == (12,) and labels.dtype == np.int32
+    assert masks.shape == (12, 32, 32) and masks.dtype == bool
+    assert set(np.unique(labels)) <= set(range(4))
+
+
+def test_same_seed_same_data_other_seed_other_data():
+    first = make_shapes(6, image_size=32, seed=7)
+    second = make_shapes(6, image_size=32, seed=7)
+    other = make_shapes(6, image_size=32, seed=8)
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(first[0], other[0])
+    assert not np.array_equal(first[2], other[2])
+
+
+def test_classes_are_balanced():
+    _, labels, _ = make_shapes(40, image_size=32, num_classes=6, seed=0)
+    counts = np.bincount(labels, minlength=6)
+    assert counts.sum() == 40
+    assert counts.max() - counts.min() <= 1
+
+
+def test_every_object_is_inside_the_image_with_a_margin():
+    _, _, masks = make_shapes(60, image_size=32, num_classes=8, seed=1)
+    for mask in masks:
+        assert mask.any()
+        top, bottom, left, right = _bounding_box(mask)
+        assert top >= 1 and left >= 1 and bottom <= 30 and right <= 30
+
+
+def test_object_size_follows_size_range():
+    size = 64
+    _, _, masks = make_shapes(48, image_size=size, seed=2, size_range=(0.3, 0.4))
+    for mask in masks:
+        top, bottom, left, right = _bounding_box(mask)
+        side = max(bottom - top, right - left) + 1
+        assert 0.3 * size - 2 <= side <= 0.4 * size + 2
+
+
+def test_mask_covers_exactly_the_uniform_object_pixels():
+    # Without pixel noise, every masked pixel has the object's one colour,
+    # and that colour stands out from the pixels just outside the mask.
+    images, _, masks = make_shapes(24, image_size=48, num_classes=8, seed=4, noise=0.0)
+    for image, mask in zip(images, masks, strict=True):
+        inside = image[mask].astype(int)
+        assert (inside == inside[0]).all()
+        grown = np.zeros_like(mask)
+        grown[1:-1, 1:-1] = (
+            mask[:-2, 1:-1] | mask[2:, 1:-1] | mask[1:-1, :-2] | mask[1:-1, 2:]
+        )
+        rim = grown & ~mask
+        distance = np.linalg.norm(image[rim].astype(float) - inside[0], axis=-1)
+        assert np.median(distance) > 50
+
+
+def test_shapes_differ_between_classes():
+    # Mean mask fill of the bounding box tells the shapes apart: a square
+    # fills it, a disc ~0.79, a triangle ~0.5, a thin bar less.
+    _, labels, masks = make_shapes(120, image_size=64, num_classes=6, seed=5)
+    fill = {}
+    for label, mask in zip(labels, masks, strict=True):
+        top, bottom, left, right = _bounding_box(mask)
+        box = mask[top : bottom + 1, left : right + 1]
+        fill.setdefault(SHAPE_NAMES[label], []).append(box.mean())
+    fill = {name: np.mean(values) for name, values in fill.items()}
+    assert fill["square"] > 0.95
+    assert 0.7 < fill["disc"] < 0.85
+    assert 0.4 < fill["triangle"] < 0.6
+    assert fill["ring"] < fill["disc"]
+
+
+def test_images_are_cluttered_outside_the_object():
+    images, _, masks = make_shapes(8, image_size=64, seed=6)
+    for image, mask in zip(images, masks, strict=True):
+        background = image[~mask].astype(float)
+        assert background.std(axis=0).mean() > 5
+
+
+def test_shape_names():
+    assert shape_names(3) == ["square", "disc", "triangle"]
+    assert len(shape_names(8)) == 8
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"count": -1}, "count"),
+        ({"count": 2, "num_classes": 1}, "num_classes"),
+        ({"count": 2, "num_classes": 9}, "num_classes"),
+        ({"count": 2, "image_size": 8}, "image_size"),
+        ({"count": 2, "size_range": (0.5, 0.3)}, "size_range"),
+        ({"count": 2, "image_size": 16, "size_range": (0.1, 0.3)}, "8 pixels"),
+        ({"count": 2, "noise": -1.0}, "noise"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make_shapes(**kwargs)
+
+
+def test_tf_data_version_matches_numpy():
+    images, labels, masks = make_shapes(10, image_size=32, seed=9)
+    batches = list(shapes_dataset(10, batch_size=4, image_size=32, seed=9))
+    assert [len(b[0]) for b in batches] == [4, 4, 2]
+    np.testing.assert_array_equal(np.concatenate([b[0] for b in batches]), images)
+    np.testing.assert_array_equal(np.concatenate([b[1] for b in batches]), labels)
+    with_masks = list(
+        shapes_dataset(10, batch_size=10, image_size=32, seed=9, with_masks=True)
+    )
+    assert len(with_masks[0]) == 3
+    np.testing.assert_array_equal(with_masks[0][2], masks)
+
+
+def test_tf_data_shuffle_keeps_image_label_pairs():
+    images, labels, _ = make_shapes(12, image_size=32, seed=2)
+    batch = next(
+        iter(shapes_dataset(12, batch_size=12, image_size=32, seed=2, shuffle=True))
+    )
+    shuffled_images, shuffled_labels = np.asarray(batch[0]), np.asarray(batch[1])
+    for image, label in zip(shuffled_images, shuffled_labels, strict=True):
+        index = np.flatnonzero((images == image).all(axis=(1, 2, 3)))[0]
+        assert labels[index] == label
+
+
+def test_pointing_game():
+    masks = np.zeros((3, 4, 4), bool)
+    masks[:, :2, :2] = True
+    maps = np.zeros((3, 4, 4))
+    maps[0, 1, 1] = 1.0  # peak on the object: hit
+    maps[1, 3, 3] = 1.0  # peak outside: miss
+    # a flat map ties everywhere, so its peak is not on the object: miss
+    assert pointing_game(maps, masks) == pytest.approx(1 / 3)
+
+
+def test_mass_inside():
+    masks = np.zeros((2, 4, 4), bool)
+    masks[:, :2] = True
+    maps = np.ones((2, 4, 4))
+    maps[1, 2:] = 0.0
+    assert mass_inside(maps, masks) == pytest.approx((0.5 + 1.0) / 2)
+    assert mass_inside(np.zeros((1, 4, 4)), masks[:1]) == 0.0
+
+
+def test_metrics_reject_mismatched_shapes():
+    with pytest.raises(ValueError, match="same shape"):
+        pointing_game(np.zeros((2, 4, 4)), np.zeros((2, 4, 5), bool))
+    with pytest.raises(ValueError, match="finite"):
+        mass_inside(np.full((1, 2, 2), np.nan), np.ones((1, 2, 2), bool))
+
+
+def test_backgrounds_hold_no_object_and_are_deterministic():
+    empty = make_backgrounds(4, image_size=32, seed=3)
+    assert empty.shape == (4, 32, 32, 3) and empty.dtype == np.uint8
+    np.testing.assert_array_equal(empty, make_backgrounds(4, image_size=32, seed=3))
+    # The scene is dark: no bright object-sized region, unlike the shapes.
+    images, _, masks = make_shapes(4, image_size=32, seed=3)
+    assert np.median(empty.max(axis=-1)) < 80
+    assert all(
+        np.median(image[mask].max(axis=-1)) >= 120
+        for image, mask in zip(images, masks, strict=True)
+    )
