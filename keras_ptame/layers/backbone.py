@@ -117,6 +117,58 @@ class Backbone(keras.layers.Layer):
                 config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
 
+    # === Presets (keras_ptame.presets) ===
+
+    @classmethod
+    def from_preset(cls, preset, image_size=None, load_weights=True, **kwargs):
+        """Builds the classifier from a keras-hub preset or `keras.applications`.
+
+        The classifier comes with its own preprocessing, so raw pixels go in:
+        a keras-hub preset's `ImageConverter`, or a `keras.applications`
+        model's `preprocess_input`.
+
+        Args:
+            preset: str. A keras-hub `ImageClassifier` preset
+                (`"resnet_50_imagenet"`, `"vgg_16_imagenet"`,
+                `"vit_base_patch16_224_imagenet"`, a `kaggle://` or `hf://`
+                handle, or a local directory saved with `save_to_preset`), or
+                `"keras.applications.<Name>"` (e.g.
+                `"keras.applications.ResNet50"`).
+            image_size: optional int or `(height, width)`. For a preset, the
+                size its image converter resizes to (defaults to the
+                preset's); for `keras.applications`, the input size (defaults
+                to 224).
+            load_weights: bool. Whether to load the pretrained weights (they
+                are downloaded on first use). Defaults to `True`.
+            **kwargs: passed to `Backbone` (`name`, `dtype`, `preprocessor`
+                to replace the preset's own, ...).
+
+        Examples:
+        ```python
+        import keras_ptame as kp
+
+        backbone = kp.Backbone.from_preset("resnet_50_imagenet")
+        backbone = kp.Backbone.from_preset("keras.applications.ResNet50")
+        backbone = kp.Backbone.from_preset("./my_local_preset")
+        ```
+        """
+        from keras_ptame import presets
+
+        if presets.is_application(preset):
+            classifier, preprocessor = presets.load_application(
+                preset,
+                weights="imagenet" if load_weights else None,
+                image_size=image_size or 224,
+            )
+            output_type = "logits"
+        else:
+            classifier, preprocessor, output_type = presets.load_classifier(
+                preset, image_size=image_size, load_weights=load_weights
+            )
+        kwargs.setdefault("preprocessor", preprocessor)
+        kwargs.setdefault("output_type", output_type)
+        return cls(classifier, **kwargs)
+
 
 def _freeze(part):
     if isinstance(part, keras.layers.Layer):
@@ -127,4 +179,3 @@ def _call_frozen(part, x):
     if isinstance(part, keras.layers.Layer):
         return part(x, training=False)
     return part(x)
-

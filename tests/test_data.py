@@ -1,0 +1,151 @@
+"""The tfds and image-folder pipelines, offline (tfds.testing.mock_data)."""
+
+import keras
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+tfds = pytest.importorskip("tensorflow_datasets")
+
+from keras_ptame import data  # noqa: E402
+from tests.helpers import tiny_explainer, weights_of  # noqa: E402
+
+SIZE = 16
+RESIZE = 20
+
+
+def _write_images(directory, shapes, seed=0):
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    images = []
+    for index, shape in enumerate(shapes):
+        image = rng.integers(0, 256, (*shape, 3)).astype("uint8")
+        folder = directory / ("a" if index % 2 else "b")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{index:02d}.png")
+        images.append((folder / f"{index:02d}.png", image))
+    # The pipeline reads files in sorted path order.
+    return [image for _, image in sorted(images, key=lambda item: str(item[0]))]
+
+
+def test_tfds_training_pipeline_yields_raw_pixel_batches():
+    with tfds.testing.mock_data(num_examples=10):
+        dataset = data.imagenette(
+            "train", batch_size=4, image_size=SIZE, resize=RESIZE, seed=0
+        )
+        images, labels = dataset.element_spec
+        assert tuple(images.shape) == (4, SIZE, SIZE, 3)
+        assert images.dtype == tf.uint8 and tuple(labels.shape) == (4,)
+        # Training drops the last partial batch: 10 images, 2 batches.
+        assert len(list(dataset)) == 2
+
+
+def test_tfds_evaluation_pipeline_keeps_every_image_in_order():
+    with tfds.testing.mock_data(num_examples=10):
+        first = [
+            y.numpy()
+            for _, y in data.imagenet(
+                "validation", batch_size=4, image_size=SIZE, resize=RESIZE
+            )
+        ]
+        second = [
+            y.numpy()
+            for _, y in data.imagenet(
+                "validation", batch_size=4, image_size=SIZE, resize=RESIZE
+            )
+        ]
+    assert [len(y) for y in first] == [4, 4, 2]
+    np.testing.assert_array_equal(np.concatenate(first), np.concatenate(second))
+
+
+def test_evaluation_transform_resizes_shorter_side_and_centre_crops(tmp_path):
+    # Shorter side already `resize`: the resize is the identity, and the
+    # centre crop can be checked pixel for pixel.
+    originals = _write_images(tmp_path, [(30, RESIZE), (RESIZE, 26)])
+    batch = next(
+        iter(data.image_folder(tmp_path, batch_size=2, image_size=SIZE, resize=RESIZE))
+    )
+    assert batch.dtype == tf.uint8
+    for got, image in zip(batch.numpy(), originals, strict=True):
+        top = (image.shape[0] - SIZE) // 2
+        left = (image.shape[1] - SIZE) // 2
+        np.testing.assert_array_equal(got, image[top : top + SIZE, left : left + SIZE])
+
+
+def test_training_transform_is_a_random_crop_maybe_flipped(tmp_path):
+    (image,) = _write_images(tmp_path, [(RESIZE, RESIZE)])
+    dataset = data.image_folder(
+        tmp_path, batch_size=1, training=True, image_size=SIZE, resize=RESIZE, seed=1
+    )
+    crops = set()
+    for _ in range(12):
+        got = next(iter(dataset)).numpy()[0]
+        found = [
+            (top, left, flip)
+            for top in range(RESIZE - SIZE + 1)
+            for left in range(RESIZE - SIZE + 1)
+            for flip in (False, True)
+            if np.array_equal(
+                got,
+                (image[:, ::-1] if flip else image)[
+                    top : top + SIZE, left : left + SIZE
+                ],
+            )
+        ]
+        assert found, "not a crop of the image"
+        crops.add(found[0])
+    assert len(crops) > 1, "the crop or flip never changed"
+
+
+def test_augmentation_layers_apply_to_training_batches(tmp_path):
+    _write_images(tmp_path, [(RESIZE, RESIZE)] * 4)
+    dataset = data.image_folder(
+        tmp_path,
+        batch_size=4,
+        training=True,
+        image_size=SIZE,
+        resize=RESIZE,
+        augmentation=[keras.layers.RandomGrayscale(factor=1.0)],
+    )
+    batch = next(iter(dataset)).numpy().astype(int)
+    assert np.abs(batch[..., 0] - batch[..., 1]).max() <= 1
+
+
+def test_pipeline_feeds_fit_directly():
+    explainer = tiny_explainer()
+    explainer.compile(optimizer=keras.optimizers.AdamW(1e-2, amsgrad=True))
+    with tfds.testing.mock_data(num_examples=8):
+        dataset = data.imagenette(
+            "train", batch_size=4, image_size=SIZE, resize=RESIZE, seed=0
+        )
+        explainer.build((None, SIZE, SIZE, 3))
+        before = weights_of(explainer.decoder)
+        history = explainer.fit(dataset, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+    after = weights_of(explainer.decoder)
+    assert any(not np.allclose(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_arguments_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="No images"):
+        data.image_folder(tmp_path)
+    with pytest.raises(ValueError, match="not a folder"):
+        data.image_folder(tmp_path / "missing")
+    _write_images(tmp_path, [(RESIZE, RESIZE)])
+    with pytest.raises(ValueError, match="resize"):
+        data.image_folder(tmp_path, image_size=32, resize=20)
+    with pytest.raises(ValueError, match="batch_size"):
+        data.image_folder(tmp_path, batch_size=0)
+
+
+def test_failed_download_says_what_failed_and_how_to_fix_it(monkeypatch, tmp_path):
+    def offline(self, *args, **kwargs):
+        raise ConnectionError("Failed to resolve 'image-net.org'")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", offline)
+    with pytest.raises(OSError, match="network access") as error:
+        data.imagenette("train", data_dir=str(tmp_path))
+    assert "imagenette" in str(error.value)
+    with pytest.raises(OSError, match="downloads/manual"):
+        data.imagenet("train", data_dir=str(tmp_path))

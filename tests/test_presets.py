@@ -1,0 +1,203 @@
+"""Classifiers and auxiliary networks built from presets, offline.
+
+Tiny random keras-hub models are saved as local preset directories and loaded
+through `from_preset`, the same path as `from_preset("resnet_50_imagenet")`.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_ptame as kp
+from keras_ptame import presets
+from tests.hub_models import (
+    PRESET_CLASSES,
+    PRESET_IMAGE_SIZE,
+    save_tiny_resnet,
+    save_tiny_vit,
+)
+
+keras_hub = pytest.importorskip("keras_hub")
+
+SIZE = PRESET_IMAGE_SIZE
+
+
+@pytest.fixture(scope="module")
+def resnet_preset(tmp_path_factory):
+    return save_tiny_resnet(tmp_path_factory.mktemp("presets") / "tiny_resnet")
+
+
+@pytest.fixture(scope="module")
+def vit_preset(tmp_path_factory):
+    return save_tiny_vit(tmp_path_factory.mktemp("presets") / "tiny_vit")
+
+
+def _images(count=8, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (count, SIZE, SIZE, 3)).astype("uint8")
+
+
+def _numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def test_backbone_from_preset_preprocesses_raw_pixels(resnet_preset):
+    backbone = kp.Backbone.from_preset(resnet_preset)
+    assert isinstance(backbone.preprocessor, keras_hub.layers.ImageConverter)
+    assert backbone.num_classes == PRESET_CLASSES
+    assert backbone.output_type == "logits"
+    assert not backbone.trainable_weights
+    images = _images(2).astype("float32")
+    expected = backbone.classifier(backbone.preprocessor(images), training=False)
+    np.testing.assert_allclose(_numpy(backbone(images)), _numpy(expected), atol=1e-5)
+
+
+def test_extractor_from_preset_taps_the_four_stages(resnet_preset):
+    extractor = kp.AuxiliaryExtractor.from_preset(resnet_preset)
+    assert isinstance(extractor.preprocessor, keras_hub.layers.ImageConverter)
+    features = extractor(_images(2))
+    # P2..P5 of a ResNet: strides 4, 8, 16, 32, finest first.
+    assert [tuple(f.shape) for f in features] == [
+        (2, SIZE // 4, SIZE // 4, 64),
+        (2, SIZE // 8, SIZE // 8, 8),
+        (2, SIZE // 16, SIZE // 16, 8),
+        (2, SIZE // 32, SIZE // 32, 8),
+    ]
+    two = kp.AuxiliaryExtractor.from_preset(resnet_preset, feature_names=["P3", "P5"])
+    assert [tuple(f.shape)[1] for f in two(_images(2))] == [SIZE // 8, SIZE // 32]
+    with pytest.raises(ValueError, match="P9"):
+        kp.AuxiliaryExtractor.from_preset(resnet_preset, feature_names=["P9"])
+
+
+def _check_explained(explainer, images):
+    explainer.compile(optimizer=keras.optimizers.AdamW(1e-2, amsgrad=True))
+    explainer.build(images.shape)
+    decoder = [_numpy(w).copy() for w in explainer.decoder.weights]
+    frozen = [_numpy(w).copy() for w in explainer.backbone.weights]
+    explainer.fit(images, epochs=1, batch_size=len(images), verbose=0)
+    assert any(
+        not np.allclose(a, _numpy(b))
+        for a, b in zip(decoder, explainer.decoder.weights, strict=True)
+    )
+    for old, new in zip(frozen, explainer.backbone.weights, strict=True):
+        np.testing.assert_array_equal(old, _numpy(new))
+    outputs = explainer.explain_outputs(images[:2])
+    assert outputs["maps"].shape == (2, SIZE, SIZE)
+    assert 0.0 <= outputs["maps"].min() and outputs["maps"].max() <= 1.0
+    return outputs
+
+
+def test_vit_classifier_with_resnet_extractor_explained_end_to_end(
+    vit_preset, resnet_preset
+):
+    # A ViT classifier (token outputs, pooled to logits by the task head)
+    # explained with the features of a ResNet, as in the paper's ViT setting.
+    backbone = kp.Backbone.from_preset(vit_preset)
+    assert backbone.num_classes == PRESET_CLASSES
+    explainer = kp.PTAME(backbone, kp.AuxiliaryExtractor.from_preset(resnet_preset))
+    _check_explained(explainer, _images(4))
+
+
+@pytest.mark.slow
+def test_resnet_preset_explained_end_to_end_and_saved(resnet_preset, tmp_path):
+    explainer = kp.PTAME(
+        kp.Backbone.from_preset(resnet_preset),
+        kp.AuxiliaryExtractor.from_preset(resnet_preset),
+    )
+    images = _images(4)
+    outputs = _check_explained(explainer, images)
+    explainer.save(tmp_path / "explainer.keras")
+    loaded = keras.saving.load_model(tmp_path / "explainer.keras")
+    np.testing.assert_allclose(loaded.explain(images[:2]), outputs["maps"], atol=1e-5)
+
+
+def test_preset_image_size_overrides_the_converter(resnet_preset):
+    backbone = kp.Backbone.from_preset(resnet_preset, image_size=48)
+    assert backbone.preprocessor.image_size == (48, 48)
+
+
+def test_failed_download_says_what_failed_and_how_to_fix_it(monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("Failed to resolve 'api.kaggle.com'")
+
+    monkeypatch.setattr(keras_hub.models.ImageClassifier, "from_preset", offline)
+    monkeypatch.setattr(keras_hub.models.Backbone, "from_preset", offline)
+    with pytest.raises(OSError, match="network access") as error:
+        kp.Backbone.from_preset("resnet_50_imagenet")
+    assert "resnet_50_imagenet" in str(error.value)
+    assert "save_to_preset" in str(error.value)
+    with pytest.raises(OSError, match="local directory"):
+        kp.AuxiliaryExtractor.from_preset("resnet_18_imagenet")
+
+
+def test_unknown_preset_is_not_reported_as_a_download_failure():
+    with pytest.raises(ValueError, match="Unknown preset"):
+        kp.Backbone.from_preset("resnet_5_imagenet")
+
+
+def test_application_preprocessor_matches_preprocess_input():
+    images = _images(2).astype("float32")
+    layer = presets.ApplicationPreprocessor("resnet50")
+    expected = keras.applications.resnet50.preprocess_input(images.copy())
+    np.testing.assert_allclose(_numpy(layer(images)), expected, atol=1e-4)
+    restored = presets.ApplicationPreprocessor.from_config(layer.get_config())
+    np.testing.assert_allclose(_numpy(restored(images)), expected, atol=1e-4)
+    with pytest.raises(ValueError, match="keras.applications"):
+        presets.ApplicationPreprocessor("not_a_module")
+
+
+def _fake_application(calls):
+    """Stands in for `keras.applications.ResNet50`: same arguments, tiny model."""
+
+    def build(weights=None, input_shape=None, include_top=True, **kwargs):
+        calls.append(dict(weights=weights, include_top=include_top, **kwargs))
+        inputs = keras.Input(input_shape)
+        x = inputs
+        for index, name in enumerate(presets.application_layer_names(RESNET50)):
+            x = keras.layers.Conv2D(
+                4, 3, strides=2 if index else 4, padding="same", name=name
+            )(x)
+        if include_top:
+            x = keras.layers.Dense(kwargs["classes"])(
+                keras.layers.GlobalAveragePooling2D()(x)
+            )
+        return keras.Model(inputs, x)
+
+    return build
+
+
+RESNET50 = "keras.applications.ResNet50"
+
+
+def test_keras_application_backbone_and_extractor(monkeypatch):
+    # The real ResNet50 is too big for a unit test; the plumbing is what is
+    # tested: the arguments, the `resnet50` preprocessing, the stage layers.
+    calls = []
+    monkeypatch.setattr(keras.applications, "ResNet50", _fake_application(calls))
+    backbone = kp.Backbone.from_preset(RESNET50, load_weights=False, image_size=SIZE)
+    assert isinstance(backbone.preprocessor, presets.ApplicationPreprocessor)
+    assert backbone.preprocessor.module == "resnet50"
+    assert calls[-1]["classifier_activation"] is None  # logits
+    assert calls[-1]["weights"] is None
+    assert tuple(backbone(_images(1)).shape) == (1, 1000)
+    extractor = kp.AuxiliaryExtractor.from_preset(RESNET50, image_size=SIZE)
+    assert calls[-1] == {"weights": "imagenet", "include_top": False}
+    assert [tuple(f.shape)[1] for f in extractor(_images(1))] == [
+        SIZE // 4,
+        SIZE // 8,
+        SIZE // 16,
+        SIZE // 32,
+    ]
+    with pytest.raises(ValueError, match="layer_names"):
+        kp.AuxiliaryExtractor.from_preset("keras.applications.MobileNetV2")
+    with pytest.raises(ValueError, match="Unknown `keras.applications` model"):
+        kp.Backbone.from_preset("keras.applications.ResNet51")
+
+
+def test_failed_application_download_says_how_to_fix_it(monkeypatch):
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...")
+
+    monkeypatch.setattr(keras.applications, "ResNet50", offline)
+    with pytest.raises(OSError, match="load_weights=False"):
+        kp.Backbone.from_preset(RESNET50)
