@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 BACKENDS ?= tensorflow jax torch
 PYTEST_ARGS ?= -n 2 -q
 
-.PHONY: setup demo test lint
+.PHONY: setup demo test lint compare speed
 
 setup: $(VENV)/.installed
 
@@ -18,6 +18,14 @@ $(VENV)/.installed: pyproject.toml
 
 demo: setup
 	KERAS_BACKEND=$${KERAS_BACKEND:-jax} $(PY) -m keras_ptame.demo --output demo_output
+
+# P-TAME against RISE, Grad-CAM, gradients, random and centre maps (issue 4's table).
+compare: setup
+	KERAS_BACKEND=$${KERAS_BACKEND:-jax} $(PY) benchmarks/compare.py --output benchmarks/results
+
+# Classifier vs explain vs training step, on every backend (README's speed table).
+speed: setup
+	$(PY) benchmarks/speed.py --output benchmarks/speed.md
 
 # Fast tests on every backend, then the slow end-to-end cases once.
 test: setup

@@ -1,6 +1,17 @@
 """keras_ptame: P-TAME, a trained explainer for any image classifier, in Keras 3."""
 
-from keras_ptame import datasets, recipes
+from keras_ptame import (
+    baselines,
+    blackbox,
+    data,
+    datasets,
+    export,
+    metrics,
+    presets,
+    recipes,
+    visualize,
+)
+from keras_ptame.evaluation import evaluate
 from keras_ptame.layers.auxiliary_extractor import AuxiliaryExtractor
 from keras_ptame.layers.backbone import Backbone
 from keras_ptame.layers.mask_decoder import MaskDecoder
@@ -14,7 +25,15 @@ __all__ = [
     "MaskDecoder",
     "PTAME",
     "PerturbationLoss",
+    "baselines",
+    "blackbox",
+    "data",
     "datasets",
+    "evaluate",
+    "export",
+    "metrics",
+    "presets",
     "recipes",
+    "visualize",
     "__version__",
 ]
