@@ -101,6 +101,13 @@ def load_classifier(preset, image_size=None, load_weights=True):
     output_type = (
         "probabilities" if activation is keras.activations.softmax else "logits"
     )
+    # A plain functional model over the task's own layers and weights: a
+    # keras-hub task compiles itself whenever it is deserialized, so a saved
+    # explainer holding one would come back with the task's unbuilt metrics
+    # (and `fit` would fail on them).
+    classifier = keras.Model(
+        classifier.inputs, classifier.outputs, name=classifier.name
+    )
     return classifier, converter, output_type
 
 
