@@ -118,14 +118,6 @@ def test_jax_data_parallel_on_two_devices_matches_one_device():
 @pytest.mark.skipif(
     keras.config.backend() != "tensorflow", reason="tf.distribute: TensorFlow"
 )
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="PTAME.compute_loss returns the replica's mean loss without "
-    "dividing it by num_replicas_in_sync (Keras' own losses do), so "
-    "MirroredStrategy sums the replicas' gradients: twice the step on two "
-    "devices. Remove this mark once compute_loss scales its loss.",
-)
 def test_tensorflow_mirrored_strategy_on_two_devices_matches_one_device():
     single, parallel = _run(TF_SCRIPT, "tensorflow")
     _assert_same(single, parallel, atol=1e-5)

@@ -114,14 +114,6 @@ def test_resnet_preset_explained_end_to_end_and_saved(resnet_preset, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    keras.config.backend() == "tensorflow",
-    strict=True,
-    reason="Under TensorFlow a loaded explainer lists the keras-hub "
-    "classifier's backbone weights in `trainable_weights` (though "
-    "`explainer.backbone.trainable_weights` is empty), so `fit` would "
-    "train the classifier. Core loading issue; remove this mark once fixed.",
-)
 def test_loaded_preset_explainer_trains_only_its_decoder(resnet_preset, tmp_path):
     explainer = kp.PTAME(
         kp.Backbone.from_preset(resnet_preset),

@@ -44,8 +44,7 @@ class AuxiliaryExtractor(keras.layers.Layer):
         super().__init__(**kwargs)
         if not isinstance(model, keras.layers.Layer):
             raise ValueError(
-                "`model` must be a Keras model. Received: "
-                f"model={type(model).__name__}"
+                f"`model` must be a Keras model. Received: model={type(model).__name__}"
             )
         if preprocessor is not None and not callable(preprocessor):
             raise ValueError(
@@ -63,10 +62,19 @@ class AuxiliaryExtractor(keras.layers.Layer):
         _freeze(preprocessor)
         self.trainable = False
 
+    @property
+    def metrics(self):
+        # A frozen network reports nothing: a compiled model's trackers would
+        # otherwise join the explainer's logs and overwrite its `loss`.
+        return []
+
     def build(self, input_shape):
         for part in (self.preprocessor, self.feature_model):
             if isinstance(part, keras.layers.Layer) and not part.built:
                 part.build(input_shape)
+        # Freeze again: variables created while building (e.g. when a saved
+        # explainer is loaded) start out trainable.
+        self.trainable = False
         self.built = True
 
     def call(self, images):
@@ -103,6 +111,85 @@ class AuxiliaryExtractor(keras.layers.Layer):
                 config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
 
+    # === Presets (keras_ptame.presets) ===
+
+    @classmethod
+    def from_preset(
+        cls,
+        preset,
+        feature_names=None,
+        layer_names=None,
+        image_size=None,
+        load_weights=True,
+        **kwargs,
+    ):
+        """Builds the auxiliary network from a keras-hub preset or `keras.applications`.
+
+        By default a keras-hub backbone is tapped at all its
+        `pyramid_outputs`: for `"resnet_18_imagenet"` the outputs of its
+        four stages (P2..P5), the paper's auxiliary features. The preset's
+        `ImageConverter` (or the application's `preprocess_input`) is the
+        preprocessor, so raw pixels go in.
+
+        Args:
+            preset: str. A keras-hub preset name or handle, a local preset
+                directory saved with `save_to_preset`, or
+                `"keras.applications.<Name>"` (e.g.
+                `"keras.applications.ResNet50"`).
+            feature_names: optional list of str. Keys of the keras-hub
+                backbone's `pyramid_outputs` to tap. Defaults to `None` (all).
+            layer_names: optional list of str. Layers to tap instead, for
+                backbones without `pyramid_outputs` and for
+                `keras.applications` models other than ResNet and VGG.
+                Defaults to `None`.
+            image_size: optional int or `(height, width)`. For a preset, the
+                size its image converter resizes to (defaults to the
+                preset's); for `keras.applications`, the input size (defaults
+                to 224).
+            load_weights: bool. Whether to load the pretrained weights (they
+                are downloaded on first use). Defaults to `True`.
+            **kwargs: passed to `AuxiliaryExtractor` (`name`, `preprocessor`
+                to replace the preset's own, ...).
+
+        Examples:
+        ```python
+        import keras_ptame as kp
+
+        extractor = kp.AuxiliaryExtractor.from_preset("resnet_18_imagenet")
+        extractor = kp.AuxiliaryExtractor.from_preset(
+            "keras.applications.ResNet50"
+        )
+        ```
+        """
+        from keras_ptame import presets
+
+        if presets.is_application(preset):
+            if feature_names is not None:
+                raise ValueError(
+                    "`feature_names` applies to keras-hub presets; name the layers "
+                    "of a `keras.applications` model with `layer_names`. "
+                    f"Received: feature_names={feature_names!r}"
+                )
+            # Checked before building, which may download weights.
+            if layer_names is None:
+                layer_names = presets.application_layer_names(preset)
+            model, preprocessor = presets.load_application(
+                preset,
+                weights="imagenet" if load_weights else None,
+                image_size=image_size or 224,
+                include_top=False,
+            )
+        else:
+            model, layer_names, preprocessor = presets.load_feature_network(
+                preset,
+                feature_names=feature_names,
+                layer_names=layer_names,
+                image_size=image_size,
+                load_weights=load_weights,
+            )
+        kwargs.setdefault("preprocessor", preprocessor)
+        return cls(model, layer_names=layer_names, **kwargs)
+
 
 def _tap(model, layer_names):
     if not layer_names:
@@ -125,4 +212,5 @@ def _tap(model, layer_names):
             f"Keras model that has been built on an input. Received: {model.name} "
             f"({error})"
         ) from error
-    return keras.Model(model.inputs, outputs, name=f"{model.name}_features")
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return keras.Model(inputs, outputs, name=f"{model.name}_features")

@@ -77,10 +77,19 @@ class Backbone(keras.layers.Layer):
             return shape[-1]
         return None
 
+    @property
+    def metrics(self):
+        # A frozen network reports nothing: a compiled model's trackers would
+        # otherwise join the explainer's logs and overwrite its `loss`.
+        return []
+
     def build(self, input_shape):
         for part in (self.preprocessor, self.classifier):
             if isinstance(part, keras.layers.Layer) and not part.built:
                 part.build(input_shape)
+        # Freeze again: variables created while building (e.g. when a saved
+        # explainer is loaded) start out trainable.
+        self.trainable = False
         self.built = True
 
     def call(self, images):

@@ -131,6 +131,31 @@ class PTAME(keras.Model):
         self.decoder.build([tuple(f.shape) for f in features])
         self.built = True
 
+    # === Variables ===
+
+    @property
+    def trainable_weights(self):
+        # Only the decoder learns. Stated here rather than left to each
+        # variable's flag: a classifier loaded from a keras-hub preset under
+        # TensorFlow can come back with variables flagged trainable.
+        if not self.trainable or self.decoder is None:
+            return []
+        return self.decoder.trainable_weights
+
+    @property
+    def trainable_variables(self):
+        return self.trainable_weights
+
+    @property
+    def non_trainable_weights(self):
+        trainable = {id(w) for w in self.trainable_weights}
+        return [w for w in self.weights if id(w) not in trainable]
+
+    @property
+    def non_trainable_variables(self):
+        trainable = {id(w) for w in self.trainable_weights}
+        return [v for v in self.variables if id(v) not in trainable]
+
     # === Forward passes ===
 
     def call(self, inputs, training=False):
@@ -248,6 +273,12 @@ class PTAME(keras.Model):
         loss = terms["loss"]
         for extra in self.losses:
             loss = loss + ops.cast(ops.sum(extra), "float32")
+        if keras.config.backend() == "tensorflow":
+            import tensorflow as tf
+
+            # As Keras' own losses do: tf.distribute sums the replicas'
+            # gradients, so each replica's loss is its share of the total.
+            loss = loss / tf.distribute.get_strategy().num_replicas_in_sync
         return loss
 
     def fit(self, x=None, y=None, **kwargs):

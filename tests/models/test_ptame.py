@@ -68,6 +68,18 @@ def test_fit_moves_only_the_decoder():
     }
 
 
+def test_a_compiled_classifier_does_not_leak_its_metrics_into_the_logs():
+    classifier = tiny_classifier()
+    classifier.compile(loss="mse", metrics=["accuracy"])
+    auxiliary = tiny_feature_model()
+    auxiliary.compile(loss="mse")
+    explainer = kp.PTAME(classifier, auxiliary)
+    explainer.compile()
+    history = explainer.fit(random_images(8), epochs=1, batch_size=4, verbose=0)
+    assert set(history.history) == {"loss", "ce", "area", "smoothness", "kept"}
+    assert history.history["loss"][0] > 0
+
+
 def test_labels_are_ignored():
     images = random_images(16)
     labels = np.full((16,), 3)
