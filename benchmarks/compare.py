@@ -24,40 +24,6 @@ import time
 import numpy as np
 
 
-def _train(model, images, labels, epochs, batch_size, verbose):
-    import keras
-
-    steps = -(-len(images) // batch_size) * epochs
-    # Through a wrapper sharing the layers, so that `model` stays uncompiled.
-    trainer = keras.Model(model.inputs, model.outputs)
-    trainer.compile(
-        optimizer=keras.optimizers.Adam(_one_cycle(3e-3, steps)),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    trainer.fit(
-        images,
-        labels,
-        epochs=epochs,
-        batch_size=batch_size,
-        shuffle=True,
-        verbose=verbose,
-    )
-
-
-def _one_cycle(peak, steps):
-    import keras
-
-    warmup = max(1, int(0.3 * steps))
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=peak / 25.0,
-        warmup_target=peak,
-        warmup_steps=warmup,
-        decay_steps=max(1, steps - warmup),
-        alpha=1e-3,
-    )
-
-
 def _last_spatial_layer(model):
     """Grad-CAM's usual choice: the last layer with a (B, h, w, C) output."""
     for layer in reversed(model.layers):
@@ -67,102 +33,36 @@ def _last_spatial_layer(model):
 
 
 def train_models(config, output, verbose, log):
-    """Trains (or, with `reuse`, loads) the classifier and the explainer."""
+    """Trains the demo's models with `demo.run` (or, with `reuse`, loads them).
+
+    The demo's own training, data and settings: one code path, so that the
+    table explains the same classifier the demo reports on.
+    """
     import keras
 
-    import keras_ptame as kp
     from keras_ptame import demo
-    from keras_ptame.datasets import synthetic
 
     paths = {
-        name: os.path.join(output, f"{name}.keras")
-        for name in ("classifier", "auxiliary", "ptame")
+        name: os.path.join(output, f"{name}.keras") for name in ("classifier", "ptame")
     }
-    if config["reuse"] and all(os.path.exists(path) for path in paths.values()):
-        log("Loading the trained models from", output)
-        classifier = keras.saving.load_model(paths["classifier"])
-        explainer = keras.saving.load_model(paths["ptame"])
-        return classifier, explainer, {}
-
-    size, num_classes = config["image_size"], config["num_classes"]
-    batch_size = config["batch_size"]
-    seed = config["seed"]
-    images, labels, _ = synthetic.make_shapes(
-        config["train_count"], image_size=size, num_classes=num_classes, seed=seed
-    )
-    # As in the demo: one class more, "none", for backgrounds without an
-    # object, some darkened to black. Without it the classifier predicts a
-    # shape for a black image, and an explainer keeps that prediction by
-    # blacking out everything (maps that point nowhere).
-    empty = synthetic.make_backgrounds(
-        config["train_count"] // num_classes, image_size=size, seed=seed + 20_000
-    )
-    rng = np.random.default_rng(seed + 30_000)
-    darkening = np.where(rng.random(len(empty)) < 0.5, rng.random(len(empty)), 1.0)
-    empty = np.rint(empty * darkening[:, None, None, None]).astype("uint8")
-    classifier_images = np.concatenate([images, empty])
-    classifier_labels = np.concatenate(
-        [labels, np.full(len(empty), num_classes, "int32")]
-    )
-    outputs = num_classes + 1
     timings = {}
-    clock = time.perf_counter()
-    log("Training the classifier (demo architecture)...")
-    keras.utils.set_random_seed(seed)
-    classifier = demo.build_classifier(size, outputs)
-    _train(
-        classifier,
-        classifier_images,
-        classifier_labels,
-        config["classifier_epochs"],
-        batch_size,
-        verbose,
-    )
-    timings["classifier"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
-    log("Training the auxiliary network (demo architecture)...")
-    keras.utils.set_random_seed(seed + 1)
-    auxiliary = demo.build_auxiliary(size, outputs)
-    _train(
-        auxiliary,
-        classifier_images,
-        classifier_labels,
-        config["auxiliary_epochs"],
-        batch_size,
-        verbose,
-    )
-    timings["auxiliary"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
-    log("Training the P-TAME explainer...")
-    keras.utils.set_random_seed(seed + 2)
-    explainer = kp.PTAME(
-        kp.Backbone(classifier),
-        kp.AuxiliaryExtractor(auxiliary, layer_names=demo.AUXILIARY_LAYERS),
-        num_classes=outputs,
-        baseline=config.get("baseline", "black"),
-    )
-    steps = -(-len(images) // batch_size) * config["explainer_epochs"]
-    explainer.compile(
-        optimizer=keras.optimizers.AdamW(
-            learning_rate=_one_cycle(config["explainer_learning_rate"], steps),
-            amsgrad=True,
-        ),
-        loss=kp.PerturbationLoss(**demo.LOSS),
-    )
-    explainer.fit(
-        images,
-        epochs=config["explainer_epochs"],
-        batch_size=batch_size,
-        shuffle=True,
-        verbose=verbose,
-    )
-    timings["explainer"] = time.perf_counter() - clock
-    os.makedirs(output, exist_ok=True)
-    classifier.save(paths["classifier"])
-    auxiliary.save(paths["auxiliary"])
-    explainer.save(paths["ptame"])
+    if not (config["reuse"] and all(os.path.exists(path) for path in paths.values())):
+        settings = {
+            key: value
+            for key, value in config.items()
+            if key in demo.DEFAULTS and key != "test_count"
+        }
+        metrics = demo.run(
+            output, seed=config["seed"], verbose=verbose, log=log, **settings
+        )
+        timings = {
+            key: metrics["timings_s"][key]
+            for key in ("classifier", "auxiliary", "explainer")
+        }
+    else:
+        log("Loading the trained models from", output)
+    classifier = keras.saving.load_model(paths["classifier"])
+    explainer = keras.saving.load_model(paths["ptame"])
     return classifier, explainer, timings
 
 

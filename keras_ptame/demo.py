@@ -13,7 +13,8 @@ measures on held-out images how well the maps find the objects and writes:
   predicted class and the score;
 - `examples.png`: a few images, each beside its map and its masked image;
 - `metrics.json` and `metrics.md`: classifier accuracy, masked-prediction
-  agreement ("kept"), pointing game, map mass on the object, timings.
+  agreement ("kept"), pointing game, map mass on the object, timings;
+- `classifier.keras`, `auxiliary.keras` and `ptame.keras`: the trained models.
 
 Everything is made locally (no download), so it runs offline, on any Keras
 backend, in a few minutes on two CPU cores.
@@ -343,6 +344,16 @@ def run(output_dir, seed=0, verbose=None, log=print, **settings):
         [part for row in rows for part in (row, spacer)][:-1], axis=0
     )
     files.append(visualize.save_png(examples, os.path.join(output_dir, "examples.png")))
+    # The trained models too, so that others (benchmarks/compare.py, the CLI)
+    # explain the same classifier without training it again.
+    for name, model in (
+        ("classifier", classifier),
+        ("auxiliary", auxiliary),
+        ("ptame", explainer),
+    ):
+        path = os.path.join(output_dir, f"{name}.keras")
+        model.save(path)
+        files.append(path)
     timings["outputs"] = time.perf_counter() - clock
     timings["total"] = time.perf_counter() - started
     metrics["timings_s"] = {key: round(value, 2) for key, value in timings.items()}

@@ -1,8 +1,11 @@
 import json
 
+import keras
+import numpy as np
 import pytest
 
 from keras_ptame import demo
+from keras_ptame.datasets import make_shapes
 
 TINY = {
     "image_size": 32,
@@ -52,6 +55,16 @@ def test_tiny_run_writes_pictures_and_metrics(tmp_path):
     # Progress is reported phase by phase.
     assert sum(line.startswith("[") for line in lines) == 6
     assert metrics["settings"]["train_count"] == 32
+    # The trained explainer is saved and explains the same after loading.
+    explainer = keras.saving.load_model(tmp_path / "out" / "ptame.keras")
+    images, _, _ = make_shapes(3, image_size=32, seed=5)
+    maps = explainer.explain(images)
+    assert maps.shape == (3, 32, 32)
+    classifier = keras.saving.load_model(tmp_path / "out" / "classifier.keras")
+    predicted = np.argmax(classifier.predict(images, verbose=0), axis=-1)
+    np.testing.assert_array_equal(
+        explainer.explain_outputs(images)["classes"], predicted
+    )
 
 
 def test_main_rejects_bad_settings_before_writing(tmp_path, capsys):
