@@ -1,6 +1,8 @@
 # Each target sets up its own environment (.venv) on a fresh machine, then runs.
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# The environment's own commands (ptame, saved_model_cli) come first on PATH.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 BACKENDS ?= tensorflow jax torch
 PYTEST_ARGS ?= -n 2 -q
 
