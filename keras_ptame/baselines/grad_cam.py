@@ -2,18 +2,13 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_ptame.baselines.classifier_explainer import ClassifierExplainer
 from keras_ptame.baselines.gradients import layer_gradients
 from keras_ptame.layers.backbone import Backbone
-from keras_ptame.metrics.scoring import (
-    as_backbone,
-    check_batch_size,
-    explained_classes,
-    normalize_maps,
-)
-from keras_ptame.validation import check_images
+from keras_ptame.metrics.scoring import as_backbone, check_batch_size
 
 
-class GradCAM:
+class GradCAM(ClassifierExplainer):
     """Grad-CAM (Selvaraju et al. 2017) for a Keras classifier, by layer name.
 
     The map of class t is `ReLU(sum_k a_k A_k)`, where `A_k` are the channels
@@ -76,28 +71,11 @@ class GradCAM:
         self.batch_size = check_batch_size(batch_size)
         self.backbone = as_backbone(classifier, preprocessor)
 
-    def explain(self, images, classes=None):
-        """One map per image, for its predicted class or `classes`.
-
-        Args:
-            images: array `(N, H, W, 3)` of raw pixels in [0, 255].
-            classes: optional int array `(N,)`. Defaults to `None` (the
-                classifier's prediction).
-
-        Returns:
-            numpy float32 `(N, H, W)` maps in [0, 1].
-        """
-        images = check_images(images).astype(np.float32)
-        classes = explained_classes(self.backbone, images, classes, self.batch_size)
+    def saliency(self, images, classes):
         maps = []
-        for start in range(0, len(images), self.batch_size):
-            batch = images[start : start + self.batch_size]
+        for batch, labels in self.batches(images, classes):
             activations, gradients = layer_gradients(
-                self.classifier,
-                self.layer,
-                batch,
-                classes[start : start + self.batch_size],
-                self.preprocessor,
+                self.classifier, self.layer, batch, labels, self.preprocessor
             )
             weights = gradients.mean(axis=(1, 2), keepdims=True)
             cam = np.maximum((weights * activations).sum(axis=-1), 0.0)
@@ -107,4 +85,4 @@ class GradCAM:
                 interpolation="bilinear",
             )
             maps.append(ops.convert_to_numpy(upsampled)[..., 0])
-        return normalize_maps(np.concatenate(maps, axis=0))
+        return np.concatenate(maps, axis=0)

@@ -1,16 +1,11 @@
 import numpy as np
 
+from keras_ptame.baselines.classifier_explainer import ClassifierExplainer
 from keras_ptame.baselines.gradients import input_gradients
-from keras_ptame.metrics.scoring import (
-    as_backbone,
-    check_batch_size,
-    explained_classes,
-    normalize_maps,
-)
-from keras_ptame.validation import check_images
+from keras_ptame.metrics.scoring import as_backbone, check_batch_size
 
 
-class GradientSaliency:
+class GradientSaliency(ClassifierExplainer):
     """Plain gradient saliency (Simonyan et al. 2014).
 
     The map of class t is the largest absolute gradient of t's logit with
@@ -45,24 +40,10 @@ class GradientSaliency:
         self.backbone = as_backbone(classifier, preprocessor)
         self.batch_size = check_batch_size(batch_size)
 
-    def explain(self, images, classes=None):
-        """One map per image, for its predicted class or `classes`.
-
-        Args:
-            images: array `(N, H, W, 3)` of raw pixels in [0, 255].
-            classes: optional int array `(N,)`. Defaults to `None` (the
-                classifier's prediction).
-
-        Returns:
-            numpy float32 `(N, H, W)` maps in [0, 1].
-        """
-        images = check_images(images).astype(np.float32)
-        classes = explained_classes(self.backbone, images, classes, self.batch_size)
-        maps = []
-        for start in range(0, len(images), self.batch_size):
-            stop = start + self.batch_size
-            gradients = input_gradients(
-                self.backbone, images[start:stop], classes[start:stop]
-            )
-            maps.append(np.abs(gradients).max(axis=-1))
-        return normalize_maps(np.concatenate(maps, axis=0))
+    def saliency(self, images, classes):
+        return np.concatenate(
+            [
+                np.abs(input_gradients(self.backbone, batch, labels)).max(axis=-1)
+                for batch, labels in self.batches(images, classes)
+            ]
+        )

@@ -1,17 +1,11 @@
 import numpy as np
 from keras import ops
 
-from keras_ptame.metrics.scoring import (
-    as_backbone,
-    check_batch_size,
-    explained_classes,
-    normalize_maps,
-    probabilities,
-)
-from keras_ptame.validation import check_images
+from keras_ptame.baselines.classifier_explainer import ClassifierExplainer
+from keras_ptame.metrics.scoring import as_backbone, check_batch_size, probabilities
 
 
-class RISE:
+class RISE(ClassifierExplainer):
     """RISE (Petsiuk et al. 2018): saliency from randomly masked copies.
 
     Each mask is a random binary grid of `grid_size` x `grid_size` cells
@@ -115,21 +109,9 @@ class RISE:
             ]
         ).astype(np.float32)
 
-    def explain(self, images, classes=None):
-        """One map per image, for its predicted class or `classes`.
-
-        Args:
-            images: array `(N, H, W, 3)` of raw pixels in [0, 255].
-            classes: optional int array `(N,)`. Defaults to `None` (the
-                classifier's prediction).
-
-        Returns:
-            numpy float32 `(N, H, W)` maps in [0, 1].
-        """
-        images = check_images(images).astype(np.float32)
-        classes = explained_classes(self.backbone, images, classes, self.batch_size)
+    def saliency(self, images, classes):
         count, height, width = images.shape[:3]
-        saliency = np.zeros((count, height, width), dtype=np.float64)
+        total = np.zeros((count, height, width), dtype=np.float64)
         for start in range(0, self.num_masks, self.batch_size):
             masks = self.masks(
                 start, min(start + self.batch_size, self.num_masks), (height, width)
@@ -137,6 +119,5 @@ class RISE:
             for index in range(count):
                 masked = images[index][None] * masks[..., None]
                 probs = probabilities(self.backbone, masked, len(masks))
-                saliency[index] += np.tensordot(probs[:, classes[index]], masks, axes=1)
-        saliency /= self.num_masks * self.keep_probability
-        return normalize_maps(saliency)
+                total[index] += np.tensordot(probs[:, classes[index]], masks, axes=1)
+        return total / (self.num_masks * self.keep_probability)
