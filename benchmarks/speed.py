@@ -155,13 +155,19 @@ def device_name(backend):
     return f"CPU ({os.cpu_count()} cores, {platform.machine()})"
 
 
-def measure(batch_size, image_size, batches, dtype, skip_train=False):
+def measure(
+    batch_size, image_size, batches, dtype, skip_train=False, warmup=3, repeats=3
+):
     """Runs in the process of one backend; returns a dict of figures.
 
-    Each figure is the wall time of one whole call over `batches` batches
-    (after a warm-up call that compiles), so that per-call set-up is shared
-    out as it is in real use and asynchronous dispatch is waited for (the
-    calls return host arrays).
+    Each figure is the median, over `repeats` rounds, of the wall time of one
+    whole call over `batches` batches, so that per-call set-up is shared out
+    as it is in real use and asynchronous dispatch is waited for (the calls
+    return host arrays). The classifier, `explain` and training take turns
+    within each round, so that a slow spell on a shared machine hits them
+    alike. Before timing, each runs `warmup` one-batch calls: the first
+    compiles, and TensorFlow's first few calls after tracing still run at
+    about half speed.
     """
     import keras
     import numpy as np
@@ -173,12 +179,24 @@ def measure(batch_size, image_size, batches, dtype, skip_train=False):
     images = rng.integers(0, 256, shape).astype("float32")
     warm = images[:batch_size]
 
-    classifier.predict(warm, batch_size=batch_size, verbose=0)
-    forward = _seconds(
-        lambda: classifier.predict(images, batch_size=batch_size, verbose=0)
-    )
-    explainer.explain(warm, batch_size=batch_size)
-    explain = _seconds(lambda: explainer.explain(images, batch_size=batch_size))
+    calls = {
+        "forward": lambda x: classifier.predict(x, batch_size=batch_size, verbose=0),
+        "explain": lambda x: explainer.explain(x, batch_size=batch_size),
+    }
+    if not skip_train:
+        explainer.compile(optimizer=keras.optimizers.AdamW(1e-4, amsgrad=True))
+        calls["train"] = lambda x: explainer.fit(
+            x, batch_size=batch_size, epochs=1, verbose=0
+        )
+    for call in calls.values():
+        for _ in range(warmup):
+            call(warm)
+    times = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            times[name].append(_seconds(lambda call=call: call(images)))
+    seconds = {name: float(np.median(values)) for name, values in times.items()}
+    forward, explain = seconds["forward"], seconds["explain"]
     count = len(images)
     result = {
         "backend": backend,
@@ -192,16 +210,11 @@ def measure(batch_size, image_size, batches, dtype, skip_train=False):
         "explain_ms_per_image": 1000 * explain / count,
     }
     if not skip_train:
-        explainer.compile(optimizer=keras.optimizers.AdamW(1e-4, amsgrad=True))
-        explainer.fit(warm, batch_size=batch_size, epochs=1, verbose=0)
-        train = _seconds(
-            lambda: explainer.fit(images, batch_size=batch_size, epochs=1, verbose=0)
-        )
         memory, where = peak_memory_mb(backend)
         result.update(
             {
-                "train_ips": count / train,
-                "train_ratio": forward / train,
+                "train_ips": count / seconds["train"],
+                "train_ratio": forward / seconds["train"],
                 "train_peak_mb": memory,
                 "memory_kind": where,
                 "jit_compile": bool(explainer.jit_compile),
@@ -216,7 +229,7 @@ def measure(batch_size, image_size, batches, dtype, skip_train=False):
 def run_backend(backend, args, extra):
     env = dict(os.environ, KERAS_BACKEND=backend)
     command = [sys.executable, __file__, "--_child", json.dumps(extra)]
-    for key in ("batch_size", "image_size", "batches", "dtype"):
+    for key in ("batch_size", "image_size", "batches", "dtype", "warmup", "repeats"):
         command += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -267,6 +280,12 @@ def main(argv=None):
     parser.add_argument(
         "--batches", type=int, default=8, help="batches per timed call (after warm-up)"
     )
+    parser.add_argument(
+        "--warmup", type=int, default=3, help="untimed one-batch calls before timing"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed rounds; the median is reported"
+    )
     parser.add_argument("--dtype", default="float32", help="or mixed_bfloat16")
     parser.add_argument(
         "--scaling", action="store_true", help="time vs batch and image size"
@@ -286,6 +305,8 @@ def main(argv=None):
                 args.batches,
                 args.dtype,
                 skip_train=bool(extra.get("grid")),
+                warmup=args.warmup,
+                repeats=args.repeats,
             )
             print(json.dumps(result), flush=True)
         return 0
