@@ -39,5 +39,5 @@ test: setup
 	KERAS_BACKEND=jax $(PY) -m pytest $(PYTEST_ARGS) -m slow tests || test $$? -eq 5
 
 lint: setup
-	$(PY) -m ruff check keras_ptame tests benchmarks
+	$(PY) -m ruff check keras_ptame tests benchmarks notebooks
 	$(PY) -m ruff format --check keras_ptame tests benchmarks
