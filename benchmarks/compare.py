@@ -91,7 +91,7 @@ def run(output="benchmarks/results", verbose=2, log=print, **settings):
     }
     config.update(
         {
-            "test_count": 100,
+            "test_count": 300,
             "rise_masks": 4000,
             "imputation": "linear",
             "seed": 0,
@@ -167,7 +167,7 @@ def main(argv=None):
         description="P-TAME against baselines on synthetic shapes with known masks.",
     )
     parser.add_argument("--output", default="benchmarks/results")
-    parser.add_argument("--test-count", type=int, default=100)
+    parser.add_argument("--test-count", type=int, default=300)
     parser.add_argument("--train-count", type=int, default=None)
     parser.add_argument("--rise-masks", type=int, default=4000)
     parser.add_argument("--imputation", choices=("linear", "telea"), default="linear")
