@@ -83,24 +83,15 @@ def build_classifier(image_size=64, num_classes=6, name="classifier"):
     classifier.output_shape   # (None, 6)
     ```
     """
-    import keras
-
-    inputs = keras.Input((image_size, image_size, 3), name="images")
-    x = keras.layers.Rescaling(1 / 255.0, name="rescale")(inputs)
-    # Strided convolutions rather than pooling: a quarter of the work at each
-    # stage, which is what keeps the demo within minutes on two CPU cores.
-    for index, filters in enumerate((16, 32, 64)):
-        x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False)(
-            x
-        )
-        x = keras.layers.BatchNormalization()(x)
-        x = keras.layers.ReLU(name=f"block{index + 1}")(x)
-    x = keras.layers.Conv2D(64, 3, padding="same", activation="relu")(x)
-    # Max pooling over space: the object may be anywhere, and a global max
-    # keeps its evidence whatever the clutter around it.
-    x = keras.layers.GlobalMaxPooling2D()(x)
-    logits = keras.layers.Dense(num_classes, name="logits")(x)
-    return keras.Model(inputs, logits, name=name)
+    return _strided_cnn(
+        image_size,
+        num_classes,
+        widths=(16, 32, 64),
+        scale=1 / 255.0,
+        offset=0.0,
+        stage_name="block",
+        name=name,
+    )
 
 
 # The decoder reads the 1/4 and 1/8 stages: its maps are 16x16 for 64x64
@@ -127,17 +118,36 @@ def build_auxiliary(image_size=64, num_classes=6, name="auxiliary"):
         An uncompiled `keras.Model` from pixels in [0, 255] to logits, with
         layers named `"stage1"`, `"stage2"` and `"stage3"`.
     """
+    return _strided_cnn(
+        image_size,
+        num_classes,
+        widths=(24, 48, 64),
+        scale=1 / 127.5,
+        offset=-1.0,
+        stage_name="stage",
+        name=name,
+    )
+
+
+def _strided_cnn(image_size, num_classes, widths, scale, offset, stage_name, name):
+    """Pixels in [0, 255] -> logits: rescaling, three strided conv stages
+    (named `<stage_name>1..3`), a 3x3 convolution, global max pooling, a
+    dense head."""
     import keras
 
     inputs = keras.Input((image_size, image_size, 3), name="images")
-    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale")(inputs)
-    for index, filters in enumerate((24, 48, 64)):
+    x = keras.layers.Rescaling(scale, offset=offset, name="rescale")(inputs)
+    # Strided convolutions rather than pooling: a quarter of the work at each
+    # stage, which is what keeps the demo within minutes on two CPU cores.
+    for index, filters in enumerate(widths):
         x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False)(
             x
         )
         x = keras.layers.BatchNormalization()(x)
-        x = keras.layers.ReLU(name=f"stage{index + 1}")(x)
+        x = keras.layers.ReLU(name=f"{stage_name}{index + 1}")(x)
     x = keras.layers.Conv2D(64, 3, padding="same", activation="relu")(x)
+    # Max pooling over space: the object may be anywhere, and a global max
+    # keeps its evidence whatever the clutter around it.
     x = keras.layers.GlobalMaxPooling2D()(x)
     logits = keras.layers.Dense(num_classes, name="logits")(x)
     return keras.Model(inputs, logits, name=name)
