@@ -311,10 +311,11 @@ def test_corrupted_keras_file_fails_the_child_clearly(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.skipif(
+    keras.config.backend() != "tensorflow",
+    reason="the child-process route is the default off TensorFlow, tested there",
+)
 def test_subprocess_route_on_tensorflow(exported, tmp_path):
-    if keras.config.backend() != "tensorflow":
-        pytest.skip("the child-process route is the default off TensorFlow")
     explainer, _ = exported
     path = export.export_saved_model(explainer, tmp_path / "m", in_subprocess=True)
     images = random_images(3, seed=31)
