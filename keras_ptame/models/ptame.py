@@ -107,9 +107,7 @@ class PTAME(keras.Model):
     # === Build ===
 
     def build(self, input_shape):
-        if isinstance(input_shape, dict):
-            input_shape = input_shape.get("images", input_shape.get("image"))
-        input_shape = tuple(input_shape)
+        input_shape = tuple(_unpack(input_shape)[0])
         check_image_shape(input_shape)
         images = keras.KerasTensor(input_shape, dtype="float32")
         self.backbone.build(input_shape)
@@ -381,8 +379,7 @@ class PTAME(keras.Model):
     def _check_training_data(self, x, batch_size):
         if x is None:
             raise ValueError("`fit` needs images. Received: x=None")
-        if isinstance(x, dict):
-            x = x.get("images", x.get("image"))
+        x = _unpack(x)[0]
         if hasattr(x, "element_spec"):  # a tf.data.Dataset
             self._check_dataset(x)
             return
@@ -398,14 +395,9 @@ class PTAME(keras.Model):
         first = next(iter(dataset.take(1)), None)
         if first is None:
             raise ValueError("The training dataset is empty. Received: no batch")
-        if isinstance(first, dict):
-            images = first.get("images", first.get("image"))
-        elif isinstance(first, (tuple, list)):
-            images = first[0]
-        else:
-            images = first
-        if isinstance(images, dict):
-            images = images.get("images", images.get("image"))
+        # images, (images, labels), or either with a dict of "images" inside.
+        element = first[0] if isinstance(first, (tuple, list)) else first
+        images = _unpack(element)[0]
         if not isinstance(images, tf.Tensor):
             raise ValueError(
                 "The dataset must yield images, (images, labels) or a dict with an "
