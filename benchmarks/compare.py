@@ -23,6 +23,24 @@ import time
 
 import numpy as np
 
+# The comparison's own settings; the demo's (`demo.DEFAULTS`) come first.
+SETTINGS = {
+    "test_count": 300,
+    "rise_masks": 4000,
+    "imputation": "linear",
+    "seed": 0,
+    "reuse": False,
+}
+# Tiny sizes for `--quick`, a check of the pipeline.
+QUICK = {
+    "train_count": 256,
+    "test_count": 8,
+    "rise_masks": 200,
+    "classifier_epochs": 1,
+    "auxiliary_epochs": 1,
+    "explainer_epochs": 1,
+}
+
 
 def _last_spatial_layer(model):
     """Grad-CAM's usual choice: the last layer with a (B, h, w, C) output."""
@@ -30,6 +48,19 @@ def _last_spatial_layer(model):
         if len(layer.output.shape) == 4:
             return layer.name
     raise ValueError("The classifier has no spatial layer for Grad-CAM.")
+
+
+def make_config(**settings):
+    """The demo's settings (but its `test_count`), then `SETTINGS`, overridden."""
+    from keras_ptame import demo
+
+    config = {k: v for k, v in demo.DEFAULTS.items() if k != "test_count"}
+    config.update(SETTINGS)
+    unknown = set(settings) - set(config)
+    if unknown:
+        raise ValueError(f"Unknown settings. Received: {sorted(unknown)}")
+    config.update(settings)
+    return config
 
 
 def train_models(config, output, verbose, log):
@@ -66,56 +97,12 @@ def train_models(config, output, verbose, log):
     return classifier, explainer, timings
 
 
-def run(output="benchmarks/results", verbose=2, log=print, **settings):
-    """Trains, explains and scores; returns the `EvaluationTable`."""
-    import keras
+def make_explainers(classifier, explainer, config):
+    """The table's rows: P-TAME and the baselines, by name."""
+    from keras_ptame import baselines
 
-    from keras_ptame import baselines, demo
-    from keras_ptame.datasets import synthetic
-    from keras_ptame.evaluation import evaluate
-
-    config = {
-        key: demo.DEFAULTS[key]
-        for key in (
-            "baseline",
-            "image_size",
-            "num_classes",
-            "train_count",
-            "classifier_epochs",
-            "auxiliary_epochs",
-            "explainer_epochs",
-            "batch_size",
-            "explainer_learning_rate",
-        )
-        if key in demo.DEFAULTS
-    }
-    config.update(
-        {
-            "test_count": 300,
-            "rise_masks": 4000,
-            "imputation": "linear",
-            "seed": 0,
-            "reuse": False,
-        }
-    )
-    unknown = set(settings) - set(config)
-    if unknown:
-        raise ValueError(f"Unknown settings. Received: {sorted(unknown)}")
-    config.update(settings)
-    started = time.perf_counter()
-    classifier, explainer, timings = train_models(config, output, verbose, log)
-
-    test_images, test_labels, test_masks = synthetic.make_shapes(
-        config["test_count"],
-        image_size=config["image_size"],
-        num_classes=config["num_classes"],
-        seed=config["seed"] + 10_000,
-    )
-    logits = classifier.predict(test_images, batch_size=128, verbose=0)
-    accuracy = float(np.mean(np.argmax(logits, axis=-1) == test_labels))
-    log(f"Classifier accuracy on {len(test_images)} held-out images: {accuracy:.3f}")
     layer = _last_spatial_layer(classifier)
-    explainers = {
+    return {
         "P-TAME": explainer,
         f"RISE ({config['rise_masks']} masks)": baselines.RISE(
             classifier, num_masks=config["rise_masks"], seed=config["seed"]
@@ -125,24 +112,55 @@ def run(output="benchmarks/results", verbose=2, log=print, **settings):
         "random": baselines.RandomMaps(seed=config["seed"]),
         "centre": baselines.CentreMaps(),
     }
+
+
+def run(output="benchmarks/results", verbose=2, log=print, **settings):
+    """Trains, explains and scores; returns the `EvaluationTable`."""
+    from keras_ptame.datasets import synthetic
+    from keras_ptame.evaluation import evaluate
+
+    config = make_config(**settings)
+    started = time.perf_counter()
+    classifier, explainer, timings = train_models(config, output, verbose, log)
+    images, labels, masks = synthetic.make_shapes(
+        config["test_count"],
+        image_size=config["image_size"],
+        num_classes=config["num_classes"],
+        seed=config["seed"] + 10_000,
+    )
+    logits = classifier.predict(images, batch_size=128, verbose=0)
+    accuracy = float(np.mean(np.argmax(logits, axis=-1) == labels))
+    log(f"Classifier accuracy on {len(images)} held-out images: {accuracy:.3f}")
     clock = time.perf_counter()
     log("Explaining and scoring...")
     table = evaluate(
-        explainers,
+        make_explainers(classifier, explainer, config),
         classifier,
-        test_images,
-        masks=test_masks,
+        images,
+        masks=masks,
         imputation=config["imputation"],
         verbose=1 if verbose == 1 else 0,
         seed=config["seed"],
     )
     timings["evaluation"] = time.perf_counter() - clock
     timings["total"] = time.perf_counter() - started
+    summary = _finish(table, config, accuracy, timings, output)
+    log(table.to_markdown())
+    log(json.dumps(summary["timings_s"]))
+    return table
+
+
+def _finish(table, config, accuracy, timings, output):
+    """Adds the setting's notes, writes the table and `settings.json`."""
+    import keras
+
+    from keras_ptame.files import write_text
+
     rise = next(name for name in table.rows if name.startswith("RISE"))
     ratio = table.rows[rise]["seconds"] / table.rows["P-TAME"]["seconds"]
     table.notes += [
-        f"Synthetic shapes, {config['num_classes']} shape classes and 'none', the demo's classifier "
-        f"(held-out accuracy {accuracy:.3f}); P-TAME trained "
+        f"Synthetic shapes, {config['num_classes']} shape classes and 'none', the "
+        f"demo's classifier (held-out accuracy {accuracy:.3f}); P-TAME trained "
         f"{config['explainer_epochs']} epochs on {config['train_count']} images.",
         f"RISE takes {ratio:,.0f} times as long as P-TAME per explanation.",
     ]
@@ -154,24 +172,23 @@ def run(output="benchmarks/results", verbose=2, log=print, **settings):
         "rise_over_ptame_seconds": ratio,
         "timings_s": {key: round(value, 1) for key, value in timings.items()},
     }
-    with open(os.path.join(output, "settings.json"), "w") as file:
-        json.dump(summary, file, indent=2)
-    log(table.to_markdown())
-    log(json.dumps(summary["timings_s"]))
-    return table
+    write_text(os.path.join(output, "settings.json"), json.dumps(summary, indent=2))
+    return summary
 
 
 def main(argv=None):
+    from keras_ptame.metrics.imputation import IMPUTATIONS
+
     parser = argparse.ArgumentParser(
         prog="python benchmarks/compare.py",
         description="P-TAME against baselines on synthetic shapes with known masks.",
     )
     parser.add_argument("--output", default="benchmarks/results")
-    parser.add_argument("--test-count", type=int, default=300)
+    parser.add_argument("--test-count", type=int, default=SETTINGS["test_count"])
     parser.add_argument("--train-count", type=int, default=None)
-    parser.add_argument("--rise-masks", type=int, default=4000)
-    parser.add_argument("--imputation", choices=("linear", "telea"), default="linear")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rise-masks", type=int, default=SETTINGS["rise_masks"])
+    parser.add_argument("--imputation", choices=IMPUTATIONS, default="linear")
+    parser.add_argument("--seed", type=int, default=SETTINGS["seed"])
     parser.add_argument("--reuse", action="store_true", help="load trained models")
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes to check the pipeline"
@@ -187,14 +204,7 @@ def main(argv=None):
     if args.train_count is not None:
         settings["train_count"] = args.train_count
     if args.quick:
-        settings.update(
-            train_count=256,
-            test_count=8,
-            rise_masks=200,
-            classifier_epochs=1,
-            auxiliary_epochs=1,
-            explainer_epochs=1,
-        )
+        settings.update(QUICK)
     run(args.output, verbose=2, log=lambda *a: print(*a, flush=True), **settings)
     return 0
 

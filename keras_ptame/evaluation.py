@@ -12,31 +12,30 @@ the pointing game and the map mass inside the object (when ground truth is
 given) and seconds per explanation. The table is written as Markdown and CSV.
 """
 
-import argparse
 import csv
+import dataclasses
+import functools
 import io
 import os
 import sys
 import time
 
+import keras
 import numpy as np
 
+from keras_ptame.files import write_text
+from keras_ptame.maps import check_maps
 from keras_ptame.metrics.confidence import FRACTIONS, confidence_metrics
 from keras_ptame.metrics.deletion import deletion_insertion
-from keras_ptame.metrics.imputation import IMPUTATIONS
+from keras_ptame.metrics.imputation import check_imputation
 from keras_ptame.metrics.localization import (
     ground_truth_masks,
     mass_inside,
     pointing_game,
 )
 from keras_ptame.metrics.road import PERCENTAGES, road
-from keras_ptame.metrics.scoring import (
-    as_backbone,
-    check_batch_size,
-    check_maps,
-    probabilities,
-)
-from keras_ptame.validation import check_classes, check_images
+from keras_ptame.scoring import as_backbone, check_batch_size, explained_classes
+from keras_ptame.validation import check_images
 
 # What each column means and which way is better, for the table's legend.
 LEGEND = {
@@ -99,12 +98,10 @@ class EvaluationTable:
 
     def save(self, directory, stem="evaluation"):
         """Writes `<stem>.md` and `<stem>.csv` into `directory`; returns their paths."""
-        os.makedirs(directory, exist_ok=True)
         paths = []
         for extension, text in (("md", self.to_markdown()), ("csv", self.to_csv())):
             path = os.path.join(directory, f"{stem}.{extension}")
-            with open(path, "w") as file:
-                file.write(text)
+            write_text(path, text)
             paths.append(path)
         return paths
 
@@ -228,8 +225,40 @@ def evaluate(
     print(table.to_markdown())
     ```
     """
-    import keras
+    _check_explainers(explainers)
+    imputation = check_imputation(imputation)
+    batch_size = check_batch_size(batch_size)
+    images, truth = _images_and_truth(load_data(data, masks, boxes), box_format)
+    backbone = as_backbone(classifier)
+    scorer = _Scorer(
+        backbone=backbone,
+        images=images,
+        classes=explained_classes(backbone, images, None, batch_size),
+        truth=truth,
+        fractions=tuple(fractions),
+        percentages=tuple(percentages),
+        imputation=imputation,
+        noise=noise,
+        curves=bool(curves),
+        batch_size=batch_size,
+        seed=seed,
+    )
+    progress = keras.utils.Progbar(
+        len(explainers) * scorer.steps, verbose=verbose, unit_name="step"
+    )
+    rows = {
+        name: scorer.score(explainer, progress)
+        for name, explainer in explainers.items()
+    }
+    # Every row has the same columns, in the order the phases score them.
+    columns = list(next(iter(rows.values())))
+    table = EvaluationTable(columns, rows, _notes(scorer))
+    if output_dir is not None:
+        table.save(output_dir)
+    return table
 
+
+def _check_explainers(explainers):
     if not isinstance(explainers, dict) or not explainers:
         raise ValueError(
             "`explainers` must be a non-empty dict name -> explainer. "
@@ -241,94 +270,154 @@ def evaluate(
                 f"Every explainer must have an `explain(images, classes)` method. "
                 f"Received: {name}={explainer!r}"
             )
-    if imputation not in IMPUTATIONS:
-        raise ValueError(
-            f"`imputation` must be one of {IMPUTATIONS}. Received: imputation={imputation!r}"
-        )
-    batch_size = check_batch_size(batch_size)
-    parts = load_data(data, masks, boxes)
+
+
+def _images_and_truth(parts, box_format):
+    """The images and their object masks `(N, H, W)` (`None` if not given)."""
     images = parts["images"]
-    truth = None
-    if "masks" in parts or "boxes" in parts:
-        truth = ground_truth_masks(
-            images.shape[:3], parts.get("masks"), parts.get("boxes"), box_format
-        )
-    backbone = as_backbone(classifier)
-    probs = probabilities(backbone, images, batch_size)
-    classes = check_classes(probs.argmax(axis=-1), len(images), probs.shape[-1])
-
-    stages = ["explain", "AD/IC", "ROAD MoRF", "ROAD LeRF"]
-    stages += ["curves"] * bool(curves) + ["localisation"] * (truth is not None)
-    progress = keras.utils.Progbar(
-        len(explainers) * len(stages), verbose=verbose, unit_name="step"
+    if "masks" not in parts and "boxes" not in parts:
+        return images, None
+    truth = ground_truth_masks(
+        images.shape[:3], parts.get("masks"), parts.get("boxes"), box_format
     )
-    rows = {}
-    for name, explainer in explainers.items():
-        row = {}
-        maps, row["seconds"] = _timed_explain(explainer, images, classes, batch_size)
-        progress.add(1)
-        row.update(
-            confidence_metrics(backbone, images, maps, classes, fractions, batch_size)
+    return images, truth
+
+
+# === Scoring one explainer ===
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Scorer:
+    """Scores explainers of one classifier on fixed images: one row each.
+
+    Every explainer explains `classes` on `images`; each phase of `score`
+    fills the row's columns of one metric, in the table's order, and the
+    seconds per explanation come last.
+    """
+
+    backbone: object
+    images: np.ndarray
+    classes: np.ndarray
+    truth: object  # bool (N, H, W) object masks, or None
+    fractions: tuple
+    percentages: tuple
+    imputation: str
+    noise: float
+    curves: bool
+    batch_size: int
+    seed: int
+
+    @property
+    def phases(self):
+        """The metrics scored on each explainer's maps, in column order."""
+        phases = [
+            self.confidence,
+            functools.partial(self.road, order="morf"),
+            functools.partial(self.road, order="lerf"),
+        ]
+        if self.curves:
+            phases.append(self.deletion_insertion)
+        if self.truth is not None:
+            phases.append(self.localisation)
+        return phases
+
+    @property
+    def steps(self):
+        """Progress steps per explainer: explaining, then each phase."""
+        return 1 + len(self.phases)
+
+    def score(self, explainer, progress):
+        """The row of one explainer: dict column -> value."""
+        maps, seconds = _timed_explain(
+            explainer, self.images, self.classes, self.batch_size
         )
         progress.add(1)
-        for order, tag in (("morf", "MoRF"), ("lerf", "LeRF")):
-            result = road(
-                backbone,
-                images,
-                maps,
-                classes,
-                order=order,
-                percentages=percentages,
-                imputation=imputation,
-                noise=noise,
-                batch_size=batch_size,
-                seed=seed,
-            )
-            for percentage, accuracy in result["accuracy"].items():
-                row[f"{tag}{percentage:g}"] = 100.0 * accuracy
-            row[tag] = 100.0 * result["summary"]
+        row = {}
+        for phase in self.phases:
+            row.update(phase(maps))
             progress.add(1)
-        if curves:
-            result = deletion_insertion(
-                backbone, images, maps, classes, batch_size=batch_size
-            )
-            row["deletion"] = float(result["deletion_auc"].mean())
-            row["insertion"] = float(result["insertion_auc"].mean())
-            progress.add(1)
-        if truth is not None:
-            row["pointing_game"] = 100.0 * float(pointing_game(maps, truth).mean())
-            row["mass_inside"] = 100.0 * float(
-                mass_inside(np.maximum(maps, 0), truth).mean()
-            )
-            progress.add(1)
-        rows[name] = row
+        row["seconds"] = seconds
+        return row
 
-    columns = []
-    for fraction in fractions:
-        columns += [f"AD{100 * fraction:g}", f"IC{100 * fraction:g}"]
-    for tag in ("MoRF", "LeRF"):
-        columns += [f"{tag}{p:g}" for p in percentages] + [tag]
-    columns += ["deletion", "insertion"] * bool(curves)
-    columns += ["pointing_game", "mass_inside"] * (truth is not None)
-    columns.append("seconds")
+    def confidence(self, maps):
+        return confidence_metrics(
+            self.backbone,
+            self.images,
+            maps,
+            self.classes,
+            self.fractions,
+            self.batch_size,
+        )
+
+    def road(self, maps, order):
+        result = road(
+            self.backbone,
+            self.images,
+            maps,
+            self.classes,
+            order=order,
+            percentages=self.percentages,
+            imputation=self.imputation,
+            noise=self.noise,
+            batch_size=self.batch_size,
+            seed=self.seed,
+        )
+        tag = _ROAD_TAGS[order]
+        row = {
+            f"{tag}{percentage:g}": 100.0 * accuracy
+            for percentage, accuracy in result["accuracy"].items()
+        }
+        row[tag] = 100.0 * result["summary"]
+        return row
+
+    def deletion_insertion(self, maps):
+        result = deletion_insertion(
+            self.backbone, self.images, maps, self.classes, batch_size=self.batch_size
+        )
+        return {
+            "deletion": float(result["deletion_auc"].mean()),
+            "insertion": float(result["insertion_auc"].mean()),
+        }
+
+    def localisation(self, maps):
+        return {
+            "pointing_game": 100.0 * float(pointing_game(maps, self.truth).mean()),
+            "mass_inside": 100.0
+            * float(mass_inside(np.maximum(maps, 0), self.truth).mean()),
+        }
+
+
+_ROAD_TAGS = {"morf": "MoRF", "lerf": "LeRF"}
+
+
+# === Table assembly ===
+
+
+def _notes(scorer):
+    """How the numbers were obtained, for the lines below the table."""
+    count, height, width = scorer.images.shape[:3]
     fill = {
-        "linear": f"noisy linear imputation (noise {noise})",
+        "linear": f"noisy linear imputation (noise {scorer.noise})",
         "telea": "OpenCV Telea inpainting",
-    }[imputation]
-    notes = [
-        f"{len(images)} images of {images.shape[1]}x{images.shape[2]}, "
+    }[scorer.imputation]
+    shares = [0, *(p / 100 for p in scorer.percentages), 1]
+    shares = ", ".join(_short(share) for share in shares)
+    return [
+        f"{count} images of {height}x{width}, "
         f"Keras backend `{keras.config.backend()}`; every method explains the "
         "classifier's prediction.",
-        f"`seconds`: median over calls of {batch_size} images, the first call "
-        "(set-up, compilation) not timed.",
+        f"`seconds`: median over calls of {scorer.batch_size} images, the first "
+        "call (set-up, compilation) not timed.",
         f"ROAD fills removed pixels by {fill}; the summary (`MoRF`, `LeRF`) is the "
-        "trapezoid area over removed shares [0, .1, .3, .5, .7, 1] with accuracy "
-        "1 at 0 and 0 at 1.",
+        f"trapezoid area over removed shares [{shares}] with accuracy 1 at 0 and "
+        "0 at 1.",
     ]
-    table = EvaluationTable(columns, rows, notes)
-    if output_dir is not None:
-        table.save(output_dir)
-    return table
+
+
+def _short(share):
+    """`0.1` as `.1`, `0` and `1` as they are."""
+    text = f"{share:g}"
+    return text[1:] if text.startswith("0.") else text
 
 
 def _timed_explain(explainer, images, classes, batch_size):
@@ -396,121 +485,8 @@ def _format(value, column, digits):
     return f"{value:.{digits}f}"
 
 
-# === Command line ===
-
-
-def make_explainer(spec, classifier, batch_size=32, seed=0):
-    """Builds one explainer from a command-line spec.
-
-    Specs: `NAME=PATH.keras` (a saved explainer such as P-TAME, named NAME),
-    `rise` or `rise:MASKS`, `gradcam:LAYER`, `gradient`, `random`, `centre`.
-
-    Returns:
-        A tuple `(name, explainer)`.
-    """
-    from keras_ptame import baselines
-
-    if "=" in spec:
-        import keras
-
-        name, path = spec.split("=", 1)
-        return name, keras.saving.load_model(path)
-    kind, _, argument = spec.partition(":")
-    if kind == "rise":
-        masks = int(argument) if argument else 4000
-        return "RISE", baselines.RISE(classifier, num_masks=masks, seed=seed)
-    if kind == "gradcam":
-        if not argument:
-            raise ValueError("`gradcam` needs a layer name: gradcam:LAYER")
-        return "Grad-CAM", baselines.GradCAM(
-            classifier, argument, batch_size=batch_size
-        )
-    if kind == "gradient":
-        return "gradient", baselines.GradientSaliency(classifier, batch_size=batch_size)
-    if kind == "random":
-        return "random", baselines.RandomMaps(seed=seed)
-    if kind in ("centre", "center"):
-        return "centre", baselines.CentreMaps()
-    raise ValueError(
-        "Unknown method. Received: "
-        f"{spec!r}; use NAME=PATH.keras, rise[:MASKS], gradcam:LAYER, gradient, "
-        "random or centre"
-    )
-
-
-def main(argv=None):
-    """Command-line entry point; returns the exit code (0 on success).
-
-    Args:
-        argv: list of str, the arguments (without the program name).
-            Defaults to `None` (`sys.argv[1:]`).
-    """
-    parser = argparse.ArgumentParser(
-        prog="python -m keras_ptame.evaluation",
-        description=(
-            "Scores explainers of one classifier (AD/IC, ROAD, pointing game, mass "
-            "inside, seconds per explanation) and writes one table as Markdown and "
-            "CSV. The Keras backend is chosen by KERAS_BACKEND."
-        ),
-    )
-    parser.add_argument(
-        "--classifier", required=True, help="saved Keras classifier (.keras)"
-    )
-    parser.add_argument(
-        "--data",
-        required=True,
-        help=".npz file with 'images' (N, H, W, 3) and optional 'masks' (N, H, W) "
-        "or 'boxes' (N, 4)",
-    )
-    parser.add_argument(
-        "--method",
-        action="append",
-        required=True,
-        help="NAME=PATH.keras, rise[:MASKS], gradcam:LAYER, gradient, random or "
-        "centre; repeat for each row",
-    )
-    parser.add_argument("--output", default="evaluation", help="output folder")
-    parser.add_argument("--imputation", choices=IMPUTATIONS, default="linear")
-    parser.add_argument("--box-format", default="xyxy")
-    parser.add_argument(
-        "--limit", type=int, default=None, help="use the first N images"
-    )
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--curves", action="store_true", help="add deletion/insertion")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quiet", action="store_true")
-    args = parser.parse_args(argv)
-    try:
-        import keras
-
-        classifier = keras.saving.load_model(args.classifier)
-        with np.load(args.data) as archive:
-            data = {key: archive[key] for key in archive.files}
-        if args.limit is not None:
-            data = {key: value[: args.limit] for key, value in data.items()}
-        explainers = dict(
-            make_explainer(spec, classifier, args.batch_size, args.seed)
-            for spec in args.method
-        )
-        table = evaluate(
-            explainers,
-            classifier,
-            data,
-            box_format=args.box_format,
-            imputation=args.imputation,
-            curves=args.curves,
-            batch_size=args.batch_size,
-            output_dir=args.output,
-            verbose=0 if args.quiet else 1,
-            seed=args.seed,
-        )
-    except (ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    if not args.quiet:
-        print(table.to_markdown())
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m keras_ptame.evaluation ...` is `ptame evaluate ...`.
+    from keras_ptame import cli
+
+    sys.exit(cli.main(["evaluate", *sys.argv[1:]]))

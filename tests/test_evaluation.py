@@ -1,16 +1,12 @@
 import csv
 import io
-import os
 
-import keras
 import numpy as np
 import pytest
 
-from keras_ptame import evaluation
 from keras_ptame.baselines import CentreMaps, RandomMaps
 from keras_ptame.evaluation import EvaluationTable, evaluate, load_data
-from tests.helpers import tiny_classifier, tiny_explainer
-from tests.metrics.known_classifiers import OBJECT, object_classifier, object_images
+from tests.helpers.known_classifiers import OBJECT, object_classifier, object_images
 
 
 class FixedMaps:
@@ -66,6 +62,7 @@ def test_table_rows_columns_and_known_values(tmp_path):
     assert float(rows[0]["mass_inside"]) == 100.0
     markdown = (tmp_path / "evaluation.md").read_text()
     assert "| perfect |" in markdown and "noisy linear imputation" in markdown
+    assert "removed shares [0, .1, .3, .5, .7, 1]" in markdown
 
 
 def test_without_ground_truth_and_with_curves_and_telea():
@@ -85,7 +82,9 @@ def test_without_ground_truth_and_with_curves_and_telea():
         "AD100", "IC100", "MoRF50", "MoRF", "LeRF50", "LeRF",
         "deletion", "insertion", "seconds",
     ]  # fmt: skip
-    assert "Telea" in table.to_markdown()
+    markdown = table.to_markdown()
+    assert "Telea" in markdown and "removed shares [0, .5, 1]" in markdown
+    assert all(0 <= table.rows["centre"][key] <= 1 for key in ("deletion", "insertion"))
 
 
 def test_data_forms():
@@ -136,46 +135,3 @@ def test_table_formats():
     )
     assert "| a | 1.23 | 0.0002 |" in table.to_markdown()
     assert list(csv.reader(io.StringIO(table.to_csv())))[1] == ["a", "1.234", "0.0002"]
-
-
-@pytest.mark.slow
-def test_command_line_with_a_saved_ptame(tmp_path):
-    classifier = tiny_classifier()
-    classifier_path = os.fspath(tmp_path / "classifier.keras")
-    classifier.save(classifier_path)
-    explainer = tiny_explainer()
-    explainer.build((None, 16, 16, 3))
-    explainer_path = os.fspath(tmp_path / "ptame.keras")
-    explainer.save(explainer_path)
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (3, 16, 16, 3)).astype("uint8")
-    masks = np.zeros((3, 16, 16), bool)
-    masks[:, 4:12, 4:12] = True
-    data_path = os.fspath(tmp_path / "data.npz")
-    np.savez(data_path, images=images, masks=masks)
-    output = tmp_path / "out"
-    code = evaluation.main(
-        [
-            "--classifier", classifier_path, "--data", data_path,
-            "--method", f"P-TAME={explainer_path}", "--method", "rise:50",
-            "--method", "gradcam:stage2", "--method", "gradient",
-            "--method", "random", "--method", "centre",
-            "--output", os.fspath(output), "--quiet",
-        ]
-    )  # fmt: skip
-    assert code == 0
-    with open(output / "evaluation.csv") as file:
-        methods = [row["method"] for row in csv.DictReader(file)]
-    assert methods == ["P-TAME", "RISE", "Grad-CAM", "gradient", "random", "centre"]
-    keras.backend.clear_session()
-
-
-def test_command_line_errors(tmp_path, capsys):
-    code = evaluation.main(
-        ["--classifier", os.fspath(tmp_path / "missing.keras"), "--data", "x.npz",
-         "--method", "random"]
-    )  # fmt: skip
-    assert code == 2
-    assert "error" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="Unknown method"):
-        evaluation.make_explainer("lime", tiny_classifier())

@@ -1,6 +1,6 @@
 import numpy as np
 
-from keras_ptame.metrics.scoring import normalize_maps
+from keras_ptame.maps import normalize_maps
 from keras_ptame.validation import check_images
 
 

@@ -1,16 +1,29 @@
 import numpy as np
 
-from keras_ptame.metrics.scoring import explained_classes, normalize_maps
+from keras_ptame.maps import normalize_maps
+from keras_ptame.scoring import as_backbone, check_batch_size, explained_classes
 from keras_ptame.validation import check_images
 
 
 class ClassifierExplainer:
     """Base of the baselines that query the classifier (RISE, gradients).
 
-    Subclasses set `self.backbone` (a `Backbone`) and `self.batch_size`, and
-    implement `saliency(images, classes)`; `explain` checks the images, picks
-    the explained classes and normalises the maps.
+    Subclasses call `__init__` (or set `self.backbone`, a `Backbone`, and
+    `self.batch_size` themselves) and implement `saliency(images, classes)`;
+    `explain` checks the images, picks the explained classes and normalises
+    the maps.
+
+    Args:
+        classifier: a `Backbone`, or a Keras model or callable on raw pixels
+            returning logits.
+        preprocessor: optional Keras layer or callable applied to the raw
+            pixels before `classifier`. Defaults to `None`.
+        batch_size: int. Images per classifier pass. Defaults to `32`.
     """
+
+    def __init__(self, classifier, preprocessor=None, batch_size=32):
+        self.batch_size = check_batch_size(batch_size)
+        self.backbone = as_backbone(classifier, preprocessor)
 
     def explain(self, images, classes=None):
         """One map per image, for its predicted class or `classes`.

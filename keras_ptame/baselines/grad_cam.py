@@ -5,7 +5,6 @@ from keras import ops
 from keras_ptame.baselines.classifier_explainer import ClassifierExplainer
 from keras_ptame.baselines.gradients import layer_gradients
 from keras_ptame.layers.backbone import Backbone
-from keras_ptame.metrics.scoring import as_backbone, check_batch_size
 
 
 class GradCAM(ClassifierExplainer):
@@ -64,12 +63,11 @@ class GradCAM(ClassifierExplainer):
                 "`layer_name` must name a layer with a spatial output (B, h, w, C). "
                 f"Received: {layer_name!r} with output shape {layer.output.shape}"
             )
+        super().__init__(classifier, preprocessor, batch_size)
         self.classifier = classifier
         self.layer_name = layer_name
         self.layer = layer
         self.preprocessor = preprocessor
-        self.batch_size = check_batch_size(batch_size)
-        self.backbone = as_backbone(classifier, preprocessor)
 
     def saliency(self, images, classes):
         maps = []

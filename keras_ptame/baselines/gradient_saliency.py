@@ -2,7 +2,6 @@ import numpy as np
 
 from keras_ptame.baselines.classifier_explainer import ClassifierExplainer
 from keras_ptame.baselines.gradients import input_gradients
-from keras_ptame.metrics.scoring import as_backbone, check_batch_size
 
 
 class GradientSaliency(ClassifierExplainer):
@@ -35,10 +34,6 @@ class GradientSaliency(ClassifierExplainer):
     maps = GradientSaliency(classifier).explain(images)   # (2, 16, 16)
     ```
     """
-
-    def __init__(self, classifier, preprocessor=None, batch_size=32):
-        self.backbone = as_backbone(classifier, preprocessor)
-        self.batch_size = check_batch_size(batch_size)
 
     def saliency(self, images, classes):
         return np.concatenate(

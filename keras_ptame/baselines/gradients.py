@@ -25,7 +25,7 @@ def input_gradients(backbone, images, classes):
         images: float32 numpy `(B, H, W, 3)`.
         classes: int numpy `(B,)`.
     """
-    backend = keras.config.backend()
+    backend = _check_backend()
     classes_t = ops.convert_to_tensor(np.asarray(classes, dtype="int32"))
     if backend == "tensorflow":
         import tensorflow as tf
@@ -42,18 +42,13 @@ def input_gradients(backbone, images, classes):
             return _class_score(backbone(x), classes_t)
 
         return np.asarray(jax.grad(score)(jax.numpy.asarray(images, dtype="float32")))
-    if backend == "torch":
-        import torch
+    import torch
 
-        x = ops.convert_to_tensor(images, dtype="float32").detach().requires_grad_(True)
-        with torch.enable_grad():
-            score = _class_score(backbone(x), classes_t)
-            (gradient,) = torch.autograd.grad(score, x)
-        return gradient.detach().cpu().numpy()
-    raise ValueError(
-        "Gradients are implemented for the tensorflow, jax and torch backends. "
-        f"Received: backend {backend!r}"
-    )
+    x = ops.convert_to_tensor(images, dtype="float32").detach().requires_grad_(True)
+    with torch.enable_grad():
+        score = _class_score(backbone(x), classes_t)
+        (gradient,) = torch.autograd.grad(score, x)
+    return gradient.detach().cpu().numpy()
 
 
 def layer_gradients(model, layer, images, classes, preprocessor=None):
@@ -70,61 +65,77 @@ def layer_gradients(model, layer, images, classes, preprocessor=None):
     Returns:
         `(activations, gradients)`, numpy arrays of the layer output's shape.
     """
-    backend = keras.config.backend()
-    classes_t = ops.convert_to_tensor(np.asarray(classes, dtype="int32"))
+    gradients = {
+        "tensorflow": _layer_gradients_tensorflow,
+        "torch": _layer_gradients_torch,
+        "jax": _layer_gradients_jax,
+    }[_check_backend()]
+    classes = ops.convert_to_tensor(np.asarray(classes, dtype="int32"))
 
     def prepare(x):
         return preprocessor(x) if preprocessor is not None else x
 
-    if backend in ("tensorflow", "torch"):
-        # These backends differentiate with respect to any intermediate
-        # tensor, so a two-output view of the model is enough.
-        tapped = keras.Model(model.inputs, [layer.output, model.outputs[0]])
-    if backend == "tensorflow":
-        import tensorflow as tf
+    return gradients(model, layer, images, classes, prepare)
 
-        x = tf.convert_to_tensor(images, dtype="float32")
-        with tf.GradientTape() as tape:
-            # Watching the input records the path even for frozen weights.
-            tape.watch(x)
-            activations, logits = tapped(prepare(x), training=False)
-            score = _class_score(ops.cast(logits, "float32"), classes_t)
-        gradients = tape.gradient(score, activations)
-        return activations.numpy(), gradients.numpy()
-    if backend == "torch":
-        import torch
 
-        x = ops.convert_to_tensor(images, dtype="float32").detach().requires_grad_(True)
-        with torch.enable_grad():
-            activations, logits = tapped(prepare(x), training=False)
-            score = _class_score(ops.cast(logits, "float32"), classes_t)
-            (gradients,) = torch.autograd.grad(score, activations)
-        return (
-            activations.detach().cpu().numpy(),
-            gradients.detach().cpu().numpy(),
+def _check_backend():
+    backend = keras.config.backend()
+    if backend not in ("tensorflow", "jax", "torch"):
+        raise ValueError(
+            "Gradients are implemented for the tensorflow, jax and torch backends. "
+            f"Received: backend {backend!r}"
         )
-    if backend == "jax":
-        import jax
+    return backend
 
-        # JAX differentiates functions, not tensors: make the layer's output
-        # an argument by adding a zero offset to it inside the model's call,
-        # and differentiate with respect to the offset.
-        x = jax.numpy.asarray(images, dtype="float32")
 
-        def score(offset):
-            with _offset_output(layer, offset) as seen:
-                logits = model(prepare(x), training=False)
-            return _class_score(ops.cast(logits, "float32"), classes_t), seen[0]
+def _tapped(model, layer):
+    # TensorFlow and torch differentiate with respect to any intermediate
+    # tensor, so a two-output view of the model is enough.
+    return keras.Model(model.inputs, [layer.output, model.outputs[0]])
 
-        shape = keras.Model(model.inputs, layer.output)(
-            prepare(x), training=False
-        ).shape
-        gradients, activations = jax.grad(score, has_aux=True)(jax.numpy.zeros(shape))
-        return np.asarray(activations), np.asarray(gradients)
-    raise ValueError(
-        "Gradients are implemented for the tensorflow, jax and torch backends. "
-        f"Received: backend {backend!r}"
-    )
+
+def _layer_gradients_tensorflow(model, layer, images, classes, prepare):
+    import tensorflow as tf
+
+    tapped = _tapped(model, layer)
+    x = tf.convert_to_tensor(images, dtype="float32")
+    with tf.GradientTape() as tape:
+        # Watching the input records the path even for frozen weights.
+        tape.watch(x)
+        activations, logits = tapped(prepare(x), training=False)
+        score = _class_score(ops.cast(logits, "float32"), classes)
+    gradients = tape.gradient(score, activations)
+    return activations.numpy(), gradients.numpy()
+
+
+def _layer_gradients_torch(model, layer, images, classes, prepare):
+    import torch
+
+    tapped = _tapped(model, layer)
+    x = ops.convert_to_tensor(images, dtype="float32").detach().requires_grad_(True)
+    with torch.enable_grad():
+        activations, logits = tapped(prepare(x), training=False)
+        score = _class_score(ops.cast(logits, "float32"), classes)
+        (gradients,) = torch.autograd.grad(score, activations)
+    return activations.detach().cpu().numpy(), gradients.detach().cpu().numpy()
+
+
+def _layer_gradients_jax(model, layer, images, classes, prepare):
+    import jax
+
+    # JAX differentiates functions, not tensors: make the layer's output an
+    # argument by adding a zero offset to it inside the model's call, and
+    # differentiate with respect to the offset.
+    x = jax.numpy.asarray(images, dtype="float32")
+
+    def score(offset):
+        with _offset_output(layer, offset) as seen:
+            logits = model(prepare(x), training=False)
+        return _class_score(ops.cast(logits, "float32"), classes), seen[0]
+
+    shape = keras.Model(model.inputs, layer.output)(prepare(x), training=False).shape
+    gradients, activations = jax.grad(score, has_aux=True)(jax.numpy.zeros(shape))
+    return np.asarray(activations), np.asarray(gradients)
 
 
 @contextlib.contextmanager

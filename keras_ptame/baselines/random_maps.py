@@ -1,7 +1,7 @@
 import numpy as np
 from keras import ops
 
-from keras_ptame.metrics.scoring import normalize_maps
+from keras_ptame.maps import normalize_maps
 from keras_ptame.validation import check_images
 
 

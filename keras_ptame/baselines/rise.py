@@ -2,7 +2,7 @@ import numpy as np
 from keras import ops
 
 from keras_ptame.baselines.classifier_explainer import ClassifierExplainer
-from keras_ptame.metrics.scoring import as_backbone, check_batch_size, probabilities
+from keras_ptame.scoring import probabilities
 
 
 class RISE(ClassifierExplainer):
@@ -71,11 +71,10 @@ class RISE(ClassifierExplainer):
                 "`keep_probability` must lie in (0, 1]. "
                 f"Received: keep_probability={keep_probability}"
             )
-        self.backbone = as_backbone(classifier, preprocessor)
+        super().__init__(classifier, preprocessor, batch_size)
         self.num_masks = int(num_masks)
         self.grid_size = int(grid_size)
         self.keep_probability = float(keep_probability)
-        self.batch_size = check_batch_size(batch_size)
         self.seed = seed
 
     def masks(self, start, stop, size):

@@ -2,7 +2,9 @@
 
 import numpy as np
 
-from keras_ptame.metrics.scoring import class_scores, prepare, ranking
+from keras_ptame.maps import ranking
+from keras_ptame.metrics.inputs import prepare
+from keras_ptame.scoring import class_scores
 
 FRACTIONS = (1.0, 0.5, 0.15)
 

@@ -3,7 +3,9 @@
 import numpy as np
 from scipy import ndimage
 
-from keras_ptame.metrics.scoring import class_scores, prepare, ranking
+from keras_ptame.maps import ranking
+from keras_ptame.metrics.inputs import prepare
+from keras_ptame.scoring import class_scores
 
 FILLS = ("black", "blur", "mean")
 

@@ -85,49 +85,16 @@ def noisy_linear_imputation(image, removed, noise=0.01, value_range=255.0, seed=
     image, removed = _check_image_and_mask(image, removed)
     if noise < 0:
         raise ValueError(f"`noise` must be non-negative. Received: noise={noise}")
-    height, width, channels = image.shape
     result = image.astype(np.float64)
-    kept = ~removed
     if not removed.any():
         return _finish(result, squeeze)
-
     rows, cols = np.nonzero(removed)
-    unknowns = rows.size
-    if not kept.any():
+    if removed.all():
         # Nothing to interpolate from (the system would be singular); any
         # group of removed pixels short of the whole image touches a kept one.
         result[:] = 0.0
     else:
-        index = np.full((height, width), -1, dtype=np.int64)
-        index[rows, cols] = np.arange(unknowns)
-        diagonal = np.zeros(unknowns)
-        rhs = np.zeros((unknowns, channels))
-        a_rows, a_cols, a_values = [], [], []
-        for dr, dc, weight in NEIGHBOURS:
-            r, c = rows + dr, cols + dc
-            inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
-            diagonal[inside] += weight
-            source = np.nonzero(inside)[0]
-            neighbour = index[r[inside], c[inside]]
-            is_unknown = neighbour >= 0
-            # Removed neighbours are unknowns of the system.
-            a_rows.append(source[is_unknown])
-            a_cols.append(neighbour[is_unknown])
-            a_values.append(np.full(is_unknown.sum(), -weight))
-            # Kept neighbours are known: they move to the right-hand side.
-            known = source[~is_unknown]
-            rhs_values = result[r[inside][~is_unknown], c[inside][~is_unknown]]
-            np.add.at(rhs, known, weight * rhs_values)
-        a_rows.append(np.arange(unknowns))
-        a_cols.append(np.arange(unknowns))
-        a_values.append(diagonal)
-        matrix = sparse.csc_matrix(
-            (
-                np.concatenate(a_values),
-                (np.concatenate(a_rows), np.concatenate(a_cols)),
-            ),
-            shape=(unknowns, unknowns),
-        )
+        matrix, rhs = _linear_system(result, rows, cols)
         # The matrix is symmetric (neighbour weights are): a symmetric
         # fill-reducing ordering factorises faster, and one factorisation
         # serves every channel.
@@ -137,9 +104,51 @@ def noisy_linear_imputation(image, removed, noise=0.01, value_range=255.0, seed=
         result[rows, cols] = factor.solve(rhs)
     if noise > 0:
         rng = np.random.default_rng(seed)
-        result[rows, cols] += rng.normal(0.0, noise * value_range, (unknowns, channels))
+        noise_shape = (rows.size, image.shape[-1])
+        result[rows, cols] += rng.normal(0.0, noise * value_range, noise_shape)
     np.clip(result, 0.0, value_range, out=result)
     return _finish(result, squeeze)
+
+
+def _linear_system(image, rows, cols):
+    """The sparse system of the removed pixels `(rows, cols)` of `image`.
+
+    Each removed pixel equals the weighted mean of its neighbours inside the
+    image (`NEIGHBOURS`): removed neighbours are unknowns, kept ones move to
+    the right-hand side.
+
+    Returns:
+        A tuple `(matrix, rhs)`: CSC matrix `(U, U)` and array `(U, C)` for
+        the `U` removed pixels, in the order of `rows` and `cols`.
+    """
+    height, width, channels = image.shape
+    unknowns = rows.size
+    index = np.full((height, width), -1, dtype=np.int64)
+    index[rows, cols] = np.arange(unknowns)
+    diagonal = np.zeros(unknowns)
+    rhs = np.zeros((unknowns, channels))
+    a_rows, a_cols, a_values = [], [], []
+    for dr, dc, weight in NEIGHBOURS:
+        r, c = rows + dr, cols + dc
+        inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
+        diagonal[inside] += weight
+        source = np.nonzero(inside)[0]
+        neighbour = index[r[inside], c[inside]]
+        is_unknown = neighbour >= 0
+        a_rows.append(source[is_unknown])
+        a_cols.append(neighbour[is_unknown])
+        a_values.append(np.full(is_unknown.sum(), -weight))
+        known = source[~is_unknown]
+        rhs_values = image[r[inside][~is_unknown], c[inside][~is_unknown]]
+        np.add.at(rhs, known, weight * rhs_values)
+    a_rows.append(np.arange(unknowns))
+    a_cols.append(np.arange(unknowns))
+    a_values.append(diagonal)
+    matrix = sparse.csc_matrix(
+        (np.concatenate(a_values), (np.concatenate(a_rows), np.concatenate(a_cols))),
+        shape=(unknowns, unknowns),
+    )
+    return matrix, rhs
 
 
 def telea_imputation(image, removed, radius=5, value_range=255.0):
@@ -184,17 +193,23 @@ def telea_imputation(image, removed, radius=5, value_range=255.0):
     return _finish(result, squeeze)
 
 
+def check_imputation(imputation):
+    """Checks the name of a fill for removed pixels: one of `IMPUTATIONS`."""
+    if imputation not in IMPUTATIONS:
+        raise ValueError(
+            f"`imputation` must be one of {IMPUTATIONS}. "
+            f"Received: imputation={imputation!r}"
+        )
+    return imputation
+
+
 def impute(image, removed, method="linear", noise=0.01, seed=None, value_range=255.0):
     """Fills removed pixels with `method`: `"linear"` (noisy linear) or `"telea"`."""
-    if method == "linear":
+    if check_imputation(method) == "linear":
         return noisy_linear_imputation(
             image, removed, noise=noise, value_range=value_range, seed=seed
         )
-    if method == "telea":
-        return telea_imputation(image, removed, value_range=value_range)
-    raise ValueError(
-        f"`imputation` must be one of {IMPUTATIONS}. Received: imputation={method!r}"
-    )
+    return telea_imputation(image, removed, value_range=value_range)
 
 
 def _finish(result, squeeze):

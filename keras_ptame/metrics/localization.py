@@ -1,7 +1,15 @@
-"""Localisation against ground truth: pointing game and mass inside the object."""
+"""Localisation against ground truth: pointing game and mass inside the object.
+
+These are the package's one definition of both scores (the demo, the
+evaluation table and the benchmarks use them). A map that says nothing (all
+equal, or all zero) scores chance, the object's share of the image, under
+both; see `pointing_game` and `mass_inside`.
+"""
 
 import numpy as np
 from scipy import ndimage
+
+from keras_ptame.maps import check_maps
 
 BOX_FORMATS = ("xyxy", "yxyx", "rel_xyxy", "rel_yxyx")
 
@@ -72,10 +80,14 @@ def ground_truth_masks(shape, masks=None, boxes=None, box_format="xyxy"):
 def pointing_game(maps, masks=None, boxes=None, box_format="xyxy", tolerance=0):
     """Does each map's peak fall on the object? One score per map.
 
-    A map with a unique maximum scores 1 when it lies inside the object
-    (grown by `tolerance` pixels) and 0 otherwise. With several tied maxima
-    the score is the share of them inside, so a constant map scores the
-    object's share of the image (chance), not a free hit.
+    The score is the chance that the map's peak, picked uniformly among its
+    tied maxima, lies on the object (grown by `tolerance` pixels):
+
+    - a unique maximum scores 1 on the object and 0 off it;
+    - a tied plateau scores the share of its pixels on the object;
+    - so an all-equal map (all zero, say) scores the object's share of the
+      image, which is chance: never a free hit, nor a free miss;
+    - an image without an object (an empty mask) scores 0.
 
     Args:
         maps: array `(N, H, W)`.
@@ -95,23 +107,31 @@ def pointing_game(maps, masks=None, boxes=None, box_format="xyxy", tolerance=0):
 
     maps = np.zeros((1, 8, 8)); maps[0, 2, 3] = 1.0
     pointing_game(maps, boxes=np.array([[2, 1, 5, 4]]))   # array([1.])
+    pointing_game(np.zeros((1, 8, 8)), boxes=np.array([[0, 0, 4, 4]]))   # array([0.25])
     ```
     """
-    maps = np.asarray(maps, dtype=np.float64)
+    if not isinstance(tolerance, (int, np.integer)) or tolerance < 0:
+        raise ValueError(
+            "`tolerance` must be a non-negative integer number of pixels. "
+            f"Received: tolerance={tolerance!r}"
+        )
+    maps = check_maps(maps, dtype=np.float64)
     truth = ground_truth_masks(maps.shape, masks, boxes, box_format)
     if tolerance > 0:
-        radius = int(tolerance)
-        yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
-        disc = yy**2 + xx**2 <= radius**2
+        yy, xx = np.mgrid[-tolerance : tolerance + 1, -tolerance : tolerance + 1]
+        disc = yy**2 + xx**2 <= tolerance**2
         truth = np.stack([ndimage.binary_dilation(t, disc) for t in truth])
     peaks = maps == maps.max(axis=(1, 2), keepdims=True)
-    return ((peaks & truth).sum(axis=(1, 2)) / peaks.sum(axis=(1, 2))).astype(
-        np.float32
-    )
+    hits = (peaks & truth).sum(axis=(1, 2)) / peaks.sum(axis=(1, 2))
+    return hits.astype(np.float32)
 
 
 def mass_inside(maps, masks=None, boxes=None, box_format="xyxy"):
     """Share of each map's mass that lies on the object.
+
+    Like `pointing_game`, a map that says nothing scores chance: a constant
+    map, and an all-zero one (which has no mass to share), score the
+    object's share of the image. An image without an object scores 0.
 
     Args:
         maps: array `(N, H, W)` of non-negative maps.
@@ -120,10 +140,18 @@ def mass_inside(maps, masks=None, boxes=None, box_format="xyxy"):
         box_format: str. Format of `boxes`. Defaults to `"xyxy"`.
 
     Returns:
-        float32 numpy array `(N,)` in [0, 1]. An all-zero map scores the
-        object's share of the image, like a constant one.
+        float32 numpy array `(N,)` in [0, 1].
+
+    Examples:
+    ```python
+    import numpy as np
+    from keras_ptame.metrics import mass_inside
+
+    masks = np.zeros((1, 4, 4), bool); masks[0, :2] = True
+    mass_inside(np.ones((1, 4, 4)), masks)   # array([0.5])
+    ```
     """
-    maps = np.asarray(maps, dtype=np.float64)
+    maps = check_maps(maps, dtype=np.float64)
     if (maps < 0).any():
         raise ValueError("`maps` must be non-negative. Received: negative values")
     truth = ground_truth_masks(maps.shape, masks, boxes, box_format)

@@ -2,8 +2,10 @@
 
 import numpy as np
 
-from keras_ptame.metrics.imputation import IMPUTATIONS, impute
-from keras_ptame.metrics.scoring import class_scores, prepare, ranking
+from keras_ptame.maps import ranking
+from keras_ptame.metrics.imputation import check_imputation, impute
+from keras_ptame.metrics.inputs import prepare
+from keras_ptame.scoring import class_scores
 
 PERCENTAGES = (10, 30, 50, 70)
 ORDERS = ("morf", "lerf")
@@ -109,10 +111,7 @@ def road(
     result["accuracy"][50], result["summary"]
     ```
     """
-    if imputation not in IMPUTATIONS:
-        raise ValueError(
-            f"`imputation` must be one of {IMPUTATIONS}. Received: imputation={imputation!r}"
-        )
+    check_imputation(imputation)
     backbone, images, maps, classes, _ = prepare(
         classifier, images, maps, classes, batch_size
     )

@@ -5,7 +5,8 @@ import numpy as np
 from scipy import stats
 
 from keras_ptame.layers.backbone import Backbone
-from keras_ptame.metrics.scoring import as_backbone, check_maps, probabilities
+from keras_ptame.maps import check_maps
+from keras_ptame.scoring import as_backbone, explained_classes
 from keras_ptame.validation import check_images
 
 
@@ -116,8 +117,7 @@ def model_randomization(make_explainer, classifier, images, classes=None, seed=N
     ```
     """
     images = check_images(images)
-    if classes is None:
-        classes = probabilities(as_backbone(classifier), images).argmax(axis=-1)
+    classes = explained_classes(as_backbone(classifier), images, classes)
     trained = check_maps(make_explainer(classifier).explain(images, classes), images)
     randomized = randomize_weights(classifier, seed)
     random_maps = check_maps(

@@ -2,16 +2,14 @@ import numpy as np
 import pytest
 
 from keras_ptame.baselines.classifier_explainer import ClassifierExplainer
-from keras_ptame.metrics.scoring import as_backbone
-from tests.metrics.known_classifiers import two_patch_classifier, two_patch_images
+from tests.helpers.known_classifiers import two_patch_classifier, two_patch_images
 
 
 class ChannelOfClass(ClassifierExplainer):
     """The map of class c is channel c of the image: red for 0, green for 1."""
 
     def __init__(self, batch_size):
-        self.backbone = as_backbone(two_patch_classifier())
-        self.batch_size = batch_size
+        super().__init__(two_patch_classifier(), batch_size=batch_size)
         self.seen = []
 
     def saliency(self, images, classes):
@@ -44,3 +42,8 @@ def test_bad_classes_are_refused_before_any_saliency_is_computed():
     with pytest.raises(ValueError, match="classes"):
         explainer.explain(images, classes=[0, 2])
     assert explainer.seen == []
+
+
+def test_batch_size_is_checked():
+    with pytest.raises(ValueError, match="batch_size"):
+        ChannelOfClass(batch_size=0)

@@ -6,7 +6,7 @@ import keras_ptame as kp
 from keras_ptame.baselines import GradCAM
 from keras_ptame.baselines.gradients import layer_gradients
 from tests.helpers import random_images, tiny_classifier
-from tests.metrics.known_classifiers import two_patch_classifier, two_patch_images
+from tests.helpers.known_classifiers import two_patch_classifier, two_patch_images
 
 
 def test_layer_gradients_match_the_head_weights():

@@ -1,7 +1,7 @@
 import numpy as np
 
 from keras_ptame.baselines import GradientSaliency
-from tests.metrics.known_classifiers import (
+from tests.helpers.known_classifiers import (
     OBJECT,
     object_classifier,
     object_images,

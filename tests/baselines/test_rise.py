@@ -3,7 +3,7 @@ import pytest
 
 from keras_ptame.baselines import RISE
 from keras_ptame.metrics import mass_inside, pointing_game
-from tests.metrics.known_classifiers import two_patch_classifier, two_patch_images
+from tests.helpers.known_classifiers import two_patch_classifier, two_patch_images
 
 
 def test_each_class_map_points_at_its_own_patch():

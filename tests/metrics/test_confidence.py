@@ -7,19 +7,16 @@ from keras_ptame.metrics import (
     increase_in_confidence,
     keep_top_fraction,
 )
-from tests.metrics.known_classifiers import (
+from tests.helpers.known_classifiers import (
     OBJECT,
     object_classifier,
     object_images,
+    object_maps,
     sigmoid,
 )
 
 # object_images(): logit0 = 4 - 2 = 2, logit1 = 1, so Y = sigmoid(1).
 Y = sigmoid(1.0)
-
-
-def _maps(values, count=2):
-    return np.broadcast_to(np.asarray(values, "float32"), (count, 8, 8)).copy()
 
 
 def test_average_drop_and_increase_in_confidence_by_hand():
@@ -43,7 +40,9 @@ def test_perfect_map():
     # Keeping the object and dropping the background (negative evidence)
     # raises logit0 to 4: O = sigmoid(3) > Y at 100%; at 15% the 10 kept
     # object pixels give logit0 = 4 * 10 / 16.
-    scores = confidence_metrics(object_classifier(), object_images(), _maps(OBJECT))
+    scores = confidence_metrics(
+        object_classifier(), object_images(), object_maps(OBJECT)
+    )
     assert scores["AD100"] == pytest.approx(0.0)
     assert scores["IC100"] == pytest.approx(100.0)
     assert scores["AD15"] == pytest.approx(0.0)
@@ -52,7 +51,9 @@ def test_perfect_map():
 
 
 def test_inverted_map():
-    scores = confidence_metrics(object_classifier(), object_images(), _maps(~OBJECT))
+    scores = confidence_metrics(
+        object_classifier(), object_images(), object_maps(~OBJECT)
+    )
     # Object zeroed: logit0 = -2, O = sigmoid(-3).
     assert scores["AD100"] == pytest.approx(100 * (Y - sigmoid(-3.0)) / Y, rel=1e-4)
     assert scores["IC100"] == 0.0
@@ -60,7 +61,7 @@ def test_inverted_map():
 
 def test_constant_maps():
     classifier, images = object_classifier(), object_images()
-    ones = confidence_metrics(classifier, images, _maps(1.0))
+    ones = confidence_metrics(classifier, images, object_maps(1.0))
     assert ones["AD100"] == pytest.approx(0.0, abs=1e-4)
     assert ones["IC100"] == 0.0
     # Ties keep raster order: at 50% rows 0-3 (object + 16 of 48 background
@@ -68,7 +69,7 @@ def test_constant_maps():
     assert ones["IC50"] == 100.0
     expected = 100 * (Y - sigmoid(4 * 6 / 16 - 2 * 4 / 48 - 1)) / Y
     assert ones["AD15"] == pytest.approx(expected, rel=1e-4)
-    halves = confidence_metrics(classifier, images, _maps(0.5), fractions=(1.0,))
+    halves = confidence_metrics(classifier, images, object_maps(0.5), fractions=(1.0,))
     # Everything halved: logit0 = 1, O = 0.5.
     assert halves["AD100"] == pytest.approx(100 * (Y - 0.5) / Y, rel=1e-4)
     assert set(halves) == {"AD100", "IC100"}
@@ -87,11 +88,11 @@ def test_values_do_not_depend_on_batch_size():
 
 def test_explicit_classes_and_bad_maps():
     classifier, images = object_classifier(), object_images()
-    scores = confidence_metrics(classifier, images, _maps(0.5), classes=[1, 1])
+    scores = confidence_metrics(classifier, images, object_maps(0.5), classes=[1, 1])
     # Class 1 has a constant logit: halving the image moves logit0 from 2 to
     # 1, so p(class 1) rises from sigmoid(-1) to 0.5.
     assert scores["IC100"] == 100.0
     with pytest.raises(ValueError, match="maps"):
         confidence_metrics(classifier, images, np.ones((2, 4, 4)))
     with pytest.raises(ValueError, match="classes"):
-        confidence_metrics(classifier, images, _maps(1.0), classes=[0, 5])
+        confidence_metrics(classifier, images, object_maps(1.0), classes=[0, 5])

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from keras_ptame.metrics import curve_area, deletion_insertion
-from tests.metrics.known_classifiers import (
+from tests.helpers.known_classifiers import (
     OBJECT,
     object_classifier,
     object_images,

@@ -21,6 +21,21 @@ def test_perfect_inverted_and_constant_maps():
     np.testing.assert_allclose(mass_inside(np.zeros((2, 6, 6)), MASKS), [1 / 6, 1 / 6])
 
 
+def test_a_tied_plateau_scores_its_share_on_the_object():
+    maps = np.zeros((3, 6, 6))
+    maps[0, 1:3, 2:5] = 1.0  # the whole plateau on the object: a hit
+    maps[1, 1:3, 0:4] = 1.0  # 4 of its 8 pixels on the object
+    maps[2, 4:6, :] = 1.0  # all of it off the object: a miss
+    masks = np.broadcast_to(MASKS[0], (3, 6, 6))
+    np.testing.assert_allclose(pointing_game(maps, masks), [1.0, 0.5, 0.0])
+
+
+def test_an_image_without_object_scores_zero():
+    empty = np.zeros((2, 6, 6), bool)
+    np.testing.assert_array_equal(pointing_game(np.ones((2, 6, 6)), empty), [0, 0])
+    np.testing.assert_array_equal(mass_inside(np.ones((2, 6, 6)), empty), [0, 0])
+
+
 def test_single_peak_and_tolerance():
     maps = np.zeros((1, 6, 6))
     maps[0, 4, 3] = 1.0  # two rows below the object
@@ -57,3 +72,11 @@ def test_errors():
         boxes_to_masks(np.zeros((2, 4)), (2, 6, 6), "cxcywh")
     with pytest.raises(ValueError, match="non-negative"):
         mass_inside(-np.ones((2, 6, 6)), MASKS)
+    with pytest.raises(ValueError, match="finite"):
+        pointing_game(np.full((2, 6, 6), np.nan), MASKS)
+    with pytest.raises(ValueError, match="finite"):
+        mass_inside(np.full((2, 6, 6), np.inf), MASKS)
+    with pytest.raises(ValueError, match="shape"):
+        pointing_game(np.zeros((6, 6)), MASKS[0])
+    with pytest.raises(ValueError, match="tolerance"):
+        pointing_game(np.zeros((2, 6, 6)), MASKS, tolerance=-1)

@@ -2,15 +2,16 @@ import numpy as np
 import pytest
 
 from keras_ptame.metrics import removal_masks, road, road_summary
-from tests.metrics.known_classifiers import OBJECT, object_classifier, object_images
+from tests.helpers.known_classifiers import (
+    OBJECT,
+    object_classifier,
+    object_images,
+    object_maps,
+)
 
 # Red object (255) on black: logit0 = 4 > logit1 = 1. Removing the whole object
 # fills it from the black background (exactly 0 without noise): class 1.
 HAND = {"noise": 0.0, "percentages": (30, 50, 70)}
-
-
-def _maps(values, count=2):
-    return np.broadcast_to(np.asarray(values, "float32"), (count, 8, 8)).copy()
 
 
 def test_summary_by_hand():
@@ -34,27 +35,27 @@ def test_removal_masks_count_and_order():
 
 def test_perfect_map():
     classifier, images = object_classifier(), object_images(background=0.0)
-    morf = road(classifier, images, _maps(OBJECT), order="morf", **HAND)
+    morf = road(classifier, images, object_maps(OBJECT), order="morf", **HAND)
     assert morf["accuracy"] == {30: 0.0, 50: 0.0, 70: 0.0}
     assert morf["summary"] == pytest.approx(0.15)
     # Least relevant first: only background goes, the object stays.
-    lerf = road(classifier, images, _maps(OBJECT), order="lerf", noise=0.0)
+    lerf = road(classifier, images, object_maps(OBJECT), order="lerf", noise=0.0)
     assert lerf["accuracy"] == {10: 1.0, 30: 1.0, 50: 1.0, 70: 1.0}
     assert lerf["summary"] == pytest.approx(0.85)
 
 
 def test_inverted_map_swaps_the_orders():
     classifier, images = object_classifier(), object_images(background=0.0)
-    morf = road(classifier, images, _maps(~OBJECT), order="morf", noise=0.0)
-    lerf = road(classifier, images, _maps(~OBJECT), order="lerf", **HAND)
+    morf = road(classifier, images, object_maps(~OBJECT), order="morf", noise=0.0)
+    lerf = road(classifier, images, object_maps(~OBJECT), order="lerf", **HAND)
     assert morf["summary"] == pytest.approx(0.85)
     assert lerf["accuracy"] == {30: 0.0, 50: 0.0, 70: 0.0}
 
 
 def test_constant_map_scores_the_same_both_ways():
     classifier, images = object_classifier(), object_images(background=0.0)
-    morf = road(classifier, images, _maps(0.3), order="morf")
-    lerf = road(classifier, images, _maps(0.3), order="lerf")
+    morf = road(classifier, images, object_maps(0.3), order="morf")
+    lerf = road(classifier, images, object_maps(0.3), order="lerf")
     assert morf == lerf
 
 
@@ -71,7 +72,9 @@ def test_values_do_not_depend_on_batch_size():
 def test_telea_option():
     pytest.importorskip("cv2")
     classifier, images = object_classifier(), object_images(background=0.0)
-    result = road(classifier, images, _maps(~OBJECT), order="morf", imputation="telea")
+    result = road(
+        classifier, images, object_maps(~OBJECT), order="morf", imputation="telea"
+    )
     assert result["summary"] == pytest.approx(0.85)
     with pytest.raises(ValueError, match="imputation"):
-        road(classifier, images, _maps(OBJECT), imputation="zeros")
+        road(classifier, images, object_maps(OBJECT), imputation="zeros")
