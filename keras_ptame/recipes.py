@@ -10,13 +10,67 @@ explainer.compile(
 )
 explainer.fit(train_batches, epochs=recipe.epochs)
 ```
+
+`one_cycle` is the learning-rate schedule of every recipe, and of the demo.
 """
 
 import dataclasses
+import numbers
 
 import keras
 
 from keras_ptame.losses.perturbation_loss import PerturbationLoss
+
+
+def one_cycle(peak, total_steps, warmup_fraction=0.3):
+    """A one-cycle learning rate: linear warm-up to `peak`, cosine decay after.
+
+    It starts at `peak / 25`, rises linearly to `peak` over the first
+    `warmup_fraction` of the steps and falls along a cosine to `peak * 1e-4`
+    at `total_steps`; step it per batch.
+
+    Args:
+        peak: float. The highest learning rate.
+        total_steps: int. Number of optimiser steps of the whole training.
+        warmup_fraction: float. Share of the steps spent warming up, in
+            [0, 1). Defaults to `0.3`.
+
+    Returns:
+        A `keras.optimizers.schedules.CosineDecay`.
+
+    Examples:
+    ```python
+    import keras
+    from keras_ptame.recipes import one_cycle
+
+    optimizer = keras.optimizers.AdamW(one_cycle(1e-3, total_steps=500))
+    ```
+    """
+    if (
+        isinstance(total_steps, bool)
+        or not isinstance(total_steps, numbers.Integral)
+        or total_steps < 1
+    ):
+        raise ValueError(
+            "`total_steps` must be a positive integer. "
+            f"Received: total_steps={total_steps!r}"
+        )
+    if not peak > 0:
+        raise ValueError(f"`peak` must be positive. Received: peak={peak!r}")
+    if not 0 <= warmup_fraction < 1:
+        raise ValueError(
+            "`warmup_fraction` must be in [0, 1). "
+            f"Received: warmup_fraction={warmup_fraction!r}"
+        )
+    total_steps = int(total_steps)
+    warmup = max(1, int(warmup_fraction * total_steps))
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=peak / 25.0,
+        warmup_target=peak,
+        warmup_steps=warmup,
+        decay_steps=max(1, total_steps - warmup),
+        alpha=1e-4,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,20 +109,16 @@ class Recipe:
         )
 
     def schedule(self, steps_per_epoch):
-        """A one-cycle learning rate over `epochs * steps_per_epoch` steps."""
+        """`one_cycle` to `learning_rate` over `epochs * steps_per_epoch` steps."""
         if steps_per_epoch is None or int(steps_per_epoch) <= 0:
             raise ValueError(
                 "`steps_per_epoch` must be a positive integer. "
                 f"Received: steps_per_epoch={steps_per_epoch!r}"
             )
-        total = int(steps_per_epoch) * self.epochs
-        warmup = max(1, int(self.warmup_fraction * total))
-        return keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=self.learning_rate / 25.0,
-            warmup_target=self.learning_rate,
-            warmup_steps=warmup,
-            decay_steps=max(1, total - warmup),
-            alpha=1e-4,
+        return one_cycle(
+            self.learning_rate,
+            int(steps_per_epoch) * self.epochs,
+            warmup_fraction=self.warmup_fraction,
         )
 
     def optimizer(self, steps_per_epoch):

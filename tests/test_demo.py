@@ -1,9 +1,11 @@
+import dataclasses
 import json
 
 import keras
 import numpy as np
 import pytest
 
+import keras_ptame as kp
 from keras_ptame import demo
 from keras_ptame.datasets import make_shapes
 
@@ -26,7 +28,9 @@ KEYS = {
     "kept",
     "pointing_game",
     "mass_inside",
-    "baselines",
+    "mean_map_area",
+    "reference",
+    "explainer_training",
     "timings_s",
     "settings",
     "loss",
@@ -38,14 +42,17 @@ def _check_outputs(folder, metrics):
     for name in ("explanations.png", "examples.png", "metrics.json", "metrics.md"):
         assert (folder / name).stat().st_size > 0, name
     saved = json.loads((folder / "metrics.json").read_text())
-    assert KEYS <= set(saved)
+    assert set(saved) == KEYS
     assert saved["pointing_game"] == metrics["pointing_game"]
     for key in ("classifier_accuracy", "kept", "pointing_game", "mass_inside"):
         assert 0.0 <= saved[key] <= 1.0, key
-    assert set(demo.PHASES) | {"total"} <= set(saved["timings_s"])
+    assert set(saved["reference"]) == {"pointing_game_centre", "mass_inside_uniform"}
+    assert set(demo.PHASES) | {"total"} == set(saved["timings_s"])
     assert saved["timings_s"]["total"] >= saved["timings_s"]["explainer"] > 0
+    assert sorted(saved["files"]) == sorted(p.name for p in folder.iterdir())
     markdown = (folder / "metrics.md").read_text()
-    assert "pointing game" in markdown and "total" in markdown
+    assert "pointing game" in markdown and "reference" in markdown
+    assert "total" in markdown
 
 
 def test_tiny_run_writes_pictures_and_metrics(tmp_path):
@@ -53,46 +60,91 @@ def test_tiny_run_writes_pictures_and_metrics(tmp_path):
     metrics = demo.run(tmp_path / "out", verbose=0, log=lines.append, **TINY)
     _check_outputs(tmp_path / "out", metrics)
     # Progress is reported phase by phase.
-    assert sum(line.startswith("[") for line in lines) == 6
+    assert sum(line.startswith("[") for line in lines) == len(demo.PHASES)
     assert metrics["settings"]["train_count"] == 32
+    assert metrics["settings"]["fill"] == "black"
+    assert metrics["loss"] == demo.LOSS
     # The trained explainer is saved and explains the same after loading.
     explainer = keras.saving.load_model(tmp_path / "out" / "ptame.keras")
     images, _, _ = make_shapes(3, image_size=32, seed=5)
-    maps = explainer.explain(images)
-    assert maps.shape == (3, 32, 32)
+    assert explainer.explain(images).shape == (3, 32, 32)
     classifier = keras.saving.load_model(tmp_path / "out" / "classifier.keras")
     predicted = np.argmax(classifier.predict(images, verbose=0), axis=-1)
     np.testing.assert_array_equal(
         explainer.explain_outputs(images)["classes"], predicted
     )
+    # The scores are `kp.metrics`' on the held-out images (seed + 10_000),
+    # averaged over the images.
+    test_images, _, test_masks = make_shapes(8, image_size=32, seed=10_000)
+    maps = explainer.explain(test_images, batch_size=4 * TINY["batch_size"])
+    expected = {
+        "pointing_game": kp.metrics.pointing_game(maps, masks=test_masks),
+        "mass_inside": kp.metrics.mass_inside(maps, masks=test_masks),
+    }
+    for key, scores in expected.items():
+        assert metrics[key] == pytest.approx(float(np.mean(scores)), abs=1e-5), key
+    assert metrics["reference"]["mass_inside_uniform"] == pytest.approx(
+        test_masks.mean()
+    )
 
 
-def test_main_rejects_bad_settings_before_writing(tmp_path, capsys):
-    output = tmp_path / "out"
-    code = demo.main(["--output", str(output), "--train-count", "0", "--quiet"])
-    assert code == 2
-    assert "train_count" in capsys.readouterr().err
-    assert not output.exists()
+def test_run_takes_a_config_and_the_old_fill_name(tmp_path):
+    config = demo.DemoConfig(**TINY, seed=3)
+    metrics = demo.run(
+        tmp_path, config=config, verbose=0, log=lambda *_: None, baseline="mean"
+    )
+    assert metrics["seed"] == 3
+    assert metrics["settings"]["fill"] == "mean"
+    assert keras.saving.load_model(tmp_path / "ptame.keras").fill == "mean"
 
 
-def test_unknown_setting_is_named(tmp_path):
-    with pytest.raises(ValueError, match="Unknown demo setting"):
-        demo.run(tmp_path, log=lambda *_: None, epochs=3)
+def test_config_defaults_quick_and_replace():
+    config = demo.DemoConfig()
+    assert config.settings() == demo.DEFAULTS
+    assert config.loss_settings() == demo.LOSS
+    assert kp.PerturbationLoss(**config.loss_settings()).smoothness_coeff == 0.001
+    quick = demo.DemoConfig.quick(train_count=32)
+    assert (quick.image_size, quick.train_count, quick.batch_size) == (32, 32, 16)
+    assert config.replace(baseline="blur").fill == "blur"
+    assert config.replace(seed=4).seed == 4 and config.seed == 0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.seed = 1
+    # Every field documents itself, for help texts.
+    for field in dataclasses.fields(demo.DemoConfig):
+        assert field.metadata["help"], field.name
 
 
-def test_help_exits_cleanly(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        demo.main(["--help"])
-    assert exit_info.value.code == 0
-    assert "--output" in capsys.readouterr().out
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"epochs": 3}, "Unknown demo setting"),
+        ({"train_count": 0}, "train_count"),
+        ({"batch_size": 2.5}, "batch_size"),
+        ({"train_count": 8, "batch_size": 16}, "at least `batch_size`"),
+        ({"fill": "white"}, "fill"),
+        ({"fill": "black", "baseline": "mean"}, "not both"),
+        ({"num_classes": 9}, "num_classes"),
+        ({"explainer_learning_rate": 0.0}, "explainer_learning_rate"),
+        ({"area_coeff": -1.0}, "area_coeff"),
+        ({"seed": -1}, "seed"),
+    ],
+)
+def test_bad_settings_are_named_before_anything_is_written(tmp_path, settings, message):
+    with pytest.raises(ValueError, match=message):
+        demo.run(tmp_path / "out", log=lambda *_: None, **settings)
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_rejects_a_config_of_another_type(tmp_path):
+    with pytest.raises(ValueError, match="DemoConfig"):
+        demo.run(tmp_path, config=dict(TINY), log=lambda *_: None)
 
 
 @pytest.mark.slow
 def test_full_demo_points_at_the_objects(tmp_path):
-    code = demo.main(["--output", str(tmp_path), "--quiet"])
-    assert code == 0
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = demo.run(tmp_path, verbose=0, log=lambda *_: None)
     _check_outputs(tmp_path, metrics)
     assert metrics["classifier_accuracy"] >= 0.95
     assert metrics["pointing_game"] >= 0.9
-    assert metrics["mass_inside"] > 2 * metrics["baselines"]["mass_inside_uniform"]
+    assert metrics["pointing_game"] > 2 * metrics["reference"]["pointing_game_centre"]
+    assert metrics["mass_inside"] > 2 * metrics["reference"]["mass_inside_uniform"]

@@ -48,3 +48,36 @@ def test_unknown_recipe_lists_the_known_ones():
         kp.recipes.get("resnet_51")
     with pytest.raises(ValueError, match="steps_per_epoch"):
         kp.recipes.get("vgg_16_imagenet").schedule(0)
+
+
+def test_recipe_schedule_is_the_shared_one_cycle():
+    recipe = kp.recipes.get("resnet_50_imagenet")
+    schedule = recipe.schedule(steps_per_epoch=40)
+    shared = kp.recipes.one_cycle(recipe.learning_rate, 40 * recipe.epochs)
+    for step in (0, 5, 12, 20, 39):
+        assert float(keras.ops.convert_to_numpy(schedule(step))) == pytest.approx(
+            float(keras.ops.convert_to_numpy(shared(step)))
+        )
+
+
+def test_one_cycle_warms_up_then_decays_to_almost_nothing():
+    schedule = kp.recipes.one_cycle(2e-3, total_steps=50, warmup_fraction=0.2)
+    rates = [float(keras.ops.convert_to_numpy(schedule(step))) for step in range(51)]
+    assert rates[0] == pytest.approx(2e-3 / 25, rel=1e-3)
+    assert rates.index(max(rates)) == 10
+    assert max(rates) == pytest.approx(2e-3, rel=1e-3)
+    assert rates[-1] == pytest.approx(2e-3 * 1e-4, rel=1e-2)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"peak": 1e-3, "total_steps": 0}, "total_steps"),
+        ({"peak": 1e-3, "total_steps": 2.5}, "total_steps"),
+        ({"peak": 0.0, "total_steps": 10}, "peak"),
+        ({"peak": 1e-3, "total_steps": 10, "warmup_fraction": 1.0}, "warmup"),
+    ],
+)
+def test_one_cycle_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        kp.recipes.one_cycle(**kwargs)

@@ -6,7 +6,7 @@ smooth colour gradients, soft blobs, thin lines and pixel noise. None of the clu
 blobs have no edges, lines are one pixel wide while every shape is at least
 three pixels thick, and the noise covers the whole image. The boolean mask of
 the object's pixels comes with each image, so explanations can be scored
-honestly offline (pointing game, share of the map's mass on the object).
+honestly offline, with `keras_ptame.metrics.pointing_game` and `mass_inside`.
 """
 
 import numpy as np
@@ -28,7 +28,7 @@ SHAPE_NAMES = (
 _ARM = 0.34
 _RING_HOLE = 0.45
 # A dark scene (channel values of the gradient and of the blobs stay below
-# these): P-TAME's black baseline must make a removed object vanish into the
+# these): P-TAME's black fill must make a removed object vanish into the
 # background, not leave a dark silhouette of the same shape, which a
 # colour-blind shape classifier still recognises. Thin lines may be bright.
 _BACKGROUND_MAX = 50.0
@@ -159,6 +159,44 @@ def make_backgrounds(count, image_size=64, seed=0, noise=10.0):
     return images
 
 
+def make_negatives(count, image_size=64, num_classes=6, seed=0):
+    """Generates `2 * count` images with no visible object, for a "none" class.
+
+    `count` backgrounds as `make_backgrounds` draws them, half of them
+    darkened by a random factor down to black, then `count` images of
+    `make_shapes` whose object was blacked out. A classifier trained with
+    them as a class of their own has no shape class for a black image, nor
+    for the black silhouette that remains when an explainer removes an
+    object, so that only a visible object keeps a shape's prediction.
+
+    Args:
+        count: int. Number of images of each kind.
+        image_size: int. Height and width in pixels, at least 16. Defaults to
+            `64`.
+        num_classes: int. Shape classes of the blacked-out objects. Defaults
+            to `6`.
+        seed: int. Seed of the random generators. Defaults to `0`.
+
+    Returns:
+        uint8 array `(2 * count, H, W, 3)`: the backgrounds first.
+
+    Examples:
+    ```python
+    from keras_ptame.datasets import make_negatives
+
+    none = make_negatives(10, image_size=64, seed=0)   # (20, 64, 64, 3)
+    ```
+    """
+    empty = make_backgrounds(count, image_size=image_size, seed=seed)
+    rng = np.random.default_rng(seed + 10_000)
+    darkening = np.where(rng.random(count) < 0.5, rng.random(count), 1.0)
+    empty = np.rint(empty * darkening[:, None, None, None]).astype(np.uint8)
+    holes, _, masks = make_shapes(
+        count, image_size=image_size, num_classes=num_classes, seed=seed + 20_000
+    )
+    return np.concatenate([empty, holes * ~masks[..., None]])
+
+
 def shapes_dataset(
     count,
     batch_size=32,
@@ -211,65 +249,6 @@ def shapes_dataset(
             max(1, count), seed=seed, reshuffle_each_iteration=True
         )
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def pointing_game(maps, masks):
-    """Share of maps whose maximum lies on the object.
-
-    Ties (a plateau of equal maxima) count as hits only if the whole plateau
-    is on the object, so a flat map never scores.
-
-    Args:
-        maps: float array `(N, H, W)`, the saliency maps.
-        masks: bool array `(N, H, W)`, the object masks.
-
-    Returns:
-        float in [0, 1].
-
-    Examples:
-    ```python
-    import numpy as np
-    from keras_ptame.datasets import pointing_game
-
-    masks = np.zeros((1, 4, 4), bool); masks[0, 1, 1] = True
-    maps = np.zeros((1, 4, 4)); maps[0, 1, 1] = 1.0
-    pointing_game(maps, masks)   # 1.0
-    ```
-    """
-    maps, masks = _check_maps_and_masks(maps, masks)
-    peaks = maps >= maps.max(axis=(1, 2), keepdims=True)
-    hits = ~np.any(peaks & ~masks, axis=(1, 2))
-    return float(hits.mean())
-
-
-def mass_inside(maps, masks):
-    """Mean share of each map's total mass that lies on the object.
-
-    A uniform map scores the object's share of the image; a map that is zero
-    everywhere scores 0.
-
-    Args:
-        maps: non-negative float array `(N, H, W)`.
-        masks: bool array `(N, H, W)`.
-
-    Returns:
-        float in [0, 1].
-
-    Examples:
-    ```python
-    import numpy as np
-    from keras_ptame.datasets import mass_inside
-
-    masks = np.zeros((1, 4, 4), bool); masks[0, :2] = True
-    mass_inside(np.ones((1, 4, 4)), masks)   # 0.5
-    ```
-    """
-    maps, masks = _check_maps_and_masks(maps, masks)
-    maps = np.clip(maps, 0.0, None)
-    total = maps.sum(axis=(1, 2))
-    inside = (maps * masks).sum(axis=(1, 2))
-    share = np.divide(inside, total, out=np.zeros_like(total), where=total > 0)
-    return float(share.mean())
 
 
 # === Drawing ===
@@ -396,18 +375,3 @@ def _check_size_range(size_range, image_size):
             f"({low * image_size:.1f} pixels)"
         )
     return low, high
-
-
-def _check_maps_and_masks(maps, masks):
-    maps = np.asarray(maps, dtype=np.float64)
-    masks = np.asarray(masks, dtype=bool)
-    if maps.ndim != 3 or maps.shape != masks.shape:
-        raise ValueError(
-            "`maps` and `masks` must have the same shape (N, H, W). "
-            f"Received: maps {maps.shape}, masks {masks.shape}"
-        )
-    if maps.shape[0] == 0:
-        raise ValueError("`maps` is empty. Received: shape (0, ...)")
-    if not np.isfinite(maps).all():
-        raise ValueError("`maps` must be finite. Received: NaN or Inf values")
-    return maps, masks

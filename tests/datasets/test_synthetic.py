@@ -1,9 +1,11 @@
 import numpy as np
 import pytest
 
+import keras_ptame as kp
 from keras_ptame.datasets import (
     SHAPE_NAMES,
     make_backgrounds,
+    make_negatives,
     make_shapes,
     mass_inside,
     pointing_game,
@@ -144,30 +146,19 @@ def test_tf_data_shuffle_keeps_image_label_pairs():
         assert labels[index] == label
 
 
-def test_pointing_game():
-    masks = np.zeros((3, 4, 4), bool)
-    masks[:, :2, :2] = True
-    maps = np.zeros((3, 4, 4))
-    maps[0, 1, 1] = 1.0  # peak on the object: hit
-    maps[1, 3, 3] = 1.0  # peak outside: miss
-    # a flat map ties everywhere, so its peak is not on the object: miss
-    assert pointing_game(maps, masks) == pytest.approx(1 / 3)
-
-
-def test_mass_inside():
-    masks = np.zeros((2, 4, 4), bool)
-    masks[:, :2] = True
-    maps = np.ones((2, 4, 4))
-    maps[1, 2:] = 0.0
-    assert mass_inside(maps, masks) == pytest.approx((0.5 + 1.0) / 2)
-    assert mass_inside(np.zeros((1, 4, 4)), masks[:1]) == 0.0
-
-
-def test_metrics_reject_mismatched_shapes():
-    with pytest.raises(ValueError, match="same shape"):
-        pointing_game(np.zeros((2, 4, 4)), np.zeros((2, 4, 5), bool))
-    with pytest.raises(ValueError, match="finite"):
-        mass_inside(np.full((1, 2, 2), np.nan), np.ones((1, 2, 2), bool))
+def test_metrics_are_those_of_keras_ptame_metrics():
+    assert pointing_game is kp.metrics.pointing_game
+    assert mass_inside is kp.metrics.mass_inside
+    # Scored against the generator's masks: a peak on the object is a hit, a
+    # peak off it a miss, one score per image.
+    _, _, masks = make_shapes(2, image_size=32, seed=0)
+    maps = np.zeros((2, 32, 32))
+    maps[0][masks[0]] = 1.0
+    row, column = np.argwhere(masks[0])[0]
+    maps[0, row, column] = 2.0
+    maps[1][~masks[1]] = 1.0
+    np.testing.assert_allclose(pointing_game(maps, masks=masks), [1.0, 0.0])
+    np.testing.assert_allclose(mass_inside(maps, masks=masks), [1.0, 0.0])
 
 
 def test_backgrounds_hold_no_object_and_are_deterministic():
@@ -181,3 +172,20 @@ def test_backgrounds_hold_no_object_and_are_deterministic():
         np.median(image[mask].max(axis=-1)) >= 120
         for image, mask in zip(images, masks, strict=True)
     )
+
+
+def test_negatives_hold_no_visible_object():
+    count = 6
+    negatives = make_negatives(count, image_size=32, num_classes=4, seed=2)
+    assert negatives.shape == (2 * count, 32, 32, 3) and negatives.dtype == np.uint8
+    np.testing.assert_array_equal(
+        negatives, make_negatives(count, image_size=32, num_classes=4, seed=2)
+    )
+    # Backgrounds first, some darkened, none brightened.
+    backgrounds = make_backgrounds(count, image_size=32, seed=2)
+    assert (negatives[:count] <= backgrounds).all()
+    assert (negatives[:count] < backgrounds).any()
+    # Then shapes whose object pixels are black, everything else kept.
+    shapes, _, masks = make_shapes(count, image_size=32, num_classes=4, seed=20_002)
+    assert (negatives[count:][masks] == 0).all()
+    np.testing.assert_array_equal(negatives[count:][~masks], shapes[~masks])

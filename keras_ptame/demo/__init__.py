@@ -1,0 +1,27 @@
+"""The offline end-to-end demo: data, classifier, auxiliary network, explainer.
+
+`python -m keras_ptame.demo --output demo_output` (or `ptame demo`): on
+synthetic shapes with known object masks, it trains a small CNN classifier, a
+separate auxiliary CNN and the P-TAME explainer of the one over the other's
+features, scores held-out maps against the objects (`metrics.json`,
+`metrics.md`), and writes overlays (`explanations.png`, `examples.png`) and the
+trained models (`classifier.keras`, `auxiliary.keras`, `ptame.keras`).
+"""
+
+from keras_ptame.demo.config import DEFAULTS, LOSS, LOSS_KEYS, QUICK, DemoConfig
+from keras_ptame.demo.models import AUXILIARY_LAYERS, build_auxiliary, build_classifier
+from keras_ptame.demo.phases import CENTRE_SIGMA, PHASES, run
+
+__all__ = [
+    "AUXILIARY_LAYERS",
+    "CENTRE_SIGMA",
+    "DEFAULTS",
+    "LOSS",
+    "LOSS_KEYS",
+    "PHASES",
+    "QUICK",
+    "DemoConfig",
+    "build_auxiliary",
+    "build_classifier",
+    "run",
+]
