@@ -1,0 +1,83 @@
+"""The `ptame` command: train, explain, evaluate, export and demo from a shell.
+
+```
+ptame train --classifier classifier.keras --auxiliary resnet_18_imagenet \\
+    --data images/ --epochs 1 --output explainer.keras
+ptame explain --model explainer.keras photo.jpg more_photos/ --output maps/
+ptame evaluate --classifier classifier.keras --data data.npz \\
+    --method P-TAME=explainer.keras --method rise --output results
+ptame export --model explainer.keras --output models/ptame/1
+ptame demo --quick
+```
+
+One module per subcommand (`train`, `explain`, `evaluate`, `export`,
+`demo`), each with `add_parser(subcommands)` and `run(args)`; `loading`
+loads explainers and networks for all of them, and `errors` holds the one
+error policy: exit code 0 success, 2 a usage or input error (one line on
+stderr, no traceback), 130 interrupted, 1 an internal error (with its
+traceback). The Keras backend is chosen by the `KERAS_BACKEND` environment
+variable.
+"""
+
+import argparse
+import sys
+
+from keras_ptame.cli import demo, evaluate, explain, export, train
+from keras_ptame.cli.errors import EXIT_USAGE, UsageError, run_guarded
+from keras_ptame.cli.loading import load_explainer
+
+COMMANDS = (train, explain, evaluate, export, demo)
+
+__all__ = ["UsageError", "build_parser", "load_explainer", "main"]
+
+
+def main(argv=None):
+    """Runs the `ptame` command; returns its exit code.
+
+    Args:
+        argv: optional list of str, the arguments without the program name.
+            Defaults to `None` (`sys.argv[1:]`).
+
+    Returns:
+        int: 0 on success, 2 on a usage or input error, 130 when
+        interrupted, 1 on an internal error.
+
+    Examples:
+    ```python
+    from keras_ptame import cli
+
+    cli.main(["demo", "--quick", "--output", "demo_output"])   # 0
+    ```
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv and not argv[0].startswith("-") else None
+    return run_guarded(command, lambda: _run(argv))
+
+
+def build_parser():
+    """The `argparse` parser of the `ptame` command and its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="ptame",
+        description=(
+            "P-TAME: train a saliency explainer for an image classifier, explain "
+            "images, evaluate, export for TF Serving. The Keras backend is chosen "
+            "by the KERAS_BACKEND environment variable (tensorflow, jax, torch)."
+        ),
+        epilog=(
+            "Exit codes: 0 success, 2 usage or input error, 130 interrupted, "
+            "1 internal error."
+        ),
+    )
+    subcommands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(subcommands)
+    return parser
+
+
+def _run(argv):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    return args.run(args)

@@ -1,0 +1,53 @@
+"""Argument types and options that several subcommands share."""
+
+import argparse
+
+
+def positive_int(text):
+    """An `argparse` type: a positive integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def names(text):
+    """An `argparse` type: comma-separated names, as a list."""
+    found = [name.strip() for name in text.split(",") if name.strip()]
+    if not found:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated names, got {text!r}"
+        )
+    return found
+
+
+def add_unsafe(parser):
+    """`--unsafe`: load `.keras` files with `safe_mode=False`."""
+    parser.add_argument(
+        "--unsafe",
+        action="store_true",
+        help="load .keras files with safe_mode=False (only for files you trust: "
+        "it allows Lambda layers to run code)",
+    )
+
+
+def add_overwrite(parser, what="--output"):
+    """`--overwrite`: replace existing outputs instead of refusing."""
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=f"replace {what} if it exists (default: refuse, writing nothing)",
+    )
+
+
+def add_model(parser):
+    """`--model`: the explainer, as every subcommand that takes one loads it."""
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="the trained explainer: a .keras file, a preset folder written by "
+        "save_to_preset, or a preset handle (kaggle://..., hf://...)",
+    )

@@ -1,0 +1,128 @@
+"""`ptame evaluate`: score explainers of one classifier in one table."""
+
+import zipfile
+
+import numpy as np
+
+from keras_ptame.cli.arguments import add_unsafe, positive_int
+from keras_ptame.cli.errors import UsageError, one_line
+from keras_ptame.cli.loading import METHOD_FORMS, load_keras_model, make_explainer
+from keras_ptame.evaluation import evaluate
+from keras_ptame.metrics.imputation import IMPUTATIONS
+
+
+def add_parser(subcommands):
+    """Adds `evaluate` and its options to the `ptame` subcommands."""
+    parser = subcommands.add_parser(
+        "evaluate",
+        help="score explainers (AD/IC, ROAD, pointing game, timings) in one table",
+        description=(
+            "Scores explainers of one classifier (AD/IC, ROAD, pointing game, mass "
+            "inside, seconds per explanation) and writes one table as Markdown and "
+            "CSV (evaluation.md, evaluation.csv)."
+        ),
+    )
+    parser.add_argument(
+        "--classifier", required=True, help="the classifier, a .keras file"
+    )
+    parser.add_argument(
+        "--data",
+        required=True,
+        help=".npz file with 'images' (N, H, W, 3) and optional 'masks' (N, H, W) "
+        "or 'boxes' (N, 4)",
+    )
+    parser.add_argument(
+        "--method",
+        action="append",
+        required=True,
+        help=f"{METHOD_FORMS}; repeat for each row",
+    )
+    parser.add_argument(
+        "--output", default="evaluation", help="output folder (default: %(default)s)"
+    )
+    _add_scoring_options(parser)
+    add_unsafe(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.set_defaults(run=run)
+
+
+def _add_scoring_options(parser):
+    parser.add_argument(
+        "--imputation",
+        choices=IMPUTATIONS,
+        default="linear",
+        help="ROAD's fill of removed pixels (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--box-format",
+        default="xyxy",
+        help="format of the boxes in --data (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--limit", type=positive_int, default=None, help="use the first N images"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=32,
+        help="images per call (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--curves", action="store_true", help="add deletion and insertion areas"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of ROAD's noise, RISE's masks and the random maps "
+        "(default: %(default)s)",
+    )
+
+
+def run(args):
+    """Evaluates the methods `args` name; writes and prints the table."""
+    safe_mode = not args.unsafe
+    classifier = load_keras_model(args.classifier, "classifier", safe_mode)
+    data = _read_npz(args.data, args.limit)
+    explainers = dict(
+        make_explainer(spec, classifier, args.batch_size, args.seed, safe_mode)
+        for spec in args.method
+    )
+    table = evaluate(
+        explainers,
+        classifier,
+        data,
+        box_format=args.box_format,
+        imputation=args.imputation,
+        curves=args.curves,
+        batch_size=args.batch_size,
+        output_dir=args.output,
+        verbose=0 if args.quiet else 1,
+        seed=args.seed,
+    )
+    if not args.quiet:
+        print(table.to_markdown())
+
+
+def _read_npz(path, limit):
+    """The arrays of an `.npz` file, as a dict, cut to the first `limit` images."""
+    with open(path, "rb") as file:
+        try:
+            archive = np.load(file)
+            arrays = (
+                {key: archive[key] for key in archive.files}
+                if isinstance(archive, np.lib.npyio.NpzFile)
+                else None
+            )
+        except (ValueError, EOFError, zipfile.BadZipFile) as error:
+            raise UsageError(
+                f"Cannot read {path!r} as an .npz file ({type(error).__name__}: "
+                f"{one_line(error)})"
+            ) from error
+    if arrays is None:
+        raise UsageError(
+            f"--data must be an .npz file of named arrays. Received: {path!r}"
+        )
+    if limit is not None:
+        arrays = {key: value[:limit] for key, value in arrays.items()}
+    return arrays

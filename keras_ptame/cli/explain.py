@@ -1,0 +1,228 @@
+"""`ptame explain`: saliency overlays (PNG), raw maps (.npy) and a summary."""
+
+import csv
+import os
+
+import keras
+import numpy as np
+
+from keras_ptame import visualize
+from keras_ptame.cli.arguments import (
+    add_model,
+    add_overwrite,
+    add_unsafe,
+    positive_int,
+)
+from keras_ptame.cli.errors import UsageError, say
+from keras_ptame.cli.loading import load_explainer
+from keras_ptame.files import atomic_path
+from keras_ptame.images import IMAGE_EXTENSIONS, find_images, read_image
+
+SUMMARY = "summary.csv"
+
+
+def add_parser(subcommands):
+    """Adds `explain` and its options to the `ptame` subcommands."""
+    parser = subcommands.add_parser(
+        "explain",
+        help="write saliency overlays (PNG) and raw maps (.npy) for images",
+        description=(
+            "Explains images with a trained explainer. For each image writes "
+            "<name>.png (the map over the image) and <name>.npy (the raw map, "
+            "float32 in [0, 1], at the explainer's input size), and a "
+            f"{SUMMARY} of the explained classes and their scores."
+        ),
+    )
+    add_model(parser)
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="IMAGE_OR_FOLDER",
+        help="image files, or folders searched recursively for "
+        f"{', '.join(IMAGE_EXTENSIONS)}. Grayscale and RGBA images are "
+        "converted to RGB (alpha is dropped); images of another size are "
+        "resized to the explainer's input size",
+    )
+    parser.add_argument(
+        "--output",
+        default="ptame_explanations",
+        help="output folder (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--classes",
+        type=int,
+        nargs="+",
+        default=None,
+        help="the class to explain: one for all images, or one per image "
+        "(default: each image's predicted class)",
+    )
+    _add_picture_options(parser)
+    add_overwrite(parser, "output files that exist")
+    add_unsafe(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.set_defaults(run=run)
+
+
+def _add_picture_options(parser):
+    parser.add_argument(
+        "--image-size",
+        type=positive_int,
+        default=None,
+        help="side in pixels the images are resized to (default: the "
+        "explainer's input size)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=32,
+        help="images per forward pass (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=0.5,
+        help="opacity of the map in the overlay, in [0, 1] (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--cmap",
+        default="jet",
+        help="matplotlib colormap of the overlay (default: %(default)s)",
+    )
+
+
+def run(args):
+    """Explains the images `args` name and writes the outputs."""
+    if not 0.0 <= args.alpha <= 1.0:
+        raise UsageError(f"--alpha must be in [0, 1]. Received: {args.alpha}")
+    explainer = load_explainer(args.model, safe_mode=not args.unsafe)
+    size = _image_size(explainer, args.image_size)
+    files = find_images(args.inputs)
+    names = _output_names(files, args.inputs)
+    classes = _expand_classes(args.classes, len(files), explainer.num_classes)
+    _refuse_existing(args.output, names, args.overwrite)
+    # Every image is read once before anything is written, so that a bad
+    # file stops the run with the outputs untouched.
+    notes = []
+    for path in files:
+        read_image(path, size, notes)
+    for note in notes:
+        say(not args.quiet, note)
+    progress = (
+        None if args.quiet else keras.utils.Progbar(len(files), unit_name="image")
+    )
+    rows = []
+    for start in range(0, len(files), args.batch_size):
+        stop = min(start + args.batch_size, len(files))
+        rows += _explain_chunk(
+            explainer,
+            files[start:stop],
+            names[start:stop],
+            None if classes is None else classes[start:stop],
+            size,
+            args,
+        )
+        if progress is not None:
+            progress.add(stop - start)
+    _write_summary(rows, os.path.join(args.output, SUMMARY))
+    say(not args.quiet, f"Wrote {len(rows)} explanation(s) to {args.output}")
+
+
+def _image_size(explainer, image_size):
+    if image_size is not None:
+        return (image_size, image_size)
+    if explainer.input_size is None:
+        raise UsageError(
+            "This explainer takes images of any size and was saved unbuilt: "
+            "choose their size with --image-size."
+        )
+    return tuple(explainer.input_size)
+
+
+def _explain_chunk(explainer, files, names, classes, size, args):
+    """Explains one batch of files, writes their outputs, returns summary rows."""
+    originals, resized = zip(*(read_image(path, size) for path in files))
+    outputs = explainer.explain_outputs(
+        np.stack(resized), classes=classes, batch_size=args.batch_size
+    )
+    rows = []
+    for index, (path, name) in enumerate(zip(files, names)):
+        saliency = outputs["maps"][index].astype(np.float32)
+        target = os.path.join(args.output, name)
+        with atomic_path(target + ".npy") as temporary:
+            np.save(temporary, saliency)
+        picture = visualize.overlay(
+            originals[index], saliency, cmap=args.cmap, alpha=args.alpha
+        )
+        # `save_png` writes atomically itself.
+        visualize.save_png(picture, target + ".png")
+        rows.append(
+            (
+                path,
+                name,
+                int(outputs["classes"][index]),
+                float(outputs["scores"][index]),
+            )
+        )
+    return rows
+
+
+def _output_names(files, inputs):
+    """Output names without suffix: relative to their folder, unique."""
+    folders = [os.path.abspath(item) for item in inputs if os.path.isdir(item)]
+    names, seen = [], set()
+    for path in files:
+        absolute = os.path.abspath(path)
+        base = os.path.basename(path)
+        for folder in folders:
+            if absolute.startswith(folder + os.sep):
+                base = os.path.relpath(absolute, folder)
+                break
+        name = os.path.splitext(base)[0]
+        unique, count = name, 1
+        while unique in seen:
+            count += 1
+            unique = f"{name}_{count}"
+        seen.add(unique)
+        names.append(unique)
+    return names
+
+
+def _expand_classes(classes, count, num_classes):
+    if classes is None:
+        return None
+    if len(classes) == 1:
+        classes = classes * count
+    if len(classes) != count:
+        raise UsageError(
+            f"--classes must give one class for all images or one per image "
+            f"({count}). Received: {len(classes)} classes"
+        )
+    bad = [c for c in classes if not 0 <= c < num_classes]
+    if bad:
+        raise UsageError(
+            f"--classes must lie in [0, {num_classes}). Received: {bad[:5]}"
+        )
+    return np.asarray(classes, dtype=np.int32)
+
+
+def _refuse_existing(output, names, overwrite):
+    targets = [
+        os.path.join(output, name + suffix)
+        for name in names
+        for suffix in (".png", ".npy")
+    ]
+    targets.append(os.path.join(output, SUMMARY))
+    existing = [path for path in targets if os.path.lexists(path)]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{len(existing)} output file(s) exist, e.g. {existing[0]!r}; nothing "
+            "was written. Choose another --output or pass --overwrite."
+        )
+
+
+def _write_summary(rows, path):
+    with atomic_path(path) as temporary:
+        with open(temporary, "w", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(["file", "output", "class", "score"])
+            writer.writerows(rows)

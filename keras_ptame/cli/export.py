@@ -1,0 +1,64 @@
+"""`ptame export`: a trained explainer as a TensorFlow SavedModel for TF Serving."""
+
+from keras_ptame import export
+from keras_ptame.cli.arguments import (
+    add_model,
+    add_overwrite,
+    add_unsafe,
+    positive_int,
+)
+from keras_ptame.cli.loading import load_explainer
+
+
+def add_parser(subcommands):
+    """Adds `export` and its options to the `ptame` subcommands."""
+    parser = subcommands.add_parser(
+        "export",
+        help="export a trained explainer as a TensorFlow SavedModel for TF Serving",
+        description=(
+            "Writes a TensorFlow SavedModel with the signatures "
+            f"{', '.join(export.SIGNATURES)} (images, or images and classes, or "
+            "JPEG/PNG bytes -> classes, scores, maps), from any Keras backend, "
+            "checks that it reproduces the explainer, then moves it into place "
+            "atomically."
+        ),
+    )
+    add_model(parser)
+    parser.add_argument(
+        "--output",
+        required=True,
+        help="the SavedModel folder to create; TF Serving expects "
+        "<model_base_path>/<version>, e.g. models/ptame/1",
+    )
+    parser.add_argument(
+        "--image-size",
+        type=positive_int,
+        nargs=2,
+        metavar=("HEIGHT", "WIDTH"),
+        default=None,
+        help="input size of the signatures (default: the explainer's)",
+    )
+    add_overwrite(parser)
+    parser.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip the check that the SavedModel reproduces the explainer",
+    )
+    add_unsafe(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args):
+    """Exports the explainer `args.model` to `args.output`."""
+    explainer = load_explainer(args.model, safe_mode=not args.unsafe)
+    path = export.export_saved_model(
+        explainer,
+        args.output,
+        image_size=tuple(args.image_size) if args.image_size else None,
+        overwrite=args.overwrite,
+        verify=not args.no_verify,
+        safe_mode=not args.unsafe,
+    )
+    print(
+        f"Exported a SavedModel to {path} (signatures: {', '.join(export.SIGNATURES)})."
+    )

@@ -1,0 +1,200 @@
+"""Loading what the subcommands work on: explainers, classifiers, auxiliary
+networks, evaluation methods, with one set of defaults and one-line errors.
+
+Every `.keras` file is loaded with `compile=False` and Keras' default
+`safe_mode=True` (`--unsafe` turns it off), whichever subcommand asks.
+"""
+
+import os
+
+import keras
+
+from keras_ptame import baselines
+from keras_ptame.cli.errors import UsageError, one_line
+from keras_ptame.layers.auxiliary_extractor import AuxiliaryExtractor
+from keras_ptame.layers.backbone import Backbone
+from keras_ptame.models.ptame import PTAME
+
+# The `--method` forms of `ptame evaluate`, for its help and its errors.
+METHOD_FORMS = (
+    "NAME=PATH.keras, rise[:MASKS], gradcam:LAYER, gradient, random or centre"
+)
+
+
+def load_explainer(path, safe_mode=True):
+    """Loads a `PTAME` from a `.keras` file or an explainer preset.
+
+    Args:
+        path: str or path-like: a `.keras` file saved with `explainer.save`,
+            a folder saved with `explainer.save_to_preset`, or a preset
+            handle (`kaggle://...`, `hf://...`).
+        safe_mode: bool. Keras' `safe_mode`. Defaults to `True`.
+
+    Returns:
+        The `keras_ptame.PTAME`.
+
+    Raises:
+        FileNotFoundError: `path` does not exist.
+        UsageError: `path` is not a complete `.keras` file or preset holding
+            a `PTAME`.
+    """
+    path = os.fspath(path)
+    if "://" in path or os.path.isfile(os.path.join(path, "config.json")):
+        return _load_preset(path, safe_mode)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No such explainer file: {path!r}")
+    if os.path.isdir(path) or not path.endswith(".keras"):
+        raise UsageError(
+            "The explainer must be a .keras file saved with `explainer.save` or "
+            f"a preset folder saved with `explainer.save_to_preset`. Received: {path!r}"
+        )
+    model = _load_model(path, "explainer", safe_mode)
+    if not isinstance(model, PTAME):
+        raise UsageError(
+            f"{path!r} holds a {type(model).__name__}, not a keras_ptame.PTAME "
+            "explainer."
+        )
+    return model
+
+
+def _load_preset(path, safe_mode):
+    try:
+        return PTAME.from_preset(path, safe_mode=safe_mode)
+    except (ValueError, OSError) as error:
+        raise UsageError(
+            f"Cannot load the explainer preset {path!r}: {one_line(error)}"
+        ) from error
+
+
+def load_keras_model(path, what="model", safe_mode=True):
+    """Loads any Keras model from a `.keras` file, with one-line errors.
+
+    Args:
+        path: str, the `.keras` file.
+        what: str. What the model is, for the messages. Defaults to
+            `"model"`.
+        safe_mode: bool. Keras' `safe_mode`. Defaults to `True`.
+    """
+    path = os.fspath(path)
+    if not path.endswith(".keras"):
+        raise UsageError(f"The {what} must be a .keras file. Received: {path!r}")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No such .keras file: {path!r}")
+    return _load_model(path, what, safe_mode)
+
+
+def load_classifier(source, image_size=None):
+    """The classifier to explain, as a `Backbone`.
+
+    Args:
+        source: str. A `.keras` file (a model on raw pixels in [0, 255]
+            returning logits), a keras-hub preset, a local preset folder or
+            `"keras.applications.<Name>"`.
+        image_size: optional int, the input size asked of a preset.
+    """
+    if source.endswith(".keras"):
+        return Backbone(load_keras_model(source, "classifier"))
+    return _from_preset(
+        Backbone.from_preset, source, "classifier", image_size=image_size
+    )
+
+
+def load_auxiliary(source, layer_names=None, image_size=None):
+    """The auxiliary feature network, as an `AuxiliaryExtractor`.
+
+    Args:
+        source: str. A `.keras` file (its outputs, or the layers named by
+            `layer_names`, are the feature maps), a keras-hub preset (tapped
+            at its pyramid outputs), a local preset folder or
+            `"keras.applications.<Name>"`.
+        layer_names: optional list of str, the layers to tap.
+        image_size: optional int, the input size asked of a preset.
+    """
+    if source.endswith(".keras"):
+        return AuxiliaryExtractor(
+            load_keras_model(source, "auxiliary network"), layer_names=layer_names
+        )
+    return _from_preset(
+        AuxiliaryExtractor.from_preset,
+        source,
+        "auxiliary network",
+        layer_names=layer_names,
+        image_size=image_size,
+    )
+
+
+def make_explainer(spec, classifier, batch_size=32, seed=0, safe_mode=True):
+    """Builds one explainer to evaluate from a `--method` spec.
+
+    Specs: `NAME=PATH.keras` (a saved P-TAME explainer, loaded by
+    `load_explainer`, in the row NAME), `rise` or `rise:MASKS`,
+    `gradcam:LAYER`, `gradient`, `random`, `centre`.
+
+    Args:
+        spec: str, the spec.
+        classifier: the Keras classifier the baselines explain.
+        batch_size: int. Images per classifier call. Defaults to `32`.
+        seed: int. Seed of RISE's masks and of the random maps. Defaults
+            to `0`.
+        safe_mode: bool. Keras' `safe_mode` for `NAME=PATH.keras`. Defaults
+            to `True`.
+
+    Returns:
+        A tuple `(name, explainer)`.
+    """
+    if "=" in spec:
+        name, path = spec.split("=", 1)
+        if not name:
+            raise UsageError(f"--method {spec!r} needs a name: NAME=PATH.keras")
+        return name, load_explainer(path, safe_mode=safe_mode)
+    kind, _, argument = spec.partition(":")
+    if kind == "rise":
+        masks = _count(argument, spec) if argument else 4000
+        return "RISE", baselines.RISE(classifier, num_masks=masks, seed=seed)
+    if kind == "gradcam":
+        if not argument:
+            raise UsageError("`gradcam` needs a layer name: gradcam:LAYER")
+        return "Grad-CAM", baselines.GradCAM(
+            classifier, argument, batch_size=batch_size
+        )
+    if kind == "gradient":
+        return "gradient", baselines.GradientSaliency(classifier, batch_size=batch_size)
+    if kind == "random":
+        return "random", baselines.RandomMaps(seed=seed)
+    if kind in ("centre", "center"):
+        return "centre", baselines.CentreMaps()
+    raise UsageError(f"Unknown method. Received: {spec!r}; use {METHOD_FORMS}")
+
+
+def _load_model(path, what, safe_mode):
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=safe_mode)
+    except Exception as error:
+        # A truncated or foreign file fails deep inside the loader with
+        # zipfile, h5py or deserialisation errors; all mean the same to a user.
+        raise UsageError(
+            f"Cannot load the {what} from {path!r}; is it a complete .keras file? "
+            f"({type(error).__name__}: {one_line(error)})"
+        ) from error
+
+
+def _from_preset(from_preset, source, what, **kwargs):
+    try:
+        return from_preset(source, **kwargs)
+    except (ValueError, OSError) as error:
+        raise UsageError(
+            f"Cannot load the {what} preset {source!r}: {one_line(error)}"
+        ) from error
+    except ImportError as error:
+        raise UsageError(
+            f"Loading the {what} preset {source!r} needs keras-hub "
+            f"(pip install keras-hub): {one_line(error)}"
+        ) from error
+
+
+def _count(text, spec):
+    if not text.isdigit() or int(text) <= 0:
+        raise UsageError(
+            f"The number of masks must be a positive integer. Received: {spec!r}"
+        )
+    return int(text)

@@ -1,0 +1,89 @@
+"""`ptame evaluate`: one table of explainers, loaded as `explain` loads them."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from tests.helpers import random_images
+
+
+@pytest.fixture
+def data_file(tmp_path):
+    """Four images with their object masks, as an .npz file."""
+    masks = np.zeros((4, 16, 16), bool)
+    masks[:, 4:12, 4:12] = True
+    path = tmp_path / "data.npz"
+    np.savez(path, images=random_images(4, seed=7), masks=masks)
+    return path
+
+
+def test_evaluate_writes_one_table(workspace, tmp_path, ptame, data_file):
+    root, _ = workspace
+    output = tmp_path / "results"
+    result = ptame(
+        "evaluate", "--classifier", root / "classifier.keras", "--data", data_file,
+        "--method", f"P-TAME={root / 'explainer.keras'}", "--method", "rise:20",
+        "--method", "gradcam:stage2", "--method", "random", "--method", "centre",
+        "--limit", 3, "--batch-size", 2, "--output", output,
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert "| P-TAME |" in result.out
+    with open(output / "evaluation.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert [row["method"] for row in rows] == [
+        "P-TAME", "RISE", "Grad-CAM", "random", "centre",
+    ]  # fmt: skip
+    for row in rows:
+        assert 0 <= float(row["pointing_game"]) <= 100
+        assert float(row["seconds"]) > 0
+    assert "3 images of 16x16" in (output / "evaluation.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "case, match",
+    [
+        ("missing_classifier", "No such .keras file"),
+        ("missing_data", "No such file"),
+        ("data_not_npz", "Cannot read"),
+        ("data_without_images", "'images'"),
+        ("unknown_method", "Unknown method"),
+        ("gradcam_without_layer", "gradcam:LAYER"),
+        ("missing_explainer", "No such explainer file"),
+        # The same loader as `ptame explain`: a .keras file must hold a PTAME.
+        ("not_an_explainer", "not a keras_ptame.PTAME"),
+        ("corrupted_explainer", "Cannot load the explainer"),
+    ],
+)
+def test_evaluate_user_errors(workspace, tmp_path, ptame, data_file, case, match):
+    root, _ = workspace
+    classifier, data = root / "classifier.keras", data_file
+    method = "random"
+    if case == "missing_classifier":
+        classifier = tmp_path / "missing.keras"
+    elif case == "missing_data":
+        data = tmp_path / "missing.npz"
+    elif case == "data_not_npz":
+        data = tmp_path / "data.txt"
+        data.write_text("not an archive")
+    elif case == "data_without_images":
+        data = tmp_path / "other.npz"
+        np.savez(data, pictures=random_images(2))
+    elif case == "unknown_method":
+        method = "lime"
+    elif case == "gradcam_without_layer":
+        method = "gradcam"
+    elif case == "missing_explainer":
+        method = f"P-TAME={tmp_path / 'missing.keras'}"
+    elif case == "not_an_explainer":
+        method = f"P-TAME={root / 'classifier.keras'}"
+    elif case == "corrupted_explainer":
+        (tmp_path / "corrupted.keras").write_bytes(b"PK\x03\x04 not a zip")
+        method = f"P-TAME={tmp_path / 'corrupted.keras'}"
+    output = tmp_path / "results"
+    result = ptame(
+        "evaluate", "--classifier", classifier, "--data", data, "--method", method,
+        "--output", output, "--quiet",
+    )  # fmt: skip
+    result.assert_user_error(match)
+    assert not output.exists()

@@ -1,0 +1,169 @@
+"""`ptame explain`: overlays, raw maps and a summary for image files."""
+
+import csv
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from tests.helpers import IMAGE_SIZE
+
+Image = pytest.importorskip("PIL.Image")
+
+
+def test_explain_writes_overlays_maps_and_summary(workspace, tmp_path, ptame):
+    root, images = workspace
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    Image.fromarray(images[0][..., 0]).resize((30, 24)).save(extra / "gray.png")
+    Image.fromarray(images[1]).convert("RGBA").save(extra / "rgba.png")
+    Image.fromarray(images[2]).save(extra / "photo.jpg", quality=95)
+    output = tmp_path / "out"
+    result = ptame(
+        "explain", "--model", root / "explainer.keras", root / "images", extra,
+        "--output", output,
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert "converted from mode L to RGB" in result.err
+    assert "resized from 24x30 to 16x16" in result.err
+    assert "converted from mode RGBA to RGB" in result.err
+
+    names = ["rgb_0", "rgb_1", "rgb_2", "rgb_3", os.path.join("nested", "deep")]
+    names += ["gray", "photo", "rgba"]
+    for name in names:
+        saliency = np.load(output / f"{name}.npy")
+        assert saliency.shape == (IMAGE_SIZE, IMAGE_SIZE)
+        assert saliency.dtype == np.float32
+        assert np.isfinite(saliency).all()
+        assert saliency.min() >= 0 and saliency.max() <= 1
+        picture = np.asarray(Image.open(output / f"{name}.png"))
+        assert picture.dtype == np.uint8 and picture.shape[-1] == 3
+    # The overlay is drawn at the image's own size.
+    assert np.asarray(Image.open(output / "gray.png")).shape == (24, 30, 3)
+    # Nothing is left of the atomic writes.
+    assert sorted(os.listdir(output)) == sorted(
+        [
+            f"{name}.{suffix}"
+            for name in names[:4] + names[5:]
+            for suffix in ("npy", "png")
+        ]
+        + ["nested", "summary.csv"]
+    )
+
+    explainer = keras.saving.load_model(root / "explainer.keras")
+    expected = explainer.explain_outputs(images)
+    for index, name in enumerate(names[:5]):
+        np.testing.assert_allclose(
+            np.load(output / f"{name}.npy"), expected["maps"][index], atol=1e-5
+        )
+    with open(output / "summary.csv") as file:
+        rows = {row["output"]: row for row in csv.DictReader(file)}
+    assert sorted(rows) == sorted(names)
+    for index, name in enumerate(names[:5]):
+        assert int(rows[name]["class"]) == expected["classes"][index]
+        assert float(rows[name]["score"]) == pytest.approx(
+            expected["scores"][index], abs=1e-5
+        )
+
+
+def test_explain_takes_an_explainer_preset(workspace, tmp_path, ptame):
+    root, images = workspace
+    explainer = keras.saving.load_model(root / "explainer.keras")
+    explainer.save_to_preset(tmp_path / "preset")
+    output = tmp_path / "out"
+    result = ptame(
+        "explain", "--model", tmp_path / "preset", root / "images", "--output", output
+    )
+    assert result.code == 0, result.err
+    np.testing.assert_allclose(
+        np.load(output / "rgb_0.npy"), explainer.explain(images[:1])[0], atol=1e-5
+    )
+    result = ptame("explain", "--model", tmp_path, root / "images", "--output", output)
+    result.assert_user_error("preset folder")
+
+
+def test_explain_given_classes(workspace, tmp_path, ptame):
+    root, _ = workspace
+    output = tmp_path / "out"
+    result = ptame(
+        "explain", "--model", root / "explainer.keras", root / "images",
+        "--classes", 3, "--output", output, "--quiet",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert result.err == ""
+    with open(output / "summary.csv") as file:
+        assert {row["class"] for row in csv.DictReader(file)} == {"3"}
+
+
+def test_explain_refuses_to_overwrite(workspace, tmp_path, ptame, snapshot):
+    root, _ = workspace
+    output = tmp_path / "out"
+    argv = [
+        "explain", "--model", root / "explainer.keras", root / "images",
+        "--output", output, "--quiet",
+    ]  # fmt: skip
+    assert ptame(*argv).code == 0
+    (output / "rgb_0.png").write_bytes(b"user's own file")
+    before = snapshot(output)
+    ptame(*argv).assert_user_error("exist")
+    assert snapshot(output) == before
+    assert ptame(*argv, "--overwrite").code == 0
+    assert Image.open(output / "rgb_0.png").size == (IMAGE_SIZE, IMAGE_SIZE)
+
+
+@pytest.mark.parametrize(
+    "case, match",
+    [
+        ("missing_model", "No such explainer file"),
+        ("corrupted_model", "Cannot load"),
+        ("truncated_model", "Cannot load"),
+        ("not_an_explainer", "not a keras_ptame.PTAME"),
+        ("fake_png", "Cannot read"),
+        ("text_file", "Cannot read"),
+        ("missing_image", "No such image file or folder"),
+        ("empty_folder", "No image files"),
+        ("class_out_of_range", "--classes must lie in"),
+        ("classes_count", "one per image"),
+        ("alpha", "--alpha"),
+    ],
+)
+def test_explain_bad_inputs(workspace, tmp_path, ptame, case, match):
+    root, _ = workspace
+    model = root / "explainer.keras"
+    inputs = [root / "images"]
+    extra = []
+    if case == "missing_model":
+        model = tmp_path / "missing.keras"
+    elif case == "corrupted_model":
+        model = tmp_path / "corrupted.keras"
+        model.write_bytes(os.urandom(2000))
+    elif case == "truncated_model":
+        model = tmp_path / "truncated.keras"
+        data = (root / "explainer.keras").read_bytes()
+        model.write_bytes(data[: len(data) // 2])
+    elif case == "not_an_explainer":
+        model = root / "classifier.keras"
+    elif case == "fake_png":
+        (tmp_path / "fake.png").write_text("this is text")
+        inputs.append(tmp_path / "fake.png")
+    elif case == "text_file":
+        inputs = [root / "images" / "notes.txt"]
+    elif case == "missing_image":
+        inputs = [tmp_path / "missing.png"]
+    elif case == "empty_folder":
+        (tmp_path / "empty").mkdir()
+        inputs = [tmp_path / "empty"]
+    elif case == "class_out_of_range":
+        extra = ["--classes", "9"]
+    elif case == "classes_count":
+        extra = ["--classes", "1", "2"]
+    elif case == "alpha":
+        extra = ["--alpha", "2"]
+    model_bytes = model.read_bytes() if model.exists() else None
+    output = tmp_path / "out"
+    result = ptame("explain", "--model", model, *inputs, "--output", output, *extra)
+    result.assert_user_error(match)
+    assert not output.exists()
+    if model_bytes is not None:
+        assert model.read_bytes() == model_bytes

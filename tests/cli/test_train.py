@@ -1,0 +1,118 @@
+"""`ptame train`: an explainer trained on a folder or a tfds dataset, saved."""
+
+import os
+
+import keras
+import pytest
+
+import keras_ptame as kp
+from tests.helpers import IMAGE_SIZE, random_images
+
+
+def train_argv(root, output, **options):
+    argv = [
+        "train",
+        "--classifier",
+        root / "classifier.keras",
+        "--auxiliary",
+        root / "auxiliary.keras",
+        "--data",
+        root / "images",
+        "--output",
+        output,
+        "--verbose",
+        0,
+    ]
+    for key, value in options.items():
+        argv += ["--" + key.replace("_", "-"), value]
+    return argv
+
+
+def test_train_writes_an_explainer_and_refuses_to_overwrite(workspace, ptame):
+    root, _ = workspace
+    output = root / "trained.keras"
+    argv = train_argv(
+        root,
+        output,
+        recipe="resnet_50_imagenet",
+        epochs=2,
+        batch_size=2,
+        fill="mean",
+        backup_dir=root / "backup",
+    )
+    result = ptame(*argv)
+    assert result.code == 0, result.err
+    explainer = keras.saving.load_model(output)
+    assert isinstance(explainer, kp.PTAME)
+    assert explainer.fill == "mean"
+    assert explainer.input_size == (IMAGE_SIZE, IMAGE_SIZE)
+    assert explainer.explain(random_images(2)).shape == (2, IMAGE_SIZE, IMAGE_SIZE)
+    # The recipe's loss coefficients were used.
+    assert explainer.perturbation_loss.area_coeff == pytest.approx(0.838571)
+    # BackupAndRestore removes its backup once training completes.
+    assert not (root / "backup").exists() or not os.listdir(root / "backup")
+    # Nothing is left of the atomic write.
+    assert sorted(os.listdir(root)) == sorted(
+        ["auxiliary.keras", "classifier.keras", "explainer.keras", "images"]
+        + ["trained.keras"]
+    )
+
+    before = output.read_bytes()
+    ptame(*argv).assert_user_error("exists")
+    assert output.read_bytes() == before
+
+
+def test_baseline_is_an_old_name_of_fill(workspace, tmp_path, ptame):
+    root, _ = workspace
+    output = tmp_path / "trained.keras"
+    result = ptame(*train_argv(root, output, baseline="blur", batch_size=4))
+    assert result.code == 0, result.err
+    assert keras.saving.load_model(output).fill == "blur"
+    assert "--baseline" not in ptame("train", "--help").out
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"recipe": "no_such_recipe"}, "Unknown recipe"),
+        ({"data": "missing_folder/"}, "No such image folder"),
+        ({"classifier": "missing.keras"}, "No such .keras file"),
+        ({"classifier": "not_a_real_preset_name"}, "Cannot load the classifier"),
+        ({"output": "explainer.h5"}, "must end in .keras"),
+        ({"data": "corrupt"}, "Cannot read"),
+        ({"data": "empty"}, "No image files"),
+        ({"image_size": 24}, "must be 16x16 pixels"),
+        ({"max_images": 3, "batch_size": 4}, "No training batches"),
+        ({"fill": "grey"}, "invalid choice"),
+    ],
+)
+def test_train_user_errors(workspace, tmp_path, ptame, change, match):
+    root, _ = workspace
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (tmp_path / "empty").mkdir()
+    if change.get("data") in ("corrupt", "empty"):
+        change["data"] = tmp_path / change["data"]
+    output = tmp_path / "out.keras"
+    options = {"epochs": 1, **change}
+    if "output" in options:
+        output = options.pop("output")
+    ptame(*train_argv(root, output, **options)).assert_user_error(match)
+    assert not (tmp_path / "out.keras").exists()
+
+
+@pytest.mark.slow
+def test_train_on_a_tfds_dataset(workspace, tmp_path, ptame):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    root, _ = workspace
+    output = tmp_path / "tfds.keras"
+    argv = train_argv(root, output, max_images=8, batch_size=4, verbose=2)
+    argv[argv.index("--data") + 1] = "cifar10"
+    # Offline: tfds generates random examples with cifar10's features.
+    with tfds.testing.mock_data(
+        num_examples=8, policy=tfds.testing.MockPolicy.USE_CODE
+    ):
+        result = ptame(*argv)
+    assert result.code == 0, result.err
+    assert "2 batch(es)" in result.err
+    assert isinstance(keras.saving.load_model(output), kp.PTAME)
