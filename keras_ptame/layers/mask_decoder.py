@@ -1,6 +1,17 @@
 import keras
 from keras import ops
 
+UPSAMPLING = ("resize", "doubling")
+
+# The numerics of decoders saved before these options existed: Keras'
+# BatchNormalization defaults and one-step resizing. A saved config without
+# the options is read with these, so that it gives the same maps as before.
+LEGACY_OPTIONS = {
+    "batch_norm_epsilon": 1e-3,
+    "batch_norm_momentum": 0.99,
+    "upsampling": "resize",
+}
+
 
 @keras.saving.register_keras_serializable(package="keras_ptame")
 class MaskDecoder(keras.layers.Layer):
@@ -12,6 +23,22 @@ class MaskDecoder(keras.layers.Layer):
     applies a bias-free 1x1 "fuser" convolution to `num_classes` channels. The
     output is raw (pre-sigmoid) class maps at the finest resolution.
 
+    The batch normalisation defaults are the authors' (PyTorch's
+    `BatchNorm2d`: epsilon `1e-5`, momentum `0.1`, i.e. Keras momentum `0.9`),
+    so that imported weights give the same maps and the running statistics
+    keep up over a one-epoch training run.
+
+    Two ways of upsampling are offered. The paper (and the authors' code)
+    doubles each map repeatedly with bilinear interpolation (half-pixel
+    centres, PyTorch's `align_corners=False`) until it reaches the finest
+    size: `upsampling="doubling"`, the paper-faithful choice, used for
+    checkpoints imported from the authors. A ratio that is not a power of two
+    is doubled as far as it goes and then resized the rest of the way.
+    Doubling needs the feature sizes to be known when the model is traced
+    (fixed-size inputs). `upsampling="resize"` resizes bilinearly in one step:
+    the same as doubling for a ratio of 2, slightly different for larger
+    ratios, and it works for any ratio and for sizes known only at run time.
+
     Because the fuser is linear and comes after the last nonlinearity, the maps
     of a subset of classes are the full maps sliced. Pass `classes` to compute
     only those: a 1-D integer tensor `(K,)` gives the same `K` classes for every
@@ -21,6 +48,14 @@ class MaskDecoder(keras.layers.Layer):
         num_classes: int. Number of classes of the explained classifier.
         epsilon: float. Added to the denominator of the per-map min-max
             normalisation used by `normalize`. Defaults to `1e-8`.
+        batch_norm_epsilon: float. Epsilon of the batch normalisation layers.
+            Defaults to `1e-5` (the authors').
+        batch_norm_momentum: float. Momentum of the batch normalisation
+            layers' running statistics, in Keras' convention. Defaults to
+            `0.9` (the authors' PyTorch momentum `0.1`).
+        upsampling: str. `"resize"` (one bilinear resize to the finest size)
+            or `"doubling"` (repeated bilinear x2, as in the paper). Defaults
+            to `"resize"`.
         **kwargs: Standard layer arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -38,18 +73,38 @@ class MaskDecoder(keras.layers.Layer):
     features = [np.random.rand(2, 8, 8, 4), np.random.rand(2, 4, 4, 8)]
     maps = decoder(features)                              # (2, 8, 8, 10)
     some = decoder(features, classes=np.array([3, 7]))    # (2, 8, 8, 2)
+
+    # The paper's upsampling, for weights imported from the authors.
+    paper = kp.MaskDecoder(num_classes=10, upsampling="doubling")
+    maps = paper(features)                                # (2, 8, 8, 10)
     ```
     """
 
-    def __init__(self, num_classes, epsilon=1e-8, **kwargs):
+    def __init__(
+        self,
+        num_classes,
+        epsilon=1e-8,
+        batch_norm_epsilon=1e-5,
+        batch_norm_momentum=0.9,
+        upsampling="resize",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if not isinstance(num_classes, int) or num_classes <= 0:
             raise ValueError(
                 "`num_classes` must be a positive integer. "
                 f"Received: num_classes={num_classes!r}"
             )
+        if upsampling not in UPSAMPLING:
+            raise ValueError(
+                f"`upsampling` must be one of {UPSAMPLING}. "
+                f"Received: upsampling={upsampling!r}"
+            )
         self.num_classes = num_classes
         self.epsilon = epsilon
+        self.batch_norm_epsilon = batch_norm_epsilon
+        self.batch_norm_momentum = batch_norm_momentum
+        self.upsampling = upsampling
         self.convs = []
         self.norms = []
         self.fuser = None
@@ -69,7 +124,10 @@ class MaskDecoder(keras.layers.Layer):
             )
             conv.build(shape)
             norm = keras.layers.BatchNormalization(
-                name=f"norm_{index}", dtype=self.dtype_policy
+                epsilon=self.batch_norm_epsilon,
+                momentum=self.batch_norm_momentum,
+                name=f"norm_{index}",
+                dtype=self.dtype_policy,
             )
             norm.build(shape)
             self.convs.append(conv)
@@ -101,9 +159,29 @@ class MaskDecoder(keras.layers.Layer):
             feature = ops.cast(feature, self.compute_dtype)
             g = ops.relu(norm(conv(feature), training=training) + feature)
             if index != finest and static[index] != target:
-                g = ops.image.resize(g, target, interpolation="bilinear")
+                g = self.upsample(g, target)
             scales.append(g)
         return ops.concatenate(scales, axis=-1)
+
+    def upsample(self, g, target):
+        """Bilinearly upsamples `g` `(B, h, w, C)` to `target` (height, width)."""
+        if self.upsampling == "resize":
+            return ops.image.resize(g, target, interpolation="bilinear")
+        size = tuple(g.shape[1:3])
+        if None in size or not all(isinstance(t, int) for t in target):
+            raise ValueError(
+                "`upsampling='doubling'` needs feature maps whose sizes are known "
+                "when the model is traced. Received: a map of size "
+                f"{size} to upsample to {target}. Give the explainer fixed-size "
+                "inputs, or use `upsampling='resize'`."
+            )
+        height, width = size
+        while 2 * height <= target[0] and 2 * width <= target[1]:
+            height, width = 2 * height, 2 * width
+            g = ops.image.resize(g, (height, width), interpolation="bilinear")
+        if (height, width) != tuple(target):
+            g = ops.image.resize(g, target, interpolation="bilinear")
+        return g
 
     def call(self, features, classes=None, training=None):
         fused = self.fused_features(features, training=training)
@@ -131,8 +209,27 @@ class MaskDecoder(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"num_classes": self.num_classes, "epsilon": self.epsilon})
+        config.update(
+            {
+                "num_classes": self.num_classes,
+                "epsilon": self.epsilon,
+                "batch_norm_epsilon": self.batch_norm_epsilon,
+                "batch_norm_momentum": self.batch_norm_momentum,
+                "upsampling": self.upsampling,
+            }
+        )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        # A config saved before the numerics options existed keeps the
+        # numerics it was trained with.
+        return super().from_config({**LEGACY_OPTIONS, **config})
+
+
+def numerics_of(decoder):
+    """The options that set a decoder's numerics, as a dict."""
+    return {key: getattr(decoder, key) for key in LEGACY_OPTIONS}
 
 
 def _finest_index(shapes):

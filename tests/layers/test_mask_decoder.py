@@ -4,6 +4,7 @@ import pytest
 from keras import ops
 
 import keras_ptame as kp
+from tests.helpers import assert_round_trip, to_numpy
 
 
 def _features(batch=3, seed=0):
@@ -13,10 +14,6 @@ def _features(batch=3, seed=0):
         rng.normal(size=(batch, 4, 4, 6)).astype("float32"),
         rng.normal(size=(batch, 3, 3, 5)).astype("float32"),  # 8/3: not a power of 2
     ]
-
-
-def _numpy(x):
-    return ops.convert_to_numpy(x)
 
 
 def test_output_is_one_map_per_class_at_the_finest_resolution():
@@ -63,25 +60,25 @@ def test_forward_matches_a_numpy_reference():
         norm.gamma.assign(rng.normal(size=channels).astype("float32"))
     scales = []
     for f, conv, norm in zip(features, decoder.convs, decoder.norms):
-        w, b = _numpy(conv.kernel)[0, 0], _numpy(conv.bias)
+        w, b = to_numpy(conv.kernel)[0, 0], to_numpy(conv.bias)
         y = f @ w + b
-        y = (y - _numpy(norm.moving_mean)) / np.sqrt(
-            _numpy(norm.moving_variance) + norm.epsilon
-        ) * _numpy(norm.gamma) + _numpy(norm.beta)
+        y = (y - to_numpy(norm.moving_mean)) / np.sqrt(
+            to_numpy(norm.moving_variance) + norm.epsilon
+        ) * to_numpy(norm.gamma) + to_numpy(norm.beta)
         g = np.maximum(y + f, 0)
-        g = _numpy(ops.image.resize(g, (8, 8), interpolation="bilinear"))
+        g = to_numpy(ops.image.resize(g, (8, 8), interpolation="bilinear"))
         scales.append(g)
-    expected = np.concatenate(scales, -1) @ _numpy(decoder.fuser.kernel)[0, 0]
-    actual = _numpy(decoder(features, training=False))
+    expected = np.concatenate(scales, -1) @ to_numpy(decoder.fuser.kernel)[0, 0]
+    actual = to_numpy(decoder(features, training=False))
     np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_shared_class_subset_equals_full_maps_sliced():
     features = _features()
     decoder = kp.MaskDecoder(num_classes=10)
-    full = _numpy(decoder(features))
+    full = to_numpy(decoder(features))
     classes = np.array([7, 2, 2, 9], "int32")
-    subset = _numpy(decoder(features, classes=classes))
+    subset = to_numpy(decoder(features, classes=classes))
     assert subset.shape == (3, 8, 8, 4)
     np.testing.assert_allclose(subset, full[..., classes], rtol=1e-5, atol=1e-5)
 
@@ -89,9 +86,9 @@ def test_shared_class_subset_equals_full_maps_sliced():
 def test_per_image_class_subset_equals_full_maps_sliced():
     features = _features()
     decoder = kp.MaskDecoder(num_classes=10)
-    full = _numpy(decoder(features))
+    full = to_numpy(decoder(features))
     classes = np.array([[1], [8], [4]], "int32")
-    subset = _numpy(decoder(features, classes=classes))
+    subset = to_numpy(decoder(features, classes=classes))
     assert subset.shape == (3, 8, 8, 1)
     for b in range(3):
         np.testing.assert_allclose(
@@ -103,31 +100,27 @@ def test_batch_norm_statistics_move_only_in_training():
     features = _features()
     decoder = kp.MaskDecoder(num_classes=2)
     decoder(features)
-    before = _numpy(decoder.norms[0].moving_mean).copy()
+    before = to_numpy(decoder.norms[0].moving_mean).copy()
     decoder(features, training=False)
-    np.testing.assert_array_equal(_numpy(decoder.norms[0].moving_mean), before)
+    np.testing.assert_array_equal(to_numpy(decoder.norms[0].moving_mean), before)
     decoder(features, training=True)
-    assert not np.allclose(_numpy(decoder.norms[0].moving_mean), before)
+    assert not np.allclose(to_numpy(decoder.norms[0].moving_mean), before)
 
 
 def test_normalize_gives_each_map_the_range_zero_to_one():
     decoder = kp.MaskDecoder(num_classes=2)
     maps = np.random.default_rng(0).normal(size=(2, 5, 5, 3)).astype("float32") * 40
-    normalized = _numpy(decoder.normalize(maps))
+    normalized = to_numpy(decoder.normalize(maps))
     np.testing.assert_allclose(normalized.min(axis=(1, 2)), 0, atol=1e-6)
     np.testing.assert_allclose(normalized.max(axis=(1, 2)), 1, atol=1e-6)
-    constant = _numpy(decoder.normalize(np.ones((1, 4, 4, 1), "float32")))
+    constant = to_numpy(decoder.normalize(np.ones((1, 4, 4, 1), "float32")))
     assert np.isfinite(constant).all()
 
 
 def test_serialization_round_trip():
     decoder = kp.MaskDecoder(num_classes=4, epsilon=1e-6, name="dec")
-    restored = kp.MaskDecoder.from_config(decoder.get_config())
-    assert restored.get_config() == decoder.get_config()
-    revived = keras.saving.deserialize_keras_object(
-        keras.saving.serialize_keras_object(decoder)
-    )
-    assert isinstance(revived, kp.MaskDecoder) and revived.num_classes == 4
+    revived = assert_round_trip(decoder, _features())
+    assert revived.num_classes == 4 and revived.epsilon == 1e-6
 
 
 def test_mixed_precision_runs_in_the_policy_dtype():
@@ -155,3 +148,87 @@ def test_rejects_token_outputs():
     decoder = kp.MaskDecoder(num_classes=2)
     with pytest.raises(ValueError, match="4-D"):
         decoder([np.zeros((1, 16, 8), "float32")])
+
+
+def test_batch_norm_follows_the_authors_by_default():
+    decoder = kp.MaskDecoder(num_classes=2)
+    decoder(_features())
+    assert all(norm.epsilon == 1e-5 for norm in decoder.norms)
+    assert all(norm.momentum == 0.9 for norm in decoder.norms)
+    assert decoder.upsampling == "resize"
+
+
+def test_config_saved_before_the_numerics_options_keeps_the_old_numerics():
+    config = kp.MaskDecoder(num_classes=3, name="old").get_config()
+    for key in ("batch_norm_epsilon", "batch_norm_momentum", "upsampling"):
+        del config[key]
+    old = kp.MaskDecoder.from_config(config)
+    old(_features())
+    assert [norm.epsilon for norm in old.norms] == [1e-3] * 3
+    assert [norm.momentum for norm in old.norms] == [0.99] * 3
+    assert old.upsampling == "resize"
+
+
+def test_numerics_options_survive_a_config_round_trip():
+    decoder = kp.MaskDecoder(
+        num_classes=3,
+        batch_norm_epsilon=1e-4,
+        batch_norm_momentum=0.5,
+        upsampling="doubling",
+    )
+    assert_round_trip(decoder, _features()[:2])
+
+
+def _torch_doubling(x, times):
+    torch = pytest.importorskip("torch")
+    y = torch.from_numpy(x).permute(0, 3, 1, 2)
+    for _ in range(times):
+        y = torch.nn.functional.interpolate(
+            y, scale_factor=2, mode="bilinear", align_corners=False
+        )
+    return y.permute(0, 2, 3, 1).numpy()
+
+
+def test_doubling_matches_repeated_torch_bilinear_doubling():
+    rng = np.random.default_rng(3)
+    coarse = rng.normal(size=(2, 2, 3, 4)).astype("float32")
+    decoder = kp.MaskDecoder(num_classes=2, upsampling="doubling")
+    doubled = to_numpy(decoder.upsample(coarse, (16, 24)))
+    np.testing.assert_allclose(
+        doubled, _torch_doubling(coarse, 3), rtol=1e-5, atol=1e-5
+    )
+    # One-step resizing is a different interpolation for a ratio of 8 ...
+    resized = to_numpy(kp.MaskDecoder(num_classes=2).upsample(coarse, (16, 24)))
+    assert np.abs(resized - doubled).max() > 1e-2
+    # ... and the same one for a ratio of 2.
+    np.testing.assert_allclose(
+        to_numpy(kp.MaskDecoder(num_classes=2).upsample(coarse, (4, 6))),
+        _torch_doubling(coarse, 1),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
+def test_doubling_finishes_a_ratio_that_is_not_a_power_of_two_by_resizing():
+    coarse = np.random.default_rng(4).normal(size=(1, 3, 3, 2)).astype("float32")
+    decoder = kp.MaskDecoder(num_classes=2, upsampling="doubling")
+    expected = ops.image.resize(
+        ops.image.resize(coarse, (6, 6), interpolation="bilinear"),
+        (8, 8),
+        interpolation="bilinear",
+    )
+    np.testing.assert_allclose(
+        to_numpy(decoder.upsample(coarse, (8, 8))), to_numpy(expected), atol=1e-6
+    )
+    assert tuple(decoder(_features()).shape) == (3, 8, 8, 2)
+
+
+def test_doubling_refuses_sizes_unknown_when_traced():
+    decoder = kp.MaskDecoder(num_classes=2, upsampling="doubling")
+    with pytest.raises(ValueError, match="known"):
+        decoder.upsample(keras.KerasTensor((1, None, None, 3)), (8, 8))
+
+
+def test_rejects_unknown_upsampling():
+    with pytest.raises(ValueError, match="upsampling"):
+        kp.MaskDecoder(num_classes=2, upsampling="nearest")

@@ -1,0 +1,169 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import keras_ptame as kp
+from tests.helpers import random_images, tiny_classifier, tiny_explainer
+
+
+def _trained_looking(explainer, size=16, seed=0):
+    """Builds `explainer` and gives its decoder non-default weights."""
+    explainer.build((None, size, size, 3))
+    rng = np.random.default_rng(seed)
+    for variable in explainer.decoder.weights:
+        variable.assign(rng.normal(size=variable.shape).astype("float32"))
+    for norm in explainer.decoder.norms:
+        variance = keras.ops.convert_to_numpy(norm.moving_variance)
+        norm.moving_variance.assign(np.abs(variance) + 0.5)
+    return explainer
+
+
+def test_a_preset_round_trip_gives_identical_maps(tmp_path):
+    explainer = _trained_looking(tiny_explainer())
+    images = random_images(4)
+    expected = explainer.explain_outputs(images)
+    explainer.save_to_preset(tmp_path / "preset")
+    restored = kp.PTAME.from_preset(str(tmp_path / "preset"))
+    actual = restored.explain_outputs(images)
+    np.testing.assert_array_equal(actual["classes"], expected["classes"])
+    np.testing.assert_allclose(actual["scores"], expected["scores"], atol=1e-6)
+    np.testing.assert_allclose(actual["maps"], expected["maps"], atol=1e-6)
+
+
+def test_a_preset_holds_config_weights_and_metadata(tmp_path):
+    explainer = _trained_looking(tiny_explainer())
+    explainer.save_to_preset(tmp_path / "preset")
+    names = sorted(path.name for path in (tmp_path / "preset").iterdir())
+    assert names == ["config.json", "metadata.json", "model.weights.h5"]
+    config = json.loads((tmp_path / "preset" / "config.json").read_text())
+    assert config["registered_name"] == "keras_ptame>PTAME"
+    # The classifier and the auxiliary network travel inside the preset.
+    assert "classifier" in json.dumps(config["config"]["backbone"])
+    assert config["config"]["decoder_options"]["upsampling"] == "resize"
+    metadata = json.loads((tmp_path / "preset" / "metadata.json").read_text())
+    assert metadata["class_name"] == "PTAME"
+    assert metadata["keras_ptame_version"] == kp.__version__
+    assert metadata["parameter_count"] == explainer.count_params()
+    assert metadata["input_shape"] == [None, 16, 16, 3]
+
+
+def test_the_decoder_s_numerics_survive_a_preset(tmp_path):
+    explainer = tiny_explainer(
+        decoder_options={"upsampling": "doubling", "batch_norm_epsilon": 1e-4}
+    )
+    _trained_looking(explainer)
+    explainer.save_to_preset(tmp_path / "preset")
+    restored = kp.PTAME.from_preset(str(tmp_path / "preset"))
+    assert restored.decoder.upsampling == "doubling"
+    assert [n.epsilon for n in restored.decoder.norms] == [1e-4, 1e-4]
+
+
+def test_an_imported_checkpoint_round_trips_with_identical_maps(tmp_path):
+    pytest.importorskip("torch")
+    from tests.models.test_official_checkpoint import authors_checkpoint
+
+    explainer = kp.PTAME.from_official_checkpoint(authors_checkpoint(), image_size=64)
+    images = random_images(2, size=64)
+    classes = np.array([1, 7])
+    expected = explainer.explain(images, classes=classes)
+    explainer.save_to_preset(tmp_path / "authors")
+    restored = kp.PTAME.from_preset(str(tmp_path / "authors"))
+    assert restored.decoder.upsampling == "doubling"
+    np.testing.assert_allclose(
+        restored.explain(images, classes=classes), expected, atol=1e-6
+    )
+
+
+def test_an_extractor_that_taps_the_classifier_round_trips(tmp_path):
+    classifier = tiny_classifier()
+    explainer = kp.PTAME(
+        kp.Backbone(classifier),
+        kp.AuxiliaryExtractor(classifier, layer_names=["stage1", "stage2"]),
+    )
+    _trained_looking(explainer)
+    images = random_images(3)
+    expected = explainer.explain(images)
+    explainer.save_to_preset(tmp_path / "preset")
+    restored = kp.PTAME.from_preset(str(tmp_path / "preset"))
+    assert restored.extractor.model is restored.backbone.classifier
+    np.testing.assert_allclose(restored.explain(images), expected, atol=1e-6)
+
+
+def test_saving_again_replaces_the_preset(tmp_path):
+    first = _trained_looking(tiny_explainer(), seed=1)
+    second = _trained_looking(tiny_explainer(), seed=2)
+    first.save_to_preset(tmp_path / "preset")
+    second.save_to_preset(tmp_path / "preset")
+    images = random_images(2)
+    restored = kp.PTAME.from_preset(str(tmp_path / "preset"))
+    np.testing.assert_allclose(
+        restored.explain(images), second.explain(images), atol=1e-6
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["preset"]
+
+
+def test_a_handle_is_fetched_through_keras_hub(tmp_path, monkeypatch):
+    preset_utils = pytest.importorskip("keras_hub.src.utils.preset_utils")
+    explainer = _trained_looking(tiny_explainer())
+    explainer.save_to_preset(tmp_path / "preset")
+    fetched = []
+
+    def get_file(preset, path):
+        fetched.append((preset, path))
+        return str(tmp_path / "preset" / path)
+
+    monkeypatch.setattr(preset_utils, "get_file", get_file)
+    restored = kp.PTAME.from_preset("hf://someone/explainer")
+    assert fetched == [
+        ("hf://someone/explainer", "config.json"),
+        ("hf://someone/explainer", "model.weights.h5"),
+    ]
+    images = random_images(2)
+    np.testing.assert_allclose(
+        restored.explain(images), explainer.explain(images), atol=1e-6
+    )
+
+
+def test_an_unbuilt_explainer_is_not_saved(tmp_path):
+    with pytest.raises(ValueError, match="built"):
+        tiny_explainer().save_to_preset(tmp_path / "preset")
+    assert not (tmp_path / "preset").exists()
+
+
+def test_a_preset_of_something_else_is_refused(tmp_path):
+    folder = tmp_path / "classifier"
+    folder.mkdir()
+    config = keras.saving.serialize_keras_object(tiny_classifier())
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="not a PTAME"):
+        kp.PTAME.from_preset(str(folder))
+
+
+def test_missing_presets_are_reported(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No explainer preset"):
+        kp.PTAME.from_preset(str(tmp_path / "nowhere"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        kp.PTAME.from_preset(str(tmp_path / "empty"))
+
+
+def test_code_in_a_preset_loads_only_outside_safe_mode(tmp_path):
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Lambda(lambda t: t / 255.0)(inputs)
+    x = keras.layers.Conv2D(4, 3, strides=2, padding="same", name="stage1")(x)
+    logits = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x))
+    classifier = keras.Model(inputs, logits)
+    explainer = kp.PTAME(
+        kp.Backbone(classifier), kp.AuxiliaryExtractor(classifier, ["stage1"])
+    )
+    _trained_looking(explainer)
+    explainer.save_to_preset(tmp_path / "preset")
+    with pytest.raises(ValueError, match="safe_mode"):
+        kp.PTAME.from_preset(str(tmp_path / "preset"))
+    images = random_images(2)
+    restored = kp.PTAME.from_preset(str(tmp_path / "preset"), safe_mode=False)
+    np.testing.assert_allclose(
+        restored.explain(images), explainer.explain(images), atol=1e-6
+    )
