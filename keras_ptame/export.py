@@ -19,6 +19,8 @@ Signatures:
   file's bytes (grayscale and RGBA are converted to RGB) → the same
   outputs, at `(H, W)`: the images are decoded and resized bilinearly to
   `(H, W)` inside the graph. Over REST, send `{"b64": ...}`.
+- `explain_uint8`: `images` `(B, H, W, 3)` uint8 → the same outputs as
+  `serving_default` (a quarter of the float payload, for gRPC clients).
 
 From Python, `tf.saved_model.load(path).serving_default(images)` and
 `.explain_classes(images, classes)` also take uint8 images.
@@ -36,8 +38,8 @@ np.allclose(outputs["maps"], explainer.explain(images), atol=1e-4)  # True
 """
 
 import argparse
+import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,11 +47,29 @@ import tempfile
 import keras
 import numpy as np
 
-SIGNATURES = ("serving_default", "explain_classes", "explain_encoded")
+from keras_ptame.files import atomic_path
+from keras_ptame.version import __version__
+
+SIGNATURES = (
+    "serving_default",
+    "explain_classes",
+    "explain_encoded",
+    "explain_uint8",
+)
 # Maps are min-max normalised, which divides by each map's range: backends
 # that differ in the last float32 bits differ a little more after it.
 MAPS_ATOL = 1e-3
 SCORES_ATOL = 1e-5
+# Every export carries this file (TF Serving ignores `assets.extra`), so that
+# `overwrite=True` can tell a SavedModel it wrote from anything else.
+MARKER = os.path.join("assets.extra", "keras_ptame.json")
+_SAVED_MODEL_ENTRIES = {
+    "saved_model.pb",
+    "variables",
+    "assets",
+    "assets.extra",
+    "fingerprint.pb",
+}
 _WORKER = (
     "import sys; from keras_ptame.export import _worker_main; "
     "sys.exit(_worker_main(sys.argv[1:]))"
@@ -80,7 +100,9 @@ def export_saved_model(
         image_size: optional `(height, width)` of the images the signatures
             take. Defaults to `None` (read from the classifier's input
             shape, or from the shape the explainer was built on).
-        overwrite: bool. Whether to replace an existing `path`. Defaults to
+        overwrite: bool. Whether to replace an existing `path`; only a
+            SavedModel that this package exported is ever replaced (see
+            `is_own_export`), anything else there is an error. Defaults to
             `False` (an existing `path` is an error and is left untouched).
         verify: bool. Whether to load the written SavedModel and check that
             its classes, scores and maps equal the explainer's own on a few
@@ -113,17 +135,11 @@ def export_saved_model(
     #   -e MODEL_NAME=ptame tensorflow/serving
     ```
     """
-    from keras_ptame.models.ptame import PTAME
-
-    if not isinstance(explainer, PTAME):
-        raise ValueError(
-            "`explainer` must be a `keras_ptame.PTAME`. "
-            f"Received: explainer={type(explainer).__name__}"
-        )
+    _check_explainer(explainer)
     path = os.path.abspath(os.fspath(path))
     _check_target(path, overwrite)
     size = resolve_image_size(explainer, image_size)
-    explainer._ensure_built((None, *size, 3))
+    explainer.ensure_built((None, *size, 3))
     if in_subprocess is None:
         in_subprocess = keras.config.backend() != "tensorflow"
     if not in_subprocess and keras.config.backend() != "tensorflow":
@@ -131,25 +147,21 @@ def export_saved_model(
             "Tracing in this process needs the TensorFlow backend. Received: "
             f"in_subprocess=False with KERAS_BACKEND={keras.config.backend()!r}"
         )
-
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    # Same directory as the target: the final rename stays on one file
-    # system, so it is atomic.
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
-    try:
-        model_dir = os.path.join(staging, "savedmodel")
+    # Built beside the target and renamed into place once verified: the
+    # rename stays on one file system, so it is atomic.
+    with atomic_path(path, directory=True) as model_dir:
         if in_subprocess:
-            keras_file = os.path.join(staging, "explainer.keras")
-            explainer.save(keras_file)
-            _export_in_subprocess(keras_file, model_dir, size, safe_mode)
+            with tempfile.TemporaryDirectory(dir=os.path.dirname(path)) as scratch:
+                keras_file = os.path.join(scratch, "explainer.keras")
+                explainer.save(keras_file)
+                _export_in_subprocess(keras_file, model_dir, size, safe_mode)
         else:
             write_saved_model(explainer, model_dir, size)
         if verify:
             verify_saved_model(explainer, model_dir, size)
-        _move_into_place(model_dir, path, overwrite)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        _write_marker(model_dir, explainer, size)
+        # Checked again: the path may have appeared while the export ran.
+        _check_target(path, overwrite)
     if verbose:
         print(
             f"Saved a TensorFlow SavedModel at {path!r} with signatures "
@@ -172,17 +184,8 @@ def resolve_image_size(explainer, image_size=None):
                 f"Received: image_size={image_size!r}"
             )
         return int(size[0]), int(size[1])
-    candidates = []
-    shape = getattr(explainer.backbone.classifier, "input_shape", None)
-    if isinstance(shape, tuple) and len(shape) == 4:
-        candidates.append(shape[1:3])
-    built = getattr(explainer, "_build_shapes_dict", None) or {}
-    shape = built.get("input_shape")
-    if isinstance(shape, (tuple, list)) and len(shape) == 4:
-        candidates.append(tuple(shape[1:3]))
-    for size in candidates:
-        if None not in size:
-            return int(size[0]), int(size[1])
+    if explainer.input_size is not None:
+        return tuple(int(s) for s in explainer.input_size)
     raise ValueError(
         "The image size to export for cannot be read from the classifier (it "
         "accepts any size). Pass `image_size=(height, width)`."
@@ -204,8 +207,40 @@ def write_saved_model(explainer, path, image_size):
             "`write_saved_model` traces TensorFlow graphs and needs "
             f"KERAS_BACKEND=tensorflow. Received: {keras.config.backend()!r}"
         )
+    serve, serve_classes, serve_encoded = _serving_functions(explainer, image_size)
     height, width = image_size
-    num_classes = int(explainer.num_classes)
+    float_images = tf.TensorSpec((None, height, width, 3), tf.float32, name="images")
+    uint8_images = tf.TensorSpec((None, height, width, 3), tf.uint8, name="images")
+    classes_spec = tf.TensorSpec((None,), tf.int32, name="classes")
+    encoded_spec = tf.TensorSpec((None,), tf.string, name="encoded")
+    root = tf.__internal__.tracking.AutoTrackable()
+    # The `tf.Variable`s themselves (not their Keras wrappers) must hang off
+    # the saved object: TF1-style loaders (TF Serving, `saved_model_cli`)
+    # find a function's captured variables only through them.
+    root.variables = [variable.value for variable in explainer.variables]
+    root.serving_default = serve
+    root.explain_classes = serve_classes
+    root.explain_encoded = serve_encoded
+    signatures = {
+        "serving_default": serve.get_concrete_function(float_images),
+        "explain_classes": serve_classes.get_concrete_function(
+            float_images, classes_spec
+        ),
+        "explain_encoded": serve_encoded.get_concrete_function(encoded_spec),
+        # A quarter of the float payload, for gRPC clients that hold uint8.
+        "explain_uint8": serve.get_concrete_function(uint8_images),
+    }
+    # Traced for uint8 as well, so that Python callers of the loaded
+    # functions may pass either.
+    serve_classes.get_concrete_function(uint8_images, classes_spec)
+    tf.saved_model.save(root, path, signatures=signatures)
+    return path
+
+
+def _serving_functions(explainer, image_size):
+    """The `tf.function`s behind the signatures: images, images and classes,
+    encoded image files."""
+    import tensorflow as tf
 
     def outputs(images, classes=None):
         result = explainer.explain_batch(tf.cast(images, tf.float32), classes)
@@ -221,68 +256,46 @@ def write_saved_model(explainer, path, image_size):
 
     @tf.function(autograph=False)
     def serve_classes(images, classes):
-        classes = tf.cast(classes, tf.int32)
-        # An out-of-range class would otherwise read another class's map
-        # (negative indices wrap around), which is worse than an error.
-        checks = [
-            tf.debugging.assert_non_negative(
-                classes, message="`classes` must be non-negative"
-            ),
-            tf.debugging.assert_less(
-                classes,
-                tf.constant(num_classes, tf.int32),
-                message=f"`classes` must be below num_classes={num_classes}",
-            ),
-            tf.debugging.assert_equal(
-                tf.shape(classes)[0],
-                tf.shape(images)[0],
-                message="`classes` must hold one class per image",
-            ),
-        ]
-        with tf.control_dependencies(checks):
-            classes = tf.identity(classes)
-        return outputs(images, classes)
+        return outputs(images, _checked_classes(classes, images, explainer.num_classes))
 
     def decode(data):
         image = tf.io.decode_image(data, channels=3, expand_animations=False)
-        image = tf.cast(image, tf.float32)
-        return tf.image.resize(image, (height, width), method="bilinear")
+        return tf.image.resize(tf.cast(image, tf.float32), image_size, "bilinear")
 
     @tf.function(autograph=False)
     def serve_encoded(encoded):
-        images = tf.map_fn(
-            decode,
-            encoded,
-            fn_output_signature=tf.TensorSpec((height, width, 3), tf.float32),
-        )
-        return outputs(images)
+        spec = tf.TensorSpec((*image_size, 3), tf.float32)
+        return outputs(tf.map_fn(decode, encoded, fn_output_signature=spec))
 
-    float_images = tf.TensorSpec((None, height, width, 3), tf.float32, name="images")
-    uint8_images = tf.TensorSpec((None, height, width, 3), tf.uint8, name="images")
-    classes_spec = tf.TensorSpec((None,), tf.int32, name="classes")
-    encoded_spec = tf.TensorSpec((None,), tf.string, name="encoded")
+    return serve, serve_classes, serve_encoded
 
-    root = tf.__internal__.tracking.AutoTrackable()
-    # The `tf.Variable`s themselves (not their Keras wrappers) must hang off
-    # the saved object: TF1-style loaders (TF Serving, `saved_model_cli`)
-    # find a function's captured variables only through them.
-    root.variables = [variable.value for variable in explainer.variables]
-    root.serving_default = serve
-    root.explain_classes = serve_classes
-    root.explain_encoded = serve_encoded
-    signatures = {
-        "serving_default": serve.get_concrete_function(float_images),
-        "explain_classes": serve_classes.get_concrete_function(
-            float_images, classes_spec
+
+def _checked_classes(classes, images, num_classes):
+    """`classes` as int32, asserted in range and one per image inside the graph.
+
+    An out-of-range class would otherwise read another class's map (negative
+    indices wrap around), which is worse than an error.
+    """
+    import tensorflow as tf
+
+    classes = tf.cast(classes, tf.int32)
+    checks = [
+        tf.debugging.assert_non_negative(
+            classes, message="`classes` must be non-negative"
         ),
-        "explain_encoded": serve_encoded.get_concrete_function(encoded_spec),
-    }
-    # Traced for uint8 as well, so that Python callers of the loaded
-    # functions may pass either; the signatures (TF Serving) take float32.
-    serve.get_concrete_function(uint8_images)
-    serve_classes.get_concrete_function(uint8_images, classes_spec)
-    tf.saved_model.save(root, path, signatures=signatures)
-    return path
+        tf.debugging.assert_less(
+            classes,
+            tf.constant(int(num_classes), tf.int32),
+            message=f"`classes` must be below num_classes={num_classes}",
+        ),
+        tf.debugging.assert_equal(
+            tf.shape(classes)[0],
+            tf.shape(images)[0],
+            message="`classes` must hold one class per image",
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(classes)
 
 
 # === Child process (JAX and PyTorch backends) ===
@@ -333,7 +346,7 @@ def _worker_main(argv):
         args.keras_file, compile=False, safe_mode=not args.unsafe
     )
     size = tuple(args.image_size)
-    explainer._ensure_built((None, *size, 3))
+    explainer.ensure_built((None, *size, 3))
     write_saved_model(explainer, args.output, size)
     return 0
 
@@ -384,6 +397,9 @@ def verify_saved_model(explainer, path, image_size):
     classes = served.signatures["serving_default"](
         images=tf.constant(images, tf.float32)
     )["classes"].numpy()
+    from_uint8 = served.signatures["explain_uint8"](images=tf.constant(images))
+    if not np.array_equal(from_uint8["classes"].numpy(), classes):
+        problems.append("explain_uint8: other classes than serving_default")
     logits = keras.ops.convert_to_numpy(explainer.backbone(images))
     top2 = np.sort(logits, axis=-1)[:, -2:]
     clear = (top2[:, 1] - top2[:, 0]) > 1e-4
@@ -399,32 +415,57 @@ def verify_saved_model(explainer, path, image_size):
 
 
 def _check_target(path, overwrite):
-    if os.path.lexists(path) and not overwrite:
+    if not os.path.lexists(path):
+        return
+    if not overwrite:
         raise FileExistsError(
             f"The export path exists: {path!r}. Choose another path or pass "
             "`overwrite=True` (`--overwrite` on the command line)."
         )
+    if not is_own_export(path):
+        raise FileExistsError(
+            f"{path!r} exists and is not a SavedModel exported by keras_ptame (no "
+            f"{MARKER}, or other files beside the SavedModel's own); overwriting "
+            "replaces only those. Choose another path, or remove it yourself."
+        )
 
 
-def _move_into_place(source, path, overwrite):
-    _check_target(path, overwrite)
-    if not os.path.lexists(path):
-        os.rename(source, path)
-        return
-    # Replacing: keep the old export aside until the new one is in place, so
-    # that a failure in between restores it.
-    old = tempfile.mkdtemp(
-        prefix=f".{os.path.basename(path)}.old-", dir=os.path.dirname(path)
+def is_own_export(path):
+    """Whether `path` is a SavedModel folder that this package wrote, and only that.
+
+    `overwrite=True` replaces nothing else: not a folder of other files, not
+    a model's base folder holding versions, not a link.
+    """
+    return (
+        os.path.isdir(path)
+        and not os.path.islink(path)
+        and os.path.isfile(os.path.join(path, MARKER))
+        and set(os.listdir(path)) <= _SAVED_MODEL_ENTRIES
     )
-    aside = os.path.join(old, "previous")
-    os.rename(path, aside)
-    try:
-        os.rename(source, path)
-    except BaseException:
-        os.rename(aside, path)
-        shutil.rmtree(old, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_marker(model_dir, explainer, image_size):
+    folder = os.path.dirname(os.path.join(model_dir, MARKER))
+    os.makedirs(folder, exist_ok=True)
+    details = {
+        "written_by": f"keras_ptame {__version__}",
+        "keras_backend": keras.config.backend(),
+        "image_size": list(image_size),
+        "num_classes": int(explainer.num_classes),
+        "signatures": list(SIGNATURES),
+    }
+    with open(os.path.join(model_dir, MARKER), "w") as file:
+        json.dump(details, file, indent=2)
+
+
+def _check_explainer(explainer):
+    # The explainer's public surface is all an export needs.
+    needed = ("explain_outputs", "ensure_built", "input_size", "backbone", "save")
+    if not all(hasattr(explainer, name) for name in needed):
+        raise ValueError(
+            "`explainer` must be a `keras_ptame.PTAME`. "
+            f"Received: explainer={type(explainer).__name__}"
+        )
 
 
 if __name__ == "__main__":

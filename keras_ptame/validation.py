@@ -75,3 +75,71 @@ def check_classes(classes, count, num_classes, name="classes"):
             f"{array.min()} to {array.max()}"
         )
     return array.astype(np.int32)
+
+
+def unpack_inputs(inputs):
+    """`(images, classes)` from images alone or a dict with `"images"` and
+    optional `"classes"`."""
+    if isinstance(inputs, dict):
+        images = inputs.get("images", inputs.get("image"))
+        return images, inputs.get("classes")
+    return inputs, None
+
+
+def check_training_data(x, ensure_built):
+    """Checks what `fit` was given before training; builds through `ensure_built`.
+
+    Arrays are checked whole; a `tf.data.Dataset` from its `element_spec`
+    (see `_check_dataset`).
+    """
+    if x is None:
+        raise ValueError("`fit` needs images. Received: x=None")
+    x = unpack_inputs(x)[0]
+    if hasattr(x, "element_spec"):  # a tf.data.Dataset
+        _check_dataset(x, ensure_built)
+        return
+    if isinstance(x, (np.ndarray, list)) or hasattr(x, "__array__"):
+        images = check_images(x)
+        ensure_built(images.shape)
+
+
+def _check_dataset(dataset, ensure_built):
+    # Checked from `element_spec`, without reading a batch: a batch read
+    # here would start a second pipeline beside the one `fit` iterates,
+    # filling a second shuffle buffer (GBs of host memory, and the
+    # warm-up twice). Only a dataset whose spec leaves the image size open
+    # is read, once, to learn the size to build for.
+    import tensorflow as tf
+
+    if int(dataset.cardinality()) == 0:
+        raise ValueError("The training dataset is empty. Received: 0 batches")
+    spec = dataset.element_spec
+    # images, (images, labels), or either with a dict of "images" inside.
+    element = spec[0] if isinstance(spec, (tuple, list)) else spec
+    images = unpack_inputs(element)[0]
+    if not isinstance(images, tf.TensorSpec):
+        raise ValueError(
+            "The dataset must yield images, (images, labels) or a dict with an "
+            f"'images' key. Received: an element spec {spec}"
+        )
+    if images.shape.rank == 3:
+        raise ValueError(
+            "The dataset must yield batches of images (batch, height, width, 3). "
+            f"Received: single images of shape {tuple(images.shape)}; call "
+            "`.batch(...)` on the dataset first."
+        )
+    if not (images.dtype.is_integer or images.dtype.is_floating):
+        raise ValueError(
+            "The dataset images must hold numbers (uint8 or float pixels in "
+            f"[0, 255]). Received: dtype {images.dtype.name}"
+        )
+    # An unknown rank is learnt, like an open size, from the first batch.
+    shape = (None,) * 4 if images.shape.rank is None else tuple(images.shape)
+    check_image_shape(shape, name="dataset images")
+    if None in shape[1:3]:
+        first = next(iter(dataset.take(1)), None)
+        if first is None:
+            raise ValueError("The training dataset is empty. Received: no batch")
+        element = first[0] if isinstance(first, (tuple, list)) else first
+        shape = tuple(unpack_inputs(element)[0].shape)
+    ensure_built(shape)

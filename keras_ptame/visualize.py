@@ -17,9 +17,10 @@ visualize.save_png(figure, "explanations.png")
 """
 
 import os
-import tempfile
 
 import numpy as np
+
+from keras_ptame.files import atomic_path
 
 
 def overlay(image, saliency_map, cmap="jet", alpha=0.5):
@@ -269,17 +270,8 @@ def save_png(picture, path):
     from PIL import Image
 
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(suffix=".png", dir=folder)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            Image.fromarray(array).save(file, format="PNG")
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    with atomic_path(path) as temporary:
+        Image.fromarray(array).save(temporary, format="PNG")
     return path
 
 

@@ -102,8 +102,19 @@ def _assert_same(single, parallel, atol):
             # its update is AdamW amplifying float round-off, which differs
             # with any change in summation order. Nothing to compare.
             continue
+        if path.endswith("/moving_mean"):
+            # The running mean of that conv's output follows its bias, a
+            # tenth of the way each step (momentum 0.9, the authors'): the
+            # amplified round-off above shows here at ~1e-5, where a wrongly
+            # split batch would move it by its whole size.
+            atol_here = 1e-4
+        else:
+            atol_here = atol
         np.testing.assert_allclose(
-            np.asarray(parallel[path]), np.asarray(value), atol=atol, err_msg=path
+            np.asarray(parallel[path]),
+            np.asarray(value),
+            atol=atol_here,
+            err_msg=path,
         )
 
 

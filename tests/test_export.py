@@ -88,6 +88,19 @@ def test_uint8_images_from_python(exported, served):
     )
 
 
+def test_uint8_signature_equals_the_float_one(exported, served):
+    explainer, _ = exported
+    images = random_images(4, seed=12)
+    from_uint8 = served.signatures["explain_uint8"](images=tf.constant(images))
+    from_float = served.signatures["serving_default"](
+        images=tf.constant(images, tf.float32)
+    )
+    assert from_uint8["maps"].dtype == tf.float32
+    np.testing.assert_array_equal(from_uint8["classes"], from_float["classes"])
+    np.testing.assert_array_equal(from_uint8["maps"], from_float["maps"])
+    assert_same(from_uint8, explainer.explain_outputs(images))
+
+
 def test_explain_classes_equals_explain(exported, served):
     explainer, _ = exported
     images = random_images(4, seed=12)
@@ -209,10 +222,28 @@ def test_existing_path_is_an_error_then_overwritten(exported, tmp_path):
     assert (target / "keep.txt").read_text() == "precious"
     assert sorted(os.listdir(tmp_path)) == ["model"]
 
-    export.export_saved_model(explainer, target, overwrite=True, verify=False)
-    assert not (target / "keep.txt").exists()
-    assert (target / "saved_model.pb").is_file()
+    # `overwrite` replaces only a SavedModel this package wrote.
+    with pytest.raises(FileExistsError, match="not a SavedModel exported"):
+        export.export_saved_model(explainer, target, overwrite=True, verify=False)
+    assert (target / "keep.txt").read_text() == "precious"
     assert sorted(os.listdir(tmp_path)) == ["model"]
+
+
+def test_overwrite_replaces_an_earlier_export_only(exported, tmp_path):
+    explainer, earlier = exported
+    target = tmp_path / "ptame" / "1"
+    shutil.copytree(earlier, target)
+    assert export.is_own_export(target)
+    export.export_saved_model(explainer, target, overwrite=True, verify=False)
+    assert (target / "saved_model.pb").is_file() and export.is_own_export(target)
+    # A version folder among its siblings, the base folder itself, the
+    # working folder: never replaced.
+    with pytest.raises(FileExistsError, match="not a SavedModel exported"):
+        export.export_saved_model(explainer, tmp_path / "ptame", overwrite=True)
+    (target / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not a SavedModel exported"):
+        export.export_saved_model(explainer, target, overwrite=True)
+    assert (target / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
@@ -239,10 +270,10 @@ def test_interrupted_export_leaves_nothing(exported, tmp_path, monkeypatch, erro
 def test_interrupted_overwrite_keeps_the_previous_export(
     exported, tmp_path, monkeypatch
 ):
-    explainer, _ = exported
+    explainer, earlier = exported
     target = tmp_path / "model"
-    target.mkdir()
-    (target / "keep.txt").write_text("previous export")
+    shutil.copytree(earlier, target)
+    (target / "assets.extra" / "keras_ptame.json").write_text("previous export")
 
     def failing_verify(*args):
         raise RuntimeError("verification failed")
@@ -260,7 +291,8 @@ def test_interrupted_overwrite_keeps_the_previous_export(
     )
     with pytest.raises(RuntimeError, match="verification"):
         export.export_saved_model(explainer, target, overwrite=True)
-    assert (target / "keep.txt").read_text() == "previous export"
+    marker = target / "assets.extra" / "keras_ptame.json"
+    assert marker.read_text() == "previous export"
     assert sorted(os.listdir(tmp_path)) == ["model"]
 
 

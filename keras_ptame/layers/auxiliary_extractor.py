@@ -1,11 +1,10 @@
 import keras
-from keras import ops
 
-from keras_ptame.layers.backbone import _call_frozen, _freeze
+from keras_ptame.layers.frozen_network import FrozenNetwork
 
 
 @keras.saving.register_keras_serializable(package="keras_ptame")
-class AuxiliaryExtractor(keras.layers.Layer):
+class AuxiliaryExtractor(FrozenNetwork):
     """A frozen feature network whose feature maps the `MaskDecoder` reads.
 
     In the paper this is an ImageNet ResNet-18 tapped after its four stages.
@@ -40,48 +39,27 @@ class AuxiliaryExtractor(keras.layers.Layer):
     ```
     """
 
+    nested_objects = ("model", "preprocessor")
+
     def __init__(self, model, layer_names=None, preprocessor=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(preprocessor=preprocessor, **kwargs)
         if not isinstance(model, keras.layers.Layer):
             raise ValueError(
                 f"`model` must be a Keras model. Received: model={type(model).__name__}"
             )
-        if preprocessor is not None and not callable(preprocessor):
-            raise ValueError(
-                "`preprocessor` must be a Keras layer or callable. "
-                f"Received: preprocessor={preprocessor!r}"
-            )
         self.model = model
         self.layer_names = list(layer_names) if layer_names is not None else None
-        self.preprocessor = preprocessor
         self.feature_model = (
             _tap(model, self.layer_names) if self.layer_names is not None else model
         )
-        _freeze(model)
-        _freeze(self.feature_model)
-        _freeze(preprocessor)
-        self.trainable = False
+        self.freeze(model, self.feature_model)
 
     @property
-    def metrics(self):
-        # A frozen network reports nothing: a compiled model's trackers would
-        # otherwise join the explainer's logs and overwrite its `loss`.
-        return []
-
-    def build(self, input_shape):
-        for part in (self.preprocessor, self.feature_model):
-            if isinstance(part, keras.layers.Layer) and not part.built:
-                part.build(input_shape)
-        # Freeze again: variables created while building (e.g. when a saved
-        # explainer is loaded) start out trainable.
-        self.trainable = False
-        self.built = True
+    def network(self):
+        return self.feature_model
 
     def call(self, images):
-        x = ops.cast(images, self.compute_dtype)
-        if self.preprocessor is not None:
-            x = self.preprocessor(x)
-        features = _call_frozen(self.feature_model, x)
+        features = self.run_network(images)
         if isinstance(features, dict):
             features = [features[key] for key in sorted(features)]
         elif not isinstance(features, (list, tuple)):
@@ -94,22 +72,8 @@ class AuxiliaryExtractor(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "model": keras.saving.serialize_keras_object(self.model),
-                "layer_names": self.layer_names,
-                "preprocessor": keras.saving.serialize_keras_object(self.preprocessor),
-            }
-        )
+        config["layer_names"] = self.layer_names
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        for key in ("model", "preprocessor"):
-            if config.get(key) is not None:
-                config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
 
     # === Presets (keras_ptame.presets) ===
 
@@ -214,3 +178,24 @@ def _tap(model, layer_names):
         ) from error
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
     return keras.Model(inputs, outputs, name=f"{model.name}_features")
+
+
+# In a saved explainer, the `model` of an extractor that taps the classifier
+# itself: the classifier is saved once, and shared again on loading so that its
+# weights load once.
+SHARED_CLASSIFIER = "__backbone_classifier__"
+
+
+def serialize_extractor(extractor, classifier):
+    """`extractor`'s Keras config, with `classifier` saved as a reference."""
+    config = keras.saving.serialize_keras_object(extractor)
+    if extractor.model is classifier:
+        config["config"]["model"] = SHARED_CLASSIFIER
+    return config
+
+
+def deserialize_extractor(config, classifier):
+    """The extractor of `serialize_extractor`, tapping `classifier` if shared."""
+    if config["config"].get("model") != SHARED_CLASSIFIER:
+        return keras.saving.deserialize_keras_object(config)
+    return AuxiliaryExtractor.from_config({**config["config"], "model": classifier})

@@ -1,11 +1,13 @@
 import keras
 from keras import ops
 
+from keras_ptame.layers.frozen_network import FrozenNetwork
+
 _OUTPUTS = ("logits", "probabilities")
 
 
 @keras.saving.register_keras_serializable(package="keras_ptame")
-class Backbone(keras.layers.Layer):
+class Backbone(FrozenNetwork):
     """The classifier being explained: raw pixels in, logits out. Always frozen.
 
     P-TAME never opens the classifier up: it only calls it, on the raw images
@@ -46,28 +48,22 @@ class Backbone(keras.layers.Layer):
     ```
     """
 
+    nested_objects = ("classifier", "preprocessor")
+
     def __init__(self, classifier, preprocessor=None, output_type="logits", **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(preprocessor=preprocessor, **kwargs)
         if not callable(classifier):
             raise ValueError(
                 "`classifier` must be a Keras model, layer or callable. "
                 f"Received: classifier={classifier!r}"
-            )
-        if preprocessor is not None and not callable(preprocessor):
-            raise ValueError(
-                "`preprocessor` must be a Keras layer or callable. "
-                f"Received: preprocessor={preprocessor!r}"
             )
         if output_type not in _OUTPUTS:
             raise ValueError(
                 f"`output_type` must be one of {_OUTPUTS}. Received: output_type={output_type!r}"
             )
         self.classifier = classifier
-        self.preprocessor = preprocessor
         self.output_type = output_type
-        _freeze(classifier)
-        _freeze(preprocessor)
-        self.trainable = False
+        self.freeze(classifier)
 
     @property
     def num_classes(self):
@@ -78,25 +74,11 @@ class Backbone(keras.layers.Layer):
         return None
 
     @property
-    def metrics(self):
-        # A frozen network reports nothing: a compiled model's trackers would
-        # otherwise join the explainer's logs and overwrite its `loss`.
-        return []
-
-    def build(self, input_shape):
-        for part in (self.preprocessor, self.classifier):
-            if isinstance(part, keras.layers.Layer) and not part.built:
-                part.build(input_shape)
-        # Freeze again: variables created while building (e.g. when a saved
-        # explainer is loaded) start out trainable.
-        self.trainable = False
-        self.built = True
+    def network(self):
+        return self.classifier
 
     def call(self, images):
-        x = ops.cast(images, self.compute_dtype)
-        if self.preprocessor is not None:
-            x = self.preprocessor(x)
-        scores = _call_frozen(self.classifier, x)
+        scores = self.run_network(images)
         if isinstance(scores, dict):
             raise ValueError(
                 "The classifier must return one tensor of scores (B, num_classes). "
@@ -109,22 +91,8 @@ class Backbone(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "classifier": keras.saving.serialize_keras_object(self.classifier),
-                "preprocessor": keras.saving.serialize_keras_object(self.preprocessor),
-                "output_type": self.output_type,
-            }
-        )
+        config["output_type"] = self.output_type
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        for key in ("classifier", "preprocessor"):
-            if config.get(key) is not None:
-                config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
 
     # === Presets (keras_ptame.presets) ===
 
@@ -177,14 +145,3 @@ class Backbone(keras.layers.Layer):
         kwargs.setdefault("preprocessor", preprocessor)
         kwargs.setdefault("output_type", output_type)
         return cls(classifier, **kwargs)
-
-
-def _freeze(part):
-    if isinstance(part, keras.layers.Layer):
-        part.trainable = False
-
-
-def _call_frozen(part, x):
-    if isinstance(part, keras.layers.Layer):
-        return part(x, training=False)
-    return part(x)

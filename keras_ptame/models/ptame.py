@@ -2,18 +2,36 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_ptame.layers.auxiliary_extractor import AuxiliaryExtractor
+from keras_ptame import export as saved_model_export
+from keras_ptame.layers.auxiliary_extractor import (
+    AuxiliaryExtractor,
+    deserialize_extractor,
+    serialize_extractor,
+)
 from keras_ptame.layers.backbone import Backbone
-from keras_ptame.layers.mask_decoder import MaskDecoder, check_feature_shapes
+from keras_ptame.layers.mask_decoder import (
+    LEGACY_OPTIONS,
+    MaskDecoder,
+    check_feature_shapes,
+    numerics_of,
+)
 from keras_ptame.losses.perturbation_loss import PerturbationLoss
-from keras_ptame.validation import check_classes, check_image_shape, check_images
+from keras_ptame.models.fills import FILLS, apply_fill, resize_like
+from keras_ptame.models.pretrained import Pretrained
+from keras_ptame.validation import (
+    check_classes,
+    check_image_shape,
+    check_images,
+    check_training_data,
+    unpack_inputs,
+)
 
-BASELINES = ("black", "mean", "blur")
-_SHARED_CLASSIFIER = "__backbone_classifier__"
+# The name the fill options had before 0.2; kept for code that imports it.
+BASELINES = FILLS
 
 
 @keras.saving.register_keras_serializable(package="keras_ptame")
-class PTAME(keras.Model):
+class PTAME(Pretrained, keras.Model):
     """P-TAME: a trained explainer for an image classifier.
 
     Composes the frozen `Backbone` (the classifier explained), the frozen
@@ -31,10 +49,14 @@ class PTAME(keras.Model):
             feature maps, wrapped in one).
         num_classes: int. Number of classes of the classifier. Defaults to
             `None` (read from the classifier's output).
-        baseline: str. What replaces the masked-out pixels in training:
+        decoder_options: optional dict of `MaskDecoder` numerics
+            (`batch_norm_epsilon`, `batch_norm_momentum`, `upsampling`).
+            Defaults to `None` (the decoder's defaults, the authors').
+        fill: str. What replaces the masked-out pixels in training:
             `"black"` (zero, the paper's choice), `"mean"` (each image's
             mean colour) or `"blur"` (a Gaussian-blurred copy). Defaults to
-            `"black"`.
+            `"black"`. (Called `baseline` before; `baseline=` is still
+            accepted.)
         **kwargs: Standard model arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -69,17 +91,22 @@ class PTAME(keras.Model):
     """
 
     def __init__(
-        self, backbone, extractor, num_classes=None, baseline="black", **kwargs
+        self,
+        backbone,
+        extractor,
+        num_classes=None,
+        fill="black",
+        decoder_options=None,
+        **kwargs,
     ):
+        fill = kwargs.pop("baseline", fill)
         super().__init__(**kwargs)
         if not isinstance(backbone, Backbone):
             backbone = Backbone(backbone, name="backbone")
         if not isinstance(extractor, AuxiliaryExtractor):
             extractor = AuxiliaryExtractor(extractor, name="extractor")
-        if baseline not in BASELINES:
-            raise ValueError(
-                f"`baseline` must be one of {BASELINES}. Received: baseline={baseline!r}"
-            )
+        if fill not in FILLS:
+            raise ValueError(f"`fill` must be one of {FILLS}. Received: fill={fill!r}")
         if num_classes is not None and (
             not isinstance(num_classes, (int, np.integer)) or num_classes <= 0
         ):
@@ -91,12 +118,12 @@ class PTAME(keras.Model):
         self.backbone = backbone
         self.extractor = extractor
         self.num_classes = int(num_classes or backbone.num_classes or 0) or None
-        self.baseline = baseline
+        self.fill = fill
+        self.decoder_options = dict(decoder_options or {})
         self.decoder = None
+        self._built_size = None
         if self.num_classes is not None:
-            self.decoder = MaskDecoder(
-                self.num_classes, name="decoder", dtype=self.dtype_policy
-            )
+            self.decoder = self._make_decoder()
         self.perturbation_loss = PerturbationLoss()
         # Metric objects set as attributes join `self.metrics` and the logs.
         self.ce_tracker = keras.metrics.Mean(name="ce")
@@ -107,7 +134,7 @@ class PTAME(keras.Model):
     # === Build ===
 
     def build(self, input_shape):
-        input_shape = tuple(_unpack(input_shape)[0])
+        input_shape = tuple(unpack_inputs(input_shape)[0])
         check_image_shape(input_shape)
         images = keras.KerasTensor(input_shape, dtype="float32")
         self.backbone.build(input_shape)
@@ -120,14 +147,21 @@ class PTAME(keras.Model):
         _check_num_classes(self.num_classes, logits.shape[-1])
         if self.decoder is None:
             self.num_classes = int(logits.shape[-1])
-            self.decoder = MaskDecoder(
-                self.num_classes, name="decoder", dtype=self.dtype_policy
-            )
+            self.decoder = self._make_decoder()
+        self._built_size = None if None in input_shape[1:3] else input_shape[1:3]
         self.extractor.build(input_shape)
         features = self.extractor.compute_output_spec(images)
         check_feature_shapes([tuple(f.shape) for f in features])
         self.decoder.build([tuple(f.shape) for f in features])
         self.built = True
+
+    def _make_decoder(self):
+        return MaskDecoder(
+            self.num_classes,
+            name="decoder",
+            dtype=self.dtype_policy,
+            **self.decoder_options,
+        )
 
     # === Variables ===
 
@@ -157,7 +191,7 @@ class PTAME(keras.Model):
     # === Forward passes ===
 
     def call(self, inputs, training=False):
-        images, classes = _unpack(inputs)
+        images, classes = unpack_inputs(inputs)
         if training:
             return self.perturb(images, training=True)
         return self.explain_batch(images, classes)
@@ -204,20 +238,13 @@ class PTAME(keras.Model):
         features = self.extractor(images)
         raw = self.decoder(features, classes=classes[:, None], training=False)
         # Normalised after upsampling, so that every map spans [0, 1] exactly.
-        maps = self.decoder.normalize(_resize_like(ops.cast(raw, "float32"), images))
+        maps = self.decoder.normalize(resize_like(ops.cast(raw, "float32"), images))
         maps = maps[..., 0]
         return {"classes": classes, "scores": scores, "maps": maps}
 
     def apply_mask(self, images, mask):
-        """Keeps `images` where `mask` `(B, h, w, 1)` is 1, the baseline where 0."""
-        mask = _resize_like(mask, images)
-        if self.baseline == "black":
-            return images * mask
-        if self.baseline == "mean":
-            fill = ops.mean(images, axis=(1, 2), keepdims=True)
-        else:
-            fill = _gaussian_blur(images)
-        return images * mask + fill * (1.0 - mask)
+        """Keeps `images` where `mask` `(B, h, w, 1)` is 1, the fill where 0."""
+        return apply_fill(images, mask, self.fill)
 
     # === Training ===
 
@@ -251,7 +278,7 @@ class PTAME(keras.Model):
         # Labels (`y`) are ignored: the explained class is the prediction.
         if not isinstance(y_pred, dict) or "masked_logits" not in y_pred:
             # Validation passes come here with the inference outputs.
-            y_pred = self.perturb(_unpack(x)[0], training=False)
+            y_pred = self.perturb(unpack_inputs(x)[0], training=False)
         terms = self.perturbation_loss.terms(
             y_pred["masked_logits"], y_pred["classes"], y_pred["maps"]
         )
@@ -286,7 +313,7 @@ class PTAME(keras.Model):
         data source) of images alone or of `(images, labels)`. The first
         batch is checked before training starts.
         """
-        self._check_training_data(x, kwargs.get("batch_size"))
+        check_training_data(x, self.ensure_built)
         if not self.compiled:
             self.compile()
         return super().fit(x, y, **kwargs)
@@ -313,7 +340,7 @@ class PTAME(keras.Model):
         """Like `explain`, but returns a dict of numpy arrays: `classes`,
         `scores` (softmax probability of the explained class) and `maps`."""
         images = check_images(images)
-        self._ensure_built(images.shape)
+        self.ensure_built(images.shape)
         inputs = images
         if classes is not None:
             classes = check_classes(classes, len(images), self.num_classes)
@@ -343,9 +370,7 @@ class PTAME(keras.Model):
         """
         if format != "tf_saved_model":
             return super().export(filepath, format=format, verbose=verbose, **kwargs)
-        from keras_ptame.export import export_saved_model
-
-        return export_saved_model(
+        return saved_model_export.export_saved_model(
             self,
             filepath,
             image_size=image_size,
@@ -355,99 +380,90 @@ class PTAME(keras.Model):
             **kwargs,
         )
 
-    # === Helpers ===
+    @property
+    def baseline(self):
+        """The fill's name before 0.2; read `fill` instead."""
+        return self.fill
 
-    def _ensure_built(self, shape):
-        """Builds on first use and checks the image size the networks accept.
+    # === Image size ===
+
+    @property
+    def input_size(self):
+        """`(height, width)` of the images this explainer takes, or `None`.
+
+        The size its classifier or auxiliary network was built for, if one of
+        them accepts only one size; otherwise the size the explainer itself
+        was built (and trained) on; `None` if neither is known yet.
+        """
+        for part in (self.backbone, self.extractor):
+            if part.fixed_input_size is not None:
+                return part.fixed_input_size
+        return self._built_size
+
+    def ensure_built(self, shape):
+        """Checks the image size the networks accept, and builds on first use.
+
+        Args:
+            shape: the shape of a batch of images, `(B, H, W, 3)`.
+
+        Raises:
+            ValueError: a network accepts only another size.
 
         Checked here, on the host, because a size error raised inside a
         compiled `predict` or `fit` is opaque, and on JAX leaves the model's
-        variables detached.
+        variables detached. Under TensorFlow, a new size also starts new
+        compiled functions: Keras would retrace the old ones with the size
+        left open, and `keras.ops.image.resize` (the maps' upsampling) needs
+        it known.
         """
         size = tuple(shape)[1:3]
-        for part in (self.backbone.classifier, self.extractor.feature_model):
-            expected = _fixed_input_size(part)
+        if keras.config.backend() == "tensorflow" and None not in size:
+            if getattr(self, "_traced_size", size) != size:
+                self.train_function = self.predict_function = None
+                self.test_function = None
+            self._traced_size = size
+        # A network whose preprocessor resizes to its size takes any size.
+        for part in (self.backbone, self.extractor):
+            expected = part.fixed_input_size
             if expected is not None and expected != size:
+                name = getattr(part.network, "name", part.name)
                 raise ValueError(
                     f"`images` must be {expected[0]}x{expected[1]} pixels, the size "
-                    f"`{part.name}` was built for. Received: images of size "
+                    f"`{name}` was built for. Received: images of size "
                     f"{size[0]}x{size[1]}. Resize them first."
                 )
         if not self.built:
             self.build((None, *tuple(shape)[1:]))
 
-    def _check_training_data(self, x, batch_size):
-        if x is None:
-            raise ValueError("`fit` needs images. Received: x=None")
-        x = _unpack(x)[0]
-        if hasattr(x, "element_spec"):  # a tf.data.Dataset
-            self._check_dataset(x)
-            return
-        if isinstance(x, (np.ndarray, list)) or hasattr(x, "__array__"):
-            images = check_images(x)
-            self._ensure_built(images.shape)
-
-    def _check_dataset(self, dataset):
-        import tensorflow as tf
-
-        if int(dataset.cardinality()) == 0:
-            raise ValueError("The training dataset is empty. Received: 0 batches")
-        first = next(iter(dataset.take(1)), None)
-        if first is None:
-            raise ValueError("The training dataset is empty. Received: no batch")
-        # images, (images, labels), or either with a dict of "images" inside.
-        element = first[0] if isinstance(first, (tuple, list)) else first
-        images = _unpack(element)[0]
-        if not isinstance(images, tf.Tensor):
-            raise ValueError(
-                "The dataset must yield images, (images, labels) or a dict with an "
-                f"'images' key. Received: an element {type(first).__name__}"
-            )
-        if images.shape.rank == 3:
-            raise ValueError(
-                "The dataset must yield batches of images (batch, height, width, 3). "
-                f"Received: single images of shape {tuple(images.shape)}; call "
-                "`.batch(...)` on the dataset first."
-            )
-        batch = check_images(images.numpy(), name="dataset images")
-        self._ensure_built(batch.shape)
-
     # === Config ===
 
     def get_config(self):
-        extractor = keras.saving.serialize_keras_object(self.extractor)
-        if self.extractor.model is self.backbone.classifier:
-            # The extractor taps the classifier itself: save it once, and
-            # share it again on loading so that its weights load once.
-            extractor["config"]["model"] = _SHARED_CLASSIFIER
         return {
             "name": self.name,
             "trainable": self.trainable,
             "dtype": keras.saving.serialize_keras_object(self.dtype_policy),
             "backbone": keras.saving.serialize_keras_object(self.backbone),
-            "extractor": extractor,
+            "extractor": serialize_extractor(self.extractor, self.backbone.classifier),
             "num_classes": self.num_classes,
-            "baseline": self.baseline,
+            "fill": self.fill,
+            "decoder_options": numerics_of(self.decoder)
+            if self.decoder is not None
+            else self.decoder_options,
         }
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        # Explainers saved before the decoder's numerics were options keep
+        # the numerics they were trained with.
+        config.setdefault("decoder_options", LEGACY_OPTIONS)
         for key in ("backbone", "dtype"):
             if isinstance(config.get(key), dict):
                 config[key] = keras.saving.deserialize_keras_object(config[key])
-        extractor = config.get("extractor")
-        if isinstance(extractor, dict):
-            if extractor["config"].get("model") == _SHARED_CLASSIFIER:
-                inner = dict(extractor["config"])
-                inner["model"] = config["backbone"].classifier
-                if inner.get("preprocessor") is not None:
-                    inner["preprocessor"] = keras.saving.deserialize_keras_object(
-                        inner["preprocessor"]
-                    )
-                config["extractor"] = AuxiliaryExtractor(**inner)
-            else:
-                config["extractor"] = keras.saving.deserialize_keras_object(extractor)
+        if isinstance(config.get("extractor"), dict):
+            config["extractor"] = deserialize_extractor(
+                config["extractor"], config["backbone"].classifier
+            )
         return cls(**config)
 
     def get_compile_config(self):
@@ -467,55 +483,9 @@ class PTAME(keras.Model):
             self.optimizer.build(self.trainable_variables)
 
 
-def _unpack(inputs):
-    if isinstance(inputs, dict):
-        images = inputs.get("images", inputs.get("image"))
-        return images, inputs.get("classes")
-    return inputs, None
-
-
-def _fixed_input_size(part):
-    """The (height, width) a Keras model only accepts, or None if any size."""
-    shape = getattr(part, "input_shape", None) if hasattr(part, "inputs") else None
-    if not isinstance(shape, tuple) or len(shape) != 4 or None in shape[1:3]:
-        return None
-    return tuple(shape[1:3])
-
-
 def _check_num_classes(expected, actual):
     if expected is not None and actual is not None and int(expected) != int(actual):
         raise ValueError(
             "`num_classes` disagrees with the classifier's output. "
             f"Received: num_classes={expected}, classifier outputs {actual} scores"
         )
-
-
-def _resize_like(maps, images):
-    """Bilinearly resizes `maps` `(B, h, w, K)` to the images' height and width."""
-    size = tuple(images.shape[1:3])
-    if None in size:
-        size = tuple(ops.shape(images)[1:3])
-    if tuple(maps.shape[1:3]) == size:
-        return maps
-    return ops.image.resize(maps, size, interpolation="bilinear")
-
-
-def _gaussian_blur(images, sigma=5.0):
-    radius = int(3 * sigma)
-    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    taps = (taps / taps.sum()).astype("float32")
-    channels = images.shape[-1]
-    rows = ops.convert_to_tensor(
-        np.tile(taps[:, None, None, None], (1, 1, channels, 1))
-    )
-    cols = ops.convert_to_tensor(
-        np.tile(taps[None, :, None, None], (1, 1, channels, 1))
-    )
-
-    def blur(x):
-        return ops.depthwise_conv(
-            ops.depthwise_conv(x, rows, padding="same"), cols, padding="same"
-        )
-
-    # Dividing by the blurred ones undoes the darkening by zero padding.
-    return blur(images) / blur(ops.ones_like(images))

@@ -44,6 +44,11 @@ def object_images(count=2, background=255.0):
     return images
 
 
+def object_maps(values, count=2):
+    """`count` copies of one 8x8 map (`OBJECT`, `~OBJECT`, a constant, ...)."""
+    return np.broadcast_to(np.asarray(values, "float32"), (count, SIZE, SIZE)).copy()
+
+
 def two_patch_classifier(size=16, gain=8.0):
     """logit c = gain x mean(ReLU(channel c)): class 0 is red, class 1 green.
 

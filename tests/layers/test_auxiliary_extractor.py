@@ -4,7 +4,12 @@ import pytest
 from keras import ops
 
 import keras_ptame as kp
-from tests.helpers import random_images, tiny_classifier, tiny_feature_model
+from tests.helpers import (
+    assert_round_trip,
+    random_images,
+    tiny_classifier,
+    tiny_feature_model,
+)
 
 
 def test_returns_the_model_outputs_finest_first():
@@ -38,7 +43,7 @@ def test_serialization_round_trip():
     extractor = kp.AuxiliaryExtractor(
         tiny_classifier(), layer_names=["stage1", "stage2"], name="aux"
     )
-    restored = kp.AuxiliaryExtractor.from_config(extractor.get_config())
+    restored = assert_round_trip(extractor, random_images(1))
     assert restored.layer_names == ["stage1", "stage2"]
     shapes = [tuple(f.shape) for f in restored(random_images(1))]
     assert shapes == [(1, 16, 16, 8), (1, 8, 8, 16)]

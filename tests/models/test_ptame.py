@@ -15,14 +15,11 @@ from tests.helpers import (
     tiny_classifier,
     tiny_explainer,
     tiny_feature_model,
+    to_numpy,
     weights_of,
 )
 
 BACKENDS = ("tensorflow", "jax", "torch")
-
-
-def _numpy(x):
-    return ops.convert_to_numpy(x)
 
 
 def _compiled(**kwargs):
@@ -32,7 +29,7 @@ def _compiled(**kwargs):
 
 
 def _predictions(explainer, images):
-    return _numpy(ops.argmax(explainer.backbone(images), axis=-1))
+    return to_numpy(ops.argmax(explainer.backbone(images), axis=-1))
 
 
 # === Training ===
@@ -114,37 +111,39 @@ def test_training_pass_computes_maps_for_the_batch_classes_only():
     out = explainer.perturb(ops.convert_to_tensor(images), training=False)
     assert tuple(out["maps"].shape) == (5, 8, 8, 5)
     np.testing.assert_array_equal(
-        _numpy(out["classes"]), _predictions(explainer, images)
+        to_numpy(out["classes"]), _predictions(explainer, images)
     )
     # Map k of every image is the sigmoid of the decoder's map for class t_k.
     features = explainer.extractor(images)
-    full = _numpy(ops.sigmoid(explainer.decoder(features, training=False)))
+    full = to_numpy(ops.sigmoid(explainer.decoder(features, training=False)))
     np.testing.assert_allclose(
-        _numpy(out["maps"]), full[..., _numpy(out["classes"])], rtol=1e-5, atol=1e-6
+        to_numpy(out["maps"]), full[..., to_numpy(out["classes"])], rtol=1e-5, atol=1e-6
     )
 
 
-def test_black_baseline_multiplies_the_image_by_its_own_map():
+def test_black_fill_multiplies_the_image_by_its_own_map():
     explainer = tiny_explainer()
     images = random_images(3).astype("float32")
     out = explainer.perturb(ops.convert_to_tensor(images), training=False)
-    own = np.stack([_numpy(out["maps"])[b, :, :, b] for b in range(3)])
-    mask = _numpy(ops.image.resize(own[..., None], (16, 16), interpolation="bilinear"))
-    expected = _numpy(explainer.backbone(images * mask))
+    own = np.stack([to_numpy(out["maps"])[b, :, :, b] for b in range(3)])
+    mask = to_numpy(
+        ops.image.resize(own[..., None], (16, 16), interpolation="bilinear")
+    )
+    expected = to_numpy(explainer.backbone(images * mask))
     np.testing.assert_allclose(
-        _numpy(out["masked_logits"]), expected, rtol=1e-4, atol=1e-4
+        to_numpy(out["masked_logits"]), expected, rtol=1e-4, atol=1e-4
     )
 
 
-@pytest.mark.parametrize("baseline", ["mean", "blur"])
-def test_other_baselines_fill_the_masked_out_pixels(baseline):
-    explainer = tiny_explainer(baseline=baseline)
+@pytest.mark.parametrize("fill", ["mean", "blur"])
+def test_other_fills_replace_the_masked_out_pixels(fill):
+    explainer = tiny_explainer(fill=fill)
     images = ops.convert_to_tensor(random_images(2).astype("float32"))
-    nothing_kept = _numpy(explainer.apply_mask(images, ops.zeros((2, 4, 4, 1))))
-    everything_kept = _numpy(explainer.apply_mask(images, ops.ones((2, 4, 4, 1))))
-    np.testing.assert_allclose(everything_kept, _numpy(images), atol=1e-3)
-    assert nothing_kept.std() < _numpy(images).std() / 2  # flat or blurred
-    assert nothing_kept.mean() == pytest.approx(_numpy(images).mean(), rel=0.1)
+    nothing_kept = to_numpy(explainer.apply_mask(images, ops.zeros((2, 4, 4, 1))))
+    everything_kept = to_numpy(explainer.apply_mask(images, ops.ones((2, 4, 4, 1))))
+    np.testing.assert_allclose(everything_kept, to_numpy(images), atol=1e-3)
+    assert nothing_kept.std() < to_numpy(images).std() / 2  # flat or blurred
+    assert nothing_kept.mean() == pytest.approx(to_numpy(images).mean(), rel=0.1)
 
 
 # === Explanations ===
@@ -159,7 +158,7 @@ def test_explain_gives_one_map_in_zero_one_per_image_for_its_prediction():
     np.testing.assert_allclose(maps.max(axis=(1, 2)), 1.0, atol=1e-5)
     outputs = explainer.explain_outputs(images)
     np.testing.assert_array_equal(outputs["classes"], _predictions(explainer, images))
-    probabilities = _numpy(ops.softmax(explainer.backbone(images)))
+    probabilities = to_numpy(ops.softmax(explainer.backbone(images)))
     np.testing.assert_allclose(
         outputs["scores"], probabilities.max(axis=-1), rtol=1e-5, atol=1e-6
     )
@@ -171,10 +170,10 @@ def test_explain_for_given_classes_matches_the_decoder_maps():
     classes = np.array([3, 0, 2, 3])
     maps = explainer.explain(images, classes=classes)
     features = explainer.extractor(images)
-    raw = _numpy(explainer.decoder(features, training=False))
+    raw = to_numpy(explainer.decoder(features, training=False))
     for b, c in enumerate(classes):
         m = raw[b, :, :, c]
-        up = _numpy(
+        up = to_numpy(
             ops.image.resize(m[None, :, :, None], (16, 16), interpolation="bilinear")
         )
         up = up[0, :, :, 0]
@@ -270,9 +269,56 @@ def test_weights_saved_under_one_backend_load_under_another(tmp_path):
 
 
 def test_config_round_trip():
-    explainer = tiny_explainer(baseline="mean")
+    explainer = tiny_explainer(fill="mean")
     restored = kp.PTAME.from_config(explainer.get_config())
-    assert restored.num_classes == NUM_CLASSES and restored.baseline == "mean"
+    assert restored.num_classes == NUM_CLASSES and restored.fill == "mean"
+
+
+def test_the_fill_s_former_name_still_works():
+    # Code and configs from before the rename say `baseline`.
+    explainer = tiny_explainer(baseline="blur")
+    assert explainer.fill == "blur" and explainer.baseline == "blur"
+    config = explainer.get_config()
+    config["baseline"] = config.pop("fill")
+    assert kp.PTAME.from_config(config).fill == "blur"
+
+
+def test_decoder_numerics_travel_with_the_explainer(tmp_path):
+    explainer = tiny_explainer(
+        decoder_options={"upsampling": "doubling", "batch_norm_epsilon": 1e-4}
+    )
+    images = random_images(2)
+    expected = explainer.explain(images)
+    explainer.save(tmp_path / "e.keras")
+    restored = keras.saving.load_model(tmp_path / "e.keras")
+    assert restored.decoder.upsampling == "doubling"
+    np.testing.assert_allclose(restored.explain(images), expected, atol=1e-5)
+    # A config from before the options existed keeps Keras' old defaults.
+    config = explainer.get_config()
+    del config["decoder_options"]
+    old = kp.PTAME.from_config(config)
+    assert old.decoder.batch_norm_epsilon == 1e-3
+    assert old.decoder.upsampling == "resize"
+
+
+def test_input_size_is_the_fixed_or_the_built_size():
+    explainer = tiny_explainer()
+    assert explainer.input_size == (16, 16)  # the tiny classifier is fixed
+    free = kp.PTAME(
+        kp.Backbone(_any_size_classifier()),
+        kp.AuxiliaryExtractor(_any_size_classifier(), layer_names=["s1", "s2"]),
+    )
+    assert free.input_size is None
+    free.ensure_built((None, 24, 32, 3))
+    assert free.input_size == (24, 32)
+
+
+def _any_size_classifier():
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="s1")(inputs)
+    x = keras.layers.Conv2D(8, 3, 2, padding="same", name="s2")(x)
+    logits = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, logits)
 
 
 def test_plain_keras_models_are_wrapped():
@@ -365,8 +411,8 @@ def test_empty_or_unbatched_datasets_are_refused():
 
 
 def test_bad_constructor_arguments_are_refused():
-    with pytest.raises(ValueError, match="baseline"):
-        tiny_explainer(baseline="white")
+    with pytest.raises(ValueError, match="fill"):
+        tiny_explainer(fill="white")
     with pytest.raises(ValueError, match="num_classes"):
         kp.PTAME(tiny_classifier(), tiny_feature_model(), num_classes=0)
     with pytest.raises(ValueError, match="PerturbationLoss"):

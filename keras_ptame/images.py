@@ -1,0 +1,108 @@
+"""Finding and reading image files: the one definition that `kp.data` and the
+command line share."""
+
+import os
+
+import numpy as np
+
+# The formats both readers decode: TensorFlow's `decode_image` (tf.data
+# pipelines) and Pillow (the command line). Files named one by one may be of
+# any format Pillow reads.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+
+def images_in_folder(directory):
+    """The image files under `directory` (searched recursively), sorted.
+
+    Raises:
+        ValueError: `directory` is not a folder, or holds no image file.
+    """
+    directory = os.fspath(directory)
+    if not os.path.isdir(directory):
+        raise ValueError(f"Not a folder: {directory!r}")
+    paths = sorted(
+        os.path.join(root, name)
+        for root, _, names in os.walk(directory)
+        for name in names
+        if name.lower().endswith(IMAGE_EXTENSIONS)
+    )
+    if not paths:
+        raise ValueError(
+            f"No image files ({', '.join(IMAGE_EXTENSIONS)}) in folder {directory!r}."
+        )
+    return paths
+
+
+def find_images(inputs):
+    """Image files named directly, or found under folders, in the order given.
+
+    Args:
+        inputs: iterable of str, files and folders.
+
+    Raises:
+        FileNotFoundError: an input does not exist.
+        ValueError: a folder holds no image file.
+    """
+    files = []
+    for item in inputs:
+        if os.path.isdir(item):
+            files += images_in_folder(item)
+        elif os.path.isfile(item):
+            files.append(item)
+        else:
+            raise FileNotFoundError(f"No such image file or folder: {item!r}")
+    return files
+
+
+def read_image(path, size=None, notes=None):
+    """Reads an image file as RGB uint8, and a copy resized to `size`.
+
+    Args:
+        path: str, the image file.
+        size: optional `(height, width)` for the resized copy. Defaults to
+            `None` (the copy is the original).
+        notes: optional list; a sentence is appended when the image is
+            converted or resized.
+
+    Returns:
+        `(original, resized)`, uint8 arrays `(h, w, 3)` and `(*size, 3)`.
+
+    Raises:
+        ValueError: the file is not an image Pillow can read.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            mode = image.mode
+            if mode != "RGB":
+                # Grayscale is repeated on the three channels; alpha is dropped.
+                image = image.convert("RGB")
+            original = np.asarray(image, dtype=np.uint8)
+            size = original.shape[:2] if size is None else tuple(size)
+            resized = original
+            if original.shape[:2] != size:
+                resized = np.asarray(
+                    image.resize((size[1], size[0]), Image.Resampling.BILINEAR),
+                    dtype=np.uint8,
+                )
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        message = " ".join(str(error).split())[:300]
+        raise ValueError(
+            f"Cannot read {path!r} as an image ({type(error).__name__}: {message})."
+        ) from error
+    if notes is not None:
+        notes += _changes(path, mode, original.shape[:2], size)
+    return original, resized
+
+
+def _changes(path, mode, original_size, size):
+    changes = []
+    if mode != "RGB":
+        changes.append(f"converted from mode {mode} to RGB")
+    if original_size != size:
+        changes.append(
+            f"resized from {original_size[0]}x{original_size[1]} to {size[0]}x{size[1]}"
+        )
+    return [f"{path}: {', '.join(changes)}"] if changes else []
