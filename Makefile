@@ -41,3 +41,10 @@ test: setup
 lint: setup
 	$(PY) -m ruff check keras_ptame tests benchmarks notebooks
 	$(PY) -m ruff format --check keras_ptame tests benchmarks
+
+# Wheel and sdist into dist/, built from this tree with the environment's
+# setuptools (no download of build requirements).
+.PHONY: dist
+dist: setup
+	rm -rf dist
+	$(PY) -m build --no-isolation --outdir dist .

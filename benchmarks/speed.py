@@ -18,6 +18,7 @@ peak memory of training.
     python benchmarks/speed.py                      # all three backends
     python benchmarks/speed.py --backends jax --batch-size 8 --image-size 112
     python benchmarks/speed.py --scaling            # time vs batch and image size
+    python benchmarks/speed.py --backends jax --steps-per-execution 8
 
 Each backend runs in its own process (Keras picks its backend at import).
 """
@@ -156,7 +157,14 @@ def device_name(backend):
 
 
 def measure(
-    batch_size, image_size, batches, dtype, skip_train=False, warmup=3, repeats=3
+    batch_size,
+    image_size,
+    batches,
+    dtype,
+    skip_train=False,
+    warmup=3,
+    repeats=3,
+    steps_per_execution=1,
 ):
     """Runs in the process of one backend; returns a dict of figures.
 
@@ -165,9 +173,11 @@ def measure(
     as it is in real use and asynchronous dispatch is waited for (the calls
     return host arrays). The classifier, `explain` and training take turns
     within each round, so that a slow spell on a shared machine hits them
-    alike. Before timing, each runs `warmup` one-batch calls: the first
-    compiles, and TensorFlow's first few calls after tracing still run at
-    about half speed.
+    alike. Before timing, each runs `warmup` calls on `steps_per_execution`
+    batches: the first compiles, and TensorFlow's first few calls after
+    tracing still run at about half speed. `steps_per_execution` runs that
+    many batches per compiled call, for the classifier and the explainer
+    alike (Keras' `compile` option: less host work per batch).
     """
     import keras
     import numpy as np
@@ -177,14 +187,18 @@ def measure(
     rng = np.random.default_rng(0)
     shape = (batch_size * batches, image_size, image_size, 3)
     images = rng.integers(0, 256, shape).astype("float32")
-    warm = images[:batch_size]
+    warm = images[: batch_size * steps_per_execution]
+    classifier.compile(steps_per_execution=steps_per_execution)
+    explainer.compile(
+        optimizer=keras.optimizers.AdamW(1e-4, amsgrad=True),
+        steps_per_execution=steps_per_execution,
+    )
 
     calls = {
         "forward": lambda x: classifier.predict(x, batch_size=batch_size, verbose=0),
         "explain": lambda x: explainer.explain(x, batch_size=batch_size),
     }
     if not skip_train:
-        explainer.compile(optimizer=keras.optimizers.AdamW(1e-4, amsgrad=True))
         calls["train"] = lambda x: explainer.fit(
             x, batch_size=batch_size, epochs=1, verbose=0
         )
@@ -204,6 +218,7 @@ def measure(
         "dtype": dtype,
         "batch_size": batch_size,
         "image_size": image_size,
+        "steps_per_execution": steps_per_execution,
         "classifier_ips": count / forward,
         "explain_ips": count / explain,
         "explain_ratio": forward / explain,
@@ -229,7 +244,8 @@ def measure(
 def run_backend(backend, args, extra):
     env = dict(os.environ, KERAS_BACKEND=backend)
     command = [sys.executable, __file__, "--_child", json.dumps(extra)]
-    for key in ("batch_size", "image_size", "batches", "dtype", "warmup", "repeats"):
+    keys = ("batch_size", "image_size", "batches", "dtype", "warmup", "repeats")
+    for key in (*keys, "steps_per_execution"):
         command += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -241,17 +257,18 @@ def run_backend(backend, args, extra):
 
 def table(rows):
     head = (
-        "| backend | device | classifier img/s | explain img/s | explain / classifier "
-        "| train img/s | train / classifier | train peak MiB |\n"
-        "|---|---|---|---|---|---|---|---|\n"
+        "| backend | device | steps / call | classifier img/s | explain img/s "
+        "| explain / classifier | train img/s | train / classifier | train peak MiB |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['backend']} | failed: {r['error']} | | | | | | |")
+            lines.append(f"| {r['backend']} | failed: {r['error']} | | | | | | | |")
             continue
         lines.append(
-            f"| {r['backend']} | {r['device']} | {r['classifier_ips']:.1f} "
+            f"| {r['backend']} | {r['device']} | {r.get('steps_per_execution', 1)} "
+            f"| {r['classifier_ips']:.1f} "
             f"| {r['explain_ips']:.1f} | {r['explain_ratio']:.2f} "
             f"| {r.get('train_ips', float('nan')):.1f} "
             f"| {r.get('train_ratio', float('nan')):.2f} "
@@ -288,6 +305,12 @@ def main(argv=None):
     )
     parser.add_argument("--dtype", default="float32", help="or mixed_bfloat16")
     parser.add_argument(
+        "--steps-per-execution",
+        type=int,
+        default=1,
+        help="batches per compiled call (Keras' compile option)",
+    )
+    parser.add_argument(
         "--scaling", action="store_true", help="time vs batch and image size"
     )
     parser.add_argument(
@@ -307,6 +330,7 @@ def main(argv=None):
                 skip_train=bool(extra.get("grid")),
                 warmup=args.warmup,
                 repeats=args.repeats,
+                steps_per_execution=args.steps_per_execution,
             )
             print(json.dumps(result), flush=True)
         return 0

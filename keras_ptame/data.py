@@ -10,7 +10,9 @@ They yield raw pixels (`uint8`, `(B, 224, 224, 3)`; each network applies its
 own preprocessing inside the explainer), shuffled (training), batched and
 prefetched, with labels where the dataset has them (the explainer ignores
 them: it explains the classifier's own prediction). `explainer.fit` takes
-them as they are under `KERAS_BACKEND=tensorflow`, `jax` or `torch`.
+them as they are under `KERAS_BACKEND=tensorflow`, `jax` or `torch`. Under
+JAX and PyTorch, TensorFlow only feeds data: the GPU is hidden from it (see
+`import_tensorflow`), so that it does not reserve the accelerator's memory.
 
 ```python
 import keras_ptame as kp
@@ -25,13 +27,78 @@ explainer.fit(train, epochs=1)
 explainer: they are imported by the functions that use them.
 """
 
-import os
+import warnings
 
 import keras
 
+from keras_ptame.images import IMAGE_EXTENSIONS, images_in_folder
+
 IMAGE_SIZE = 224
 RESIZE = 256
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+# `IMAGE_EXTENSIONS` stays importable from here; its definition is in `images`.
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "IMAGE_SIZE",
+    "RESIZE",
+    "SHUFFLE_BUFFER_BYTES",
+    "image_folder",
+    "imagenet",
+    "imagenette",
+    "import_tensorflow",
+    "shuffle_buffer_size",
+    "tfds_dataset",
+]
+# The shuffle buffer holds decoded uint8 crops. Colab's standard runtime has
+# 12.7 GB of host memory, of which Python, TensorFlow, the backend, the
+# models and tf.data's prefetch and file readers take several GB; half a GiB
+# (3,566 crops of 224x224) leaves room for all of them. The buffer also fills
+# before the first step (each image decoded and resized), so a larger one
+# only lengthens the warm-up, and tfds already shuffles the order of its
+# files (`shuffle_files`), so a few thousand images mix well.
+SHUFFLE_BUFFER_BYTES = 512 * 2**20
+
+# Whether `import_tensorflow` has hidden the GPU (it does so once).
+_GPU_HIDDEN = False
+
+
+def import_tensorflow():
+    """Imports TensorFlow for `tf.data`, hiding the GPU from it under JAX or PyTorch.
+
+    A `tf.data` pipeline starts TensorFlow's runtime in the process; unless
+    it is told otherwise, TensorFlow then reserves nearly all free GPU memory
+    although it only feeds data, and JAX or PyTorch run out of memory. So
+    when Keras' backend is not TensorFlow, the GPU is hidden from TensorFlow
+    once, before its runtime starts (as JAX training code does when tf.data
+    feeds it). If TensorFlow's runtime was started before (by other code in
+    the process), its devices can no longer change: a warning says so.
+
+    Returns:
+        The `tensorflow` module.
+    """
+    global _GPU_HIDDEN
+    import tensorflow as tf
+
+    if _GPU_HIDDEN or keras.config.backend() == "tensorflow":
+        return tf
+    _GPU_HIDDEN = True
+    try:
+        tf.config.set_visible_devices([], "GPU")
+    except RuntimeError as error:
+        # TensorFlow's runtime already started; its visible devices are fixed.
+        if tf.config.get_visible_devices("GPU"):
+            warnings.warn(
+                "TensorFlow already holds the GPU, so it may reserve GPU memory "
+                f"that Keras' {keras.config.backend()} backend needs ({error}). "
+                "Build the `kp.data` pipeline before other code runs TensorFlow, "
+                "or call `tf.config.set_visible_devices([], 'GPU')` first.",
+                stacklevel=2,
+            )
+    return tf
+
+
+def shuffle_buffer_size(image_size, budget=SHUFFLE_BUFFER_BYTES):
+    """How many uint8 `image_size` x `image_size` crops fit in `budget` bytes."""
+    return max(1, int(budget) // (3 * int(image_size) ** 2))
 
 
 def imagenet(split="train", batch_size=32, **kwargs):
@@ -85,7 +152,7 @@ def tfds_dataset(
     image_size=IMAGE_SIZE,
     resize=RESIZE,
     shuffle=None,
-    shuffle_buffer=4096,
+    shuffle_buffer=None,
     augmentation=None,
     data_dir=None,
     download=True,
@@ -106,7 +173,9 @@ def tfds_dataset(
         resize: int. The shorter side is resized to this before cropping.
             Defaults to `256`.
         shuffle: optional bool. Defaults to `None` (`training`).
-        shuffle_buffer: int. Defaults to `4096`.
+        shuffle_buffer: optional int. Images in the shuffle buffer (uint8
+            crops). Defaults to `None`: as many as fit in
+            `SHUFFLE_BUFFER_BYTES` (512 MiB, 3,566 crops of 224x224).
         augmentation: optional Keras layer or list of layers applied to
             training batches after the flip, e.g.
             `keras.layers.RandAugment(value_range=(0, 255))`. Defaults to
@@ -122,24 +191,14 @@ def tfds_dataset(
         A batched, prefetched `tf.data.Dataset` of `(images, labels)`:
         `uint8` `(B, image_size, image_size, 3)` and `int64` `(B,)`.
     """
-    import tensorflow as tf
-
+    tf = import_tensorflow()
     tfds = _import_tfds()
     training = split.startswith("train") if training is None else training
     shuffle = training if shuffle is None else shuffle
     _check_sizes(batch_size, image_size, resize)
     builder = tfds.builder(name, data_dir=data_dir)
     if download:
-        try:
-            builder.download_and_prepare()
-        except ImportError as error:
-            # Not a download failure: a package that tfds loads lazily.
-            raise ImportError(
-                f"tensorflow-datasets needs {error.name!r} to prepare {name!r}: "
-                f"`pip install {error.name}`. ({error})"
-            ) from error
-        except Exception as error:
-            raise _download_error(name, builder, error) from error
+        _prepare(builder, name)
     try:
         dataset = builder.as_dataset(
             split=split,
@@ -155,9 +214,11 @@ def tfds_dataset(
         lambda image, label: (transform(image), label),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
-    return _finish(
-        dataset, batch_size, training, shuffle, shuffle_buffer, augmentation, seed
-    )
+    if shuffle:
+        if shuffle_buffer is None:
+            shuffle_buffer = shuffle_buffer_size(image_size)
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed)
+    return _finish(dataset, batch_size, training, augmentation, seed)
 
 
 def image_folder(
@@ -167,7 +228,7 @@ def image_folder(
     image_size=IMAGE_SIZE,
     resize=RESIZE,
     shuffle=None,
-    shuffle_buffer=1024,
+    shuffle_buffer=None,
     augmentation=None,
     seed=None,
 ):
@@ -180,18 +241,20 @@ def image_folder(
         training: bool. Training transforms (random crop and flip, shuffled,
             last partial batch dropped) or evaluation ones (centre crop, in
             file-name order, every image). Defaults to `False`.
-        image_size, resize, shuffle, shuffle_buffer, augmentation, seed: as
-            in `tfds_dataset`.
+        image_size, resize, shuffle, augmentation, seed: as in
+            `tfds_dataset`.
+        shuffle_buffer: unused: the file names are shuffled, all of them,
+            before any image is decoded. Kept for code that passes it.
 
     Returns:
         A batched, prefetched `tf.data.Dataset` of `uint8` images
         `(B, image_size, image_size, 3)` (no labels).
     """
-    import tensorflow as tf
-
+    del shuffle_buffer
     shuffle = training if shuffle is None else shuffle
     _check_sizes(batch_size, image_size, resize)
-    paths = _image_paths(directory)
+    paths = images_in_folder(directory)
+    tf = import_tensorflow()
     transform = _image_transform(training, image_size, resize, seed)
 
     def load(path):
@@ -205,9 +268,7 @@ def image_folder(
         # Shuffle paths, not decoded images: cheap, and the whole folder.
         dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
-    return _finish(
-        dataset, batch_size, training, False, shuffle_buffer, augmentation, seed
-    )
+    return _finish(dataset, batch_size, training, augmentation, seed)
 
 
 # === Transforms ===
@@ -218,9 +279,10 @@ def _image_transform(training, image_size, resize, seed):
 
     Images differ in size until cropped, and Keras' crop layers need a static
     size, so the crop uses `tf.image` here; the flip and any augmentation run
-    on the batches, as Keras layers.
+    on the batches, as Keras layers. The crop comes back as uint8, so that
+    the shuffle buffer after it holds a quarter of the bytes of float32.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     def transform(image):
         image = tf.cast(image, tf.float32)
@@ -235,22 +297,24 @@ def _image_transform(training, image_size, resize, seed):
             left = (size[1] - image_size) // 2
             image = image[top : top + image_size, left : left + image_size]
         image.set_shape((image_size, image_size, 3))
-        return image
+        return _to_uint8(image)
 
     return transform
 
 
-def _finish(dataset, batch_size, training, shuffle, shuffle_buffer, augmentation, seed):
-    import tensorflow as tf
+def _to_uint8(images):
+    tf = import_tensorflow()
+    return tf.cast(tf.clip_by_value(tf.round(images), 0.0, 255.0), tf.uint8)
 
-    if shuffle:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed)
+
+def _finish(dataset, batch_size, training, augmentation, seed):
+    """Batches (after any shuffle), flips and augments, then prefetches."""
+    tf = import_tensorflow()
     # Training drops the last partial batch: fixed shapes (one compiled
     # step) and even splits across devices in data-parallel training.
     dataset = dataset.batch(batch_size, drop_remainder=training)
-    layers = []
     if training:
-        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
+        layers = [keras.layers.RandomFlip("horizontal", seed=seed)]
         if augmentation is not None:
             layers.extend(
                 augmentation
@@ -258,17 +322,18 @@ def _finish(dataset, batch_size, training, shuffle, shuffle_buffer, augmentation
                 else [augmentation]
             )
 
-    def to_pixels(images):
-        for layer in layers:
-            images = layer(images, training=True)
-        return tf.cast(tf.clip_by_value(tf.round(images), 0.0, 255.0), tf.uint8)
+        def augment(images):
+            images = tf.cast(images, tf.float32)
+            for layer in layers:
+                images = layer(images, training=True)
+            return _to_uint8(images)
 
-    def apply(*element):
-        if len(element) == 1:
-            return to_pixels(element[0])
-        return (to_pixels(element[0]), *element[1:])
+        def apply(*element):
+            if len(element) == 1:
+                return augment(element[0])
+            return (augment(element[0]), *element[1:])
 
-    dataset = dataset.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
@@ -292,23 +357,6 @@ def _check_sizes(batch_size, image_size, resize):
         )
 
 
-def _image_paths(directory):
-    directory = os.fspath(directory)
-    if not os.path.isdir(directory):
-        raise ValueError(f"`directory` is not a folder. Received: {directory!r}")
-    paths = sorted(
-        os.path.join(root, name)
-        for root, _, names in os.walk(directory)
-        for name in names
-        if name.lower().endswith(IMAGE_EXTENSIONS)
-    )
-    if not paths:
-        raise ValueError(
-            f"No images ({', '.join(IMAGE_EXTENSIONS)}) found in {directory!r}."
-        )
-    return paths
-
-
 def _import_tfds():
     try:
         import tensorflow_datasets as tfds
@@ -318,6 +366,19 @@ def _import_tfds():
             "`pip install tensorflow-datasets` (or `pip install keras-ptame[data]`)."
         ) from error
     return tfds
+
+
+def _prepare(builder, name):
+    try:
+        builder.download_and_prepare()
+    except ImportError as error:
+        # Not a download failure: a package that tfds loads lazily.
+        raise ImportError(
+            f"tensorflow-datasets needs {error.name!r} to prepare {name!r}: "
+            f"`pip install {error.name}`. ({error})"
+        ) from error
+    except Exception as error:
+        raise _download_error(name, builder, error) from error
 
 
 def _download_error(name, builder, error):

@@ -6,7 +6,8 @@ Two sources are supported:
   `"vgg_16_imagenet"`, `"vit_base_patch16_224_imagenet"`,
   `"resnet_18_imagenet"`, ...), a `kaggle://` or `hf://` handle, or a local
   directory written by `model.save_to_preset(directory)`. The preset's own
-  `ImageConverter` becomes the preprocessor, so raw pixels go in.
+  `ImageConverter`, as Keras ops on the accelerator (`ImagePreprocessor`),
+  becomes the preprocessor, so raw pixels of any size go in.
 - **`keras.applications`**: `"keras.applications.ResNet50"` and the like,
   with the application's own `preprocess_input`.
 
@@ -32,34 +33,31 @@ import os
 import pkgutil
 
 import keras
+import numpy as np
+from keras import ops
 
 APPLICATIONS_PREFIX = "keras.applications."
 
+# The pooled outputs of VGG's blocks 2..5 (strides 4..32), the stages of a
+# VGG that match a ResNet's four residual stages; block 1 (stride 2) would
+# cost the decoder the most and add the least.
+_VGG_STAGES = ["block2_pool", "block3_pool", "block4_pool", "block5_pool"]
+
+# Stages of keras-hub backbones that have no `pyramid_outputs`, by class.
+_HUB_STAGES = {"VGGBackbone": _VGG_STAGES}
+
 # The outputs of the four residual stages (the paper's `layer1..layer4`) of
-# the `keras.applications` ResNets, so that they can serve as the auxiliary
-# network without naming layers.
+# the `keras.applications` ResNets (from their blocks per stage), so that
+# they can serve as the auxiliary network without naming layers.
 _APPLICATION_STAGES = {
-    "ResNet50": [
-        "conv2_block3_out",
-        "conv3_block4_out",
-        "conv4_block6_out",
-        "conv5_block3_out",
-    ],
-    "ResNet101": [
-        "conv2_block3_out",
-        "conv3_block4_out",
-        "conv4_block23_out",
-        "conv5_block3_out",
-    ],
-    "ResNet152": [
-        "conv2_block3_out",
-        "conv3_block8_out",
-        "conv4_block36_out",
-        "conv5_block3_out",
-    ],
-    "VGG16": ["block2_pool", "block3_pool", "block4_pool", "block5_pool"],
-    "VGG19": ["block2_pool", "block3_pool", "block4_pool", "block5_pool"],
+    name: [f"conv{stage}_block{count}_out" for stage, count in enumerate(blocks, 2)]
+    for name, blocks in (
+        ("ResNet50", (3, 4, 6, 3)),
+        ("ResNet101", (3, 4, 23, 3)),
+        ("ResNet152", (3, 8, 36, 3)),
+    )
 }
+_APPLICATION_STAGES.update(VGG16=_VGG_STAGES, VGG19=_VGG_STAGES)
 
 
 def is_application(preset):
@@ -82,10 +80,11 @@ def load_classifier(preset, image_size=None, load_weights=True):
             to `True`.
 
     Returns:
-        A tuple `(classifier, converter, output_type)`: the classifier (a
+        A tuple `(classifier, preprocessor, output_type)`: the classifier (a
         `keras.Model` on preprocessed images, returning one score per
-        class), its `ImageConverter` (raw pixels in), and `"logits"` or
-        `"probabilities"` depending on the classifier head's activation.
+        class), its `ImageConverter` as an `ImagePreprocessor` (raw pixels
+        in), and `"logits"` or `"probabilities"` depending on the classifier
+        head's activation.
     """
     keras_hub = _import_keras_hub()
     classifier = _from_hub(
@@ -96,7 +95,9 @@ def load_classifier(preset, image_size=None, load_weights=True):
         ),
         preset,
     )
-    converter = _converter_of(classifier, preset, image_size)
+    task_preprocessor = getattr(classifier, "preprocessor", None)
+    converter = getattr(task_preprocessor, "image_converter", None)
+    preprocessor = _preprocessor_of(converter, preset, image_size)
     activation = keras.activations.get(getattr(classifier, "activation", None))
     output_type = (
         "probabilities" if activation is keras.activations.softmax else "logits"
@@ -108,7 +109,7 @@ def load_classifier(preset, image_size=None, load_weights=True):
     classifier = keras.Model(
         classifier.inputs, classifier.outputs, name=classifier.name
     )
-    return classifier, converter, output_type
+    return classifier, preprocessor, output_type
 
 
 def load_feature_network(
@@ -121,17 +122,19 @@ def load_feature_network(
             directory (a backbone or a task preset).
         feature_names: optional list of str. Keys of the backbone's
             `pyramid_outputs` to tap. Defaults to `None` (all of them, e.g.
-            `P2..P5` of a ResNet: the outputs of its four stages).
+            `P2..P5` of a ResNet: the outputs of its four stages; for a VGG,
+            which has none, `block2_pool..block5_pool`).
         layer_names: optional list of str. Layers of the backbone to tap
-            instead, for backbones without `pyramid_outputs`. Defaults to
-            `None`.
+            instead, for other backbones without `pyramid_outputs`. Defaults
+            to `None`.
         image_size: optional int or `(height, width)`. Overrides the size the
             image converter resizes to. Defaults to `None` (the preset's).
         load_weights: bool. Whether to load the pretrained weights. Defaults
             to `True`.
 
     Returns:
-        A tuple `(backbone, layer_names, converter)`.
+        A tuple `(backbone, layer_names, preprocessor)`: the preprocessor is
+        the preset's `ImageConverter` as an `ImagePreprocessor`.
     """
     keras_hub = _import_keras_hub()
     if feature_names is not None and layer_names is not None:
@@ -150,28 +153,26 @@ def load_feature_network(
     converter = _from_hub(
         lambda: keras_hub.layers.ImageConverter.from_preset(preset), preset
     )
-    if converter is None:
-        raise ValueError(
-            f"The preset {preset!r} has no image converter, so its preprocessing "
-            "is unknown. Pass the preprocessing explicitly, e.g. "
-            "`preprocessor=keras.layers.Rescaling(1 / 255)`."
-        )
-    _set_image_size(converter, image_size)
-    return backbone, list(layer_names), converter
+    return backbone, list(layer_names), _preprocessor_of(converter, preset, image_size)
 
 
 def pyramid_layer_names(backbone, feature_names=None):
     """The names of the layers that output a backbone's `pyramid_outputs`.
 
     Args:
-        backbone: a keras-hub `FeaturePyramidBackbone` (ResNet, ...).
+        backbone: a keras-hub `FeaturePyramidBackbone` (ResNet, ...), or a
+            backbone whose stages are known without them (VGG).
         feature_names: optional list of str, keys of `pyramid_outputs`.
-            Defaults to `None` (all keys, in sorted order: `P2`, `P3`, ...).
+            Defaults to `None` (all keys, in sorted order: `P2`, `P3`, ...;
+            or the known stages).
 
     Returns:
         A list of layer names, one per feature.
     """
     pyramid = getattr(backbone, "pyramid_outputs", None)
+    known = _HUB_STAGES.get(type(backbone).__name__)
+    if not pyramid and known and feature_names is None:
+        return list(known)
     if not pyramid:
         raise ValueError(
             f"The backbone {type(backbone).__name__} has no `pyramid_outputs`. "
@@ -196,25 +197,20 @@ def _level(name):
     return (int(digits) if digits else 0, str(name))
 
 
-def _converter_of(classifier, preset, image_size):
-    preprocessor = getattr(classifier, "preprocessor", None)
-    converter = getattr(preprocessor, "image_converter", None)
+def _preprocessor_of(converter, preset, image_size):
+    """The preset's image converter as an `ImagePreprocessor`, maybe resized."""
     if converter is None:
         raise ValueError(
             f"The preset {preset!r} has no image converter, so its preprocessing "
-            "is unknown. Build the classifier yourself and pass "
-            "`kp.Backbone(classifier, preprocessor=...)`."
+            "is unknown. Build the network yourself and pass its preprocessing "
+            "as `preprocessor=...`, e.g. `keras.layers.Rescaling(1 / 255)`."
         )
-    _set_image_size(converter, image_size)
-    return converter
-
-
-def _set_image_size(converter, image_size):
-    if image_size is None:
-        return
-    if isinstance(image_size, int):
-        image_size = (image_size, image_size)
-    converter.image_size = tuple(int(size) for size in image_size)
+    preprocessor = ImagePreprocessor.from_converter(converter)
+    if image_size is not None:
+        if isinstance(image_size, int):
+            image_size = (image_size, image_size)
+        preprocessor.image_size = tuple(int(size) for size in image_size)
+    return preprocessor
 
 
 def _import_keras_hub():
@@ -242,6 +238,115 @@ def _from_hub(load, preset):
             "`model.save_to_preset(directory)` where a network is available "
             "and pass that local directory as the preset."
         ) from error
+
+
+# === Preprocessing on the accelerator ===
+
+
+@keras.saving.register_keras_serializable(package="keras_ptame")
+class ImagePreprocessor(keras.layers.Layer):
+    """Resizes and rescales raw pixels, in Keras ops: an `ImageConverter` that
+    runs where the model runs.
+
+    keras-hub's `ImageConverter` runs under `tf.device("cpu")` whenever it is
+    traced by TensorFlow (in `fit` and `predict` under the TensorFlow
+    backend), so every step would resize and normalise its batches, and
+    their gradients, on the CPU. This layer computes the same thing with
+    `keras.ops`, on the device of the images, under every backend. Unlike
+    the converter, it never crops to the aspect ratio: an image of another
+    shape is resized whole, so that maps stay aligned with it.
+
+    Args:
+        image_size: optional `(height, width)`. The size the images are
+            resized to; `None` keeps their size. Defaults to `None`.
+        scale: optional float or one float per channel. Defaults to `None`
+            (no scaling).
+        offset: optional float or one float per channel, added after
+            `scale`. Defaults to `None` (no offset).
+        interpolation: str. The resizing interpolation. Defaults to
+            `"bilinear"`.
+        antialias: bool. Whether to antialias when downsampling. Defaults to
+            `False`.
+        **kwargs: Standard layer arguments.
+
+    Call arguments:
+        images: `(B, H, W, C)` raw pixels, float in [0, 255] or uint8.
+
+    Examples:
+    ```python
+    import numpy as np
+    from keras_ptame.presets import ImagePreprocessor
+
+    preprocess = ImagePreprocessor((4, 4), scale=1 / 127.5, offset=-1.0)
+    x = preprocess(np.full((1, 8, 8, 3), 255.0, "float32"))   # (1, 4, 4, 3) of 1.0
+    ```
+    """
+
+    def __init__(
+        self,
+        image_size=None,
+        scale=None,
+        offset=None,
+        interpolation="bilinear",
+        antialias=False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if isinstance(image_size, int):
+            image_size = (image_size, image_size)
+        self.image_size = None if image_size is None else tuple(image_size)
+        self.scale = _as_constant(scale)
+        self.offset = _as_constant(offset)
+        self.interpolation = interpolation
+        self.antialias = bool(antialias)
+        self.built = True
+
+    @classmethod
+    def from_converter(cls, converter):
+        """The same preprocessing as a (channels-last) keras-hub `ImageConverter`."""
+        return cls(
+            image_size=converter.image_size,
+            scale=converter.scale,
+            offset=converter.offset,
+            interpolation=converter.interpolation,
+            antialias=converter.antialias,
+            name=converter.name,
+            dtype=converter.dtype_policy,
+        )
+
+    def call(self, images):
+        x = ops.cast(images, self.compute_dtype)
+        if self.image_size is not None and tuple(x.shape[1:3]) != self.image_size:
+            x = ops.image.resize(
+                x,
+                self.image_size,
+                interpolation=self.interpolation,
+                antialias=self.antialias,
+            )
+        # Numpy constants: folded into compiled graphs, one tiny copy eagerly.
+        if self.scale is not None:
+            x = x * ops.convert_to_tensor(_broadcastable(self.scale), x.dtype)
+        if self.offset is not None:
+            x = x + ops.convert_to_tensor(_broadcastable(self.offset), x.dtype)
+        return x
+
+    def get_config(self):
+        config = super().get_config()
+        for key in ("image_size", "scale", "offset", "interpolation", "antialias"):
+            config[key] = getattr(self, key)
+        return config
+
+
+def _as_constant(value):
+    """A float, a list of per-channel floats, or None, as a config holds it."""
+    if value is None:
+        return None
+    array = np.asarray(value, dtype="float64")
+    return float(array) if array.ndim == 0 else [float(v) for v in array.ravel()]
+
+
+def _broadcastable(value):
+    return np.asarray(value, dtype="float32").reshape((1, 1, 1, -1))
 
 
 # === keras.applications ===

@@ -10,7 +10,8 @@ import pytest
 
 import keras_ptame as kp
 from keras_ptame import presets
-from tests.hub_models import (
+from tests.helpers import to_numpy
+from tests.helpers.hub_models import (
     PRESET_CLASSES,
     PRESET_IMAGE_SIZE,
     save_tiny_resnet,
@@ -32,29 +33,52 @@ def vit_preset(tmp_path_factory):
     return save_tiny_vit(tmp_path_factory.mktemp("presets") / "tiny_vit")
 
 
+@pytest.fixture(scope="module")
+def vgg_preset(tmp_path_factory):
+    """A five-block VGG classifier (blocks of one 4-filter conv), saved locally."""
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.VGGBackbone(
+        stackwise_num_repeats=[1] * 5,
+        stackwise_num_filters=[4, 4, 8, 8, 8],
+        image_shape=(SIZE, SIZE, 3),
+    )
+    converter = keras_hub.layers.VGGImageConverter(
+        image_size=(SIZE, SIZE), scale=1 / 255.0
+    )
+    classifier = keras_hub.models.VGGImageClassifier(
+        backbone=backbone,
+        num_classes=PRESET_CLASSES,
+        # The default head's 7x7 convolution needs 224x224 images.
+        pooling="flatten",
+        pooling_hidden_dim=8,
+        preprocessor=keras_hub.models.VGGImageClassifierPreprocessor(converter),
+    )
+    directory = tmp_path_factory.mktemp("presets") / "tiny_vgg"
+    classifier.save_to_preset(str(directory))
+    return str(directory)
+
+
 def _images(count=8, seed=0):
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, (count, SIZE, SIZE, 3)).astype("uint8")
 
 
-def _numpy(x):
-    return keras.ops.convert_to_numpy(x)
-
-
 def test_backbone_from_preset_preprocesses_raw_pixels(resnet_preset):
     backbone = kp.Backbone.from_preset(resnet_preset)
-    assert isinstance(backbone.preprocessor, keras_hub.layers.ImageConverter)
+    assert isinstance(backbone.preprocessor, presets.ImagePreprocessor)
     assert backbone.num_classes == PRESET_CLASSES
     assert backbone.output_type == "logits"
     assert not backbone.trainable_weights
     images = _images(2).astype("float32")
     expected = backbone.classifier(backbone.preprocessor(images), training=False)
-    np.testing.assert_allclose(_numpy(backbone(images)), _numpy(expected), atol=1e-5)
+    np.testing.assert_allclose(
+        to_numpy(backbone(images)), to_numpy(expected), atol=1e-5
+    )
 
 
 def test_extractor_from_preset_taps_the_four_stages(resnet_preset):
     extractor = kp.AuxiliaryExtractor.from_preset(resnet_preset)
-    assert isinstance(extractor.preprocessor, keras_hub.layers.ImageConverter)
+    assert isinstance(extractor.preprocessor, presets.ImagePreprocessor)
     features = extractor(_images(2))
     # P2..P5 of a ResNet: strides 4, 8, 16, 32, finest first.
     assert [tuple(f.shape) for f in features] == [
@@ -72,15 +96,15 @@ def test_extractor_from_preset_taps_the_four_stages(resnet_preset):
 def _check_explained(explainer, images):
     explainer.compile(optimizer=keras.optimizers.AdamW(1e-2, amsgrad=True))
     explainer.build(images.shape)
-    decoder = [_numpy(w).copy() for w in explainer.decoder.weights]
-    frozen = [_numpy(w).copy() for w in explainer.backbone.weights]
+    decoder = [to_numpy(w).copy() for w in explainer.decoder.weights]
+    frozen = [to_numpy(w).copy() for w in explainer.backbone.weights]
     explainer.fit(images, epochs=1, batch_size=len(images), verbose=0)
     assert any(
-        not np.allclose(a, _numpy(b))
+        not np.allclose(a, to_numpy(b))
         for a, b in zip(decoder, explainer.decoder.weights, strict=True)
     )
     for old, new in zip(frozen, explainer.backbone.weights, strict=True):
-        np.testing.assert_array_equal(old, _numpy(new))
+        np.testing.assert_array_equal(old, to_numpy(new))
     outputs = explainer.explain_outputs(images[:2])
     assert outputs["maps"].shape == (2, SIZE, SIZE)
     assert 0.0 <= outputs["maps"].min() and outputs["maps"].max() <= 1.0
@@ -153,9 +177,9 @@ def test_application_preprocessor_matches_preprocess_input():
     images = _images(2).astype("float32")
     layer = presets.ApplicationPreprocessor("resnet50")
     expected = keras.applications.resnet50.preprocess_input(images.copy())
-    np.testing.assert_allclose(_numpy(layer(images)), expected, atol=1e-4)
+    np.testing.assert_allclose(to_numpy(layer(images)), expected, atol=1e-4)
     restored = presets.ApplicationPreprocessor.from_config(layer.get_config())
-    np.testing.assert_allclose(_numpy(restored(images)), expected, atol=1e-4)
+    np.testing.assert_allclose(to_numpy(restored(images)), expected, atol=1e-4)
     with pytest.raises(ValueError, match="keras.applications"):
         presets.ApplicationPreprocessor("not_a_module")
 
@@ -215,3 +239,92 @@ def test_failed_application_download_says_how_to_fix_it(monkeypatch):
     monkeypatch.setattr(keras.applications, "ResNet50", offline)
     with pytest.raises(OSError, match="load_weights=False"):
         kp.Backbone.from_preset(RESNET50)
+
+
+# === VGG stages, other image sizes, preprocessing on the accelerator ===
+
+
+def test_vgg_extractor_taps_blocks_two_to_five(vgg_preset):
+    # keras-hub's VGG has no `pyramid_outputs`: its pooled blocks 2..5
+    # (strides 4..32) are the stages, as for a ResNet.
+    extractor = kp.AuxiliaryExtractor.from_preset(vgg_preset)
+    assert extractor.layer_names == [f"block{i}_pool" for i in range(2, 6)]
+    assert [tuple(f.shape) for f in extractor(_images(2))] == [
+        (2, SIZE // 4, SIZE // 4, 4),
+        (2, SIZE // 8, SIZE // 8, 8),
+        (2, SIZE // 16, SIZE // 16, 8),
+        (2, SIZE // 32, SIZE // 32, 8),
+    ]
+    explainer = kp.PTAME(kp.Backbone.from_preset(vgg_preset), extractor)
+    _check_explained(explainer, _images(4))
+
+
+def test_fixed_size_classifier_explains_images_of_any_size(vit_preset, resnet_preset):
+    # The ViT takes only 32x32 images, but its converter resizes: the
+    # explainer takes any size and returns maps at the size given.
+    explainer = kp.PTAME(
+        kp.Backbone.from_preset(vit_preset),
+        kp.AuxiliaryExtractor.from_preset(resnet_preset),
+    )
+    rng = np.random.default_rng(0)
+    tall = rng.integers(0, 256, (3, 48, 40, 3)).astype("uint8")
+    maps = explainer.explain(tall)
+    assert maps.shape == (3, 48, 40)
+    assert 0.0 <= maps.min() and maps.max() <= 1.0
+    explainer.compile(optimizer=keras.optimizers.AdamW(1e-2, amsgrad=True))
+    explainer.fit(tall, epochs=1, batch_size=3, verbose=0)
+    assert explainer.explain(_images(2)).shape == (2, SIZE, SIZE)
+    wide = rng.integers(0, 256, (2, 24, 64, 3)).astype("uint8")
+    assert explainer.explain(wide).shape == (2, 24, 64)
+
+
+def test_fixed_size_network_without_resizing_still_refuses_other_sizes(
+    resnet_preset,
+):
+    inputs = keras.Input((SIZE, SIZE, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    classifier = keras.Model(inputs, keras.layers.Dense(3)(pooled))
+    explainer = kp.PTAME(
+        kp.Backbone(classifier), kp.AuxiliaryExtractor.from_preset(resnet_preset)
+    )
+    with pytest.raises(ValueError, match="32x32"):
+        explainer.explain(np.zeros((1, 40, 40, 3), "uint8"))
+
+
+def test_image_preprocessor_matches_the_preset_converter(resnet_preset, vit_preset):
+    for preset in (resnet_preset, vit_preset):
+        converter = keras_hub.layers.ImageConverter.from_preset(preset)
+        layer = presets.ImagePreprocessor.from_converter(converter)
+        # Square images: the converter's crop to the aspect ratio is a no-op.
+        for size in (SIZE, 50):
+            images = _images(2).astype("float32")
+            images = np.resize(images, (2, size, size, 3))
+            np.testing.assert_allclose(
+                to_numpy(layer(images)), to_numpy(converter(images)), atol=1e-5
+            )
+        restored = presets.ImagePreprocessor.from_config(layer.get_config())
+        np.testing.assert_array_equal(
+            to_numpy(restored(_images(1))), to_numpy(layer(_images(1)))
+        )
+
+
+def test_preset_preprocessing_is_not_pinned_to_the_cpu(resnet_preset):
+    # Under TensorFlow, keras-hub's converter pins its ops to the CPU inside
+    # `tf.function` (so `fit` would resize and normalise every batch there);
+    # the explainer's preprocessing runs on the device it is placed on.
+    if keras.config.backend() != "tensorflow":
+        pytest.skip("device pinning inside tf.function is TensorFlow's")
+    import tensorflow as tf
+
+    spec = tf.TensorSpec((2, 40, 40, 3), tf.float32)
+
+    def devices(function):
+        graph = tf.function(function).get_concrete_function(spec).graph
+        return {op.device for op in graph.get_operations()}
+
+    converter = keras_hub.layers.ImageConverter.from_preset(resnet_preset)
+    assert any("CPU" in device for device in devices(converter))
+    backbone = kp.Backbone.from_preset(resnet_preset)
+    extractor = kp.AuxiliaryExtractor.from_preset(resnet_preset)
+    assert devices(backbone) == {""}
+    assert devices(extractor) == {""}
