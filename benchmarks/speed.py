@@ -165,6 +165,7 @@ def measure(
     warmup=3,
     repeats=3,
     steps_per_execution=1,
+    resolution="input",
 ):
     """Runs in the process of one backend; returns a dict of figures.
 
@@ -196,7 +197,9 @@ def measure(
 
     calls = {
         "forward": lambda x: classifier.predict(x, batch_size=batch_size, verbose=0),
-        "explain": lambda x: explainer.explain(x, batch_size=batch_size),
+        "explain": lambda x: explainer.explain(
+            x, batch_size=batch_size, resolution=resolution
+        ),
     }
     if not skip_train:
         calls["train"] = lambda x: explainer.fit(
@@ -219,6 +222,7 @@ def measure(
         "batch_size": batch_size,
         "image_size": image_size,
         "steps_per_execution": steps_per_execution,
+        "resolution": resolution,
         "classifier_ips": count / forward,
         "explain_ips": count / explain,
         "explain_ratio": forward / explain,
@@ -245,7 +249,7 @@ def run_backend(backend, args, extra):
     env = dict(os.environ, KERAS_BACKEND=backend)
     command = [sys.executable, __file__, "--_child", json.dumps(extra)]
     keys = ("batch_size", "image_size", "batches", "dtype", "warmup", "repeats")
-    for key in (*keys, "steps_per_execution"):
+    for key in (*keys, "steps_per_execution", "resolution"):
         command += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -257,18 +261,19 @@ def run_backend(backend, args, extra):
 
 def table(rows):
     head = (
-        "| backend | device | steps / call | classifier img/s | explain img/s "
-        "| explain / classifier | train img/s | train / classifier | train peak MiB |\n"
-        "|---|---|---|---|---|---|---|---|---|\n"
+        "| backend | device | steps / call | maps at | classifier img/s "
+        "| explain img/s | explain / classifier | train img/s | train / classifier "
+        "| train peak MiB |\n"
+        "|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['backend']} | failed: {r['error']} | | | | | | | |")
+            lines.append(f"| {r['backend']} | failed: {r['error']} | | | | | | | | |")
             continue
         lines.append(
             f"| {r['backend']} | {r['device']} | {r.get('steps_per_execution', 1)} "
-            f"| {r['classifier_ips']:.1f} "
+            f"| {r.get('resolution', 'input')} | {r['classifier_ips']:.1f} "
             f"| {r['explain_ips']:.1f} | {r['explain_ratio']:.2f} "
             f"| {r.get('train_ips', float('nan')):.1f} "
             f"| {r.get('train_ratio', float('nan')):.2f} "
@@ -311,6 +316,12 @@ def main(argv=None):
         help="batches per compiled call (Keras' compile option)",
     )
     parser.add_argument(
+        "--resolution",
+        choices=("input", "decoder"),
+        default="input",
+        help="where explain returns its maps: at the images' size or the decoder's",
+    )
+    parser.add_argument(
         "--scaling", action="store_true", help="time vs batch and image size"
     )
     parser.add_argument(
@@ -331,6 +342,7 @@ def main(argv=None):
                 warmup=args.warmup,
                 repeats=args.repeats,
                 steps_per_execution=args.steps_per_execution,
+                resolution=args.resolution,
             )
             print(json.dumps(result), flush=True)
         return 0

@@ -52,6 +52,26 @@ def check_images(images, name="images"):
     return array
 
 
+def check_num_classes(num_classes, classifier_classes=None):
+    """Checks `num_classes` (`None` or a positive int) against the classifier's."""
+    if num_classes is not None and (
+        isinstance(num_classes, bool)
+        or not isinstance(num_classes, (int, np.integer))
+        or num_classes <= 0
+    ):
+        raise ValueError(
+            "`num_classes` must be a positive integer. "
+            f"Received: num_classes={num_classes!r}"
+        )
+    if None not in (num_classes, classifier_classes) and int(num_classes) != int(
+        classifier_classes
+    ):
+        raise ValueError(
+            "`num_classes` disagrees with the classifier's output. Received: "
+            f"num_classes={num_classes}, classifier outputs {classifier_classes} scores"
+        )
+
+
 def check_classes(classes, count, num_classes, name="classes"):
     """Checks one class index per image and returns them as int32 numpy."""
     array = np.asarray(classes)

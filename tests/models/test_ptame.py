@@ -183,6 +183,23 @@ def test_explain_for_given_classes_matches_the_decoder_maps():
     assert not np.allclose(maps, other)
 
 
+def test_maps_at_the_decoder_s_resolution_are_its_normalised_maps():
+    explainer = tiny_explainer()
+    images = random_images(3)
+    outputs = explainer.explain_outputs(images, resolution="decoder")
+    raw = to_numpy(explainer.decoder(explainer.extractor(images), training=False))
+    assert outputs["maps"].shape == (3, 8, 8)  # the finest feature map's size
+    for b, c in enumerate(outputs["classes"]):
+        m = raw[b, :, :, c]
+        expected = (m - m.min()) / (m.max() - m.min() + 1e-8)
+        np.testing.assert_allclose(outputs["maps"][b], expected, atol=1e-5)
+    # The compiled resolution follows each call's choice, both ways.
+    assert explainer.explain(images).shape == (3, 16, 16)
+    assert explainer.explain(images, resolution="decoder").shape == (3, 8, 8)
+    with pytest.raises(ValueError, match="resolution"):
+        explainer.explain(images, resolution="full")
+
+
 def test_explain_is_the_same_for_uint8_and_float_pixels_and_any_batch_size():
     explainer = tiny_explainer()
     images = random_images(5)
