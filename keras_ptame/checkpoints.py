@@ -13,12 +13,14 @@ keras-hub architecture with the same weights, on any Keras backend:
 
 The architecture is read from the key names and weight shapes; a key that
 fits none of them is refused by name. The networks read ImageNet-normalised
-images; `imagenet_converter()` is the matching keras-hub `ImageConverter`
+images; `imagenet_converter()` is the matching `presets.ImagePreprocessor`
 (raw pixels in [0, 255] in). Nothing is downloaded.
 """
 
 import keras
 import numpy as np
+
+from keras_ptame.presets import ImagePreprocessor
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -112,14 +114,14 @@ class StateDict:
 
 
 def imagenet_converter(name="imagenet_normalization"):
-    """The torchvision input normalisation as a keras-hub `ImageConverter`.
+    """The torchvision input normalisation, as a layer that runs on the device.
 
     Raw pixels in [0, 255] in; `(pixels / 255 - mean) / std` out, with
-    torchvision's ImageNet mean and standard deviation. No resizing.
+    torchvision's ImageNet mean and standard deviation. No resizing. A
+    `presets.ImagePreprocessor` rather than a keras-hub `ImageConverter`,
+    which TensorFlow would run on the CPU.
     """
-    import keras_hub
-
-    return keras_hub.layers.ImageConverter(
+    return ImagePreprocessor(
         scale=[1 / (255 * s) for s in IMAGENET_STD],
         offset=[-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)],
         name=name,
