@@ -375,38 +375,28 @@ def test_an_authors_sized_resnet_50_explainer_equals_the_reference_at_224():
     )
 
 
-@pytest.mark.slow
-def test_resnet_50_classifier_equals_torchvision_s_forward():
-    weights = resnet_weights(blocks=(3, 4, 6, 3), bottleneck=True, num_classes=10)
-    explainer = kp.PTAME.from_official_checkpoint(
-        authors_checkpoint(weights), image_size=64
-    )
-    images = _images(count=2, seed=5)
-    expected = resnet_logits(weights, normalise(images)).numpy()
-    actual = to_numpy(explainer.backbone(images))
-    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
+# (architecture, its torchvision-layout weights, their torch forward, size)
+CLASSIFIERS = {
+    "resnet_50": (
+        lambda: resnet_weights(blocks=(3, 4, 6, 3), bottleneck=True, num_classes=10),
+        resnet_logits,
+        64,
+    ),
+    "vgg": (vgg_weights, vgg_logits, 64),
+    "vit": (vit_weights, vit_logits, 32),
+}
 
 
 @pytest.mark.slow
-def test_vgg_classifier_equals_torchvision_s_forward():
-    weights = vgg_weights()
+@pytest.mark.parametrize("architecture", sorted(CLASSIFIERS))
+def test_classifier_equals_torchvision_s_forward(architecture):
+    make_weights, torch_logits, size = CLASSIFIERS[architecture]
+    weights = make_weights()
     explainer = kp.PTAME.from_official_checkpoint(
-        authors_checkpoint(weights), image_size=64
+        authors_checkpoint(weights), image_size=size
     )
-    images = _images(count=2, seed=6)
-    expected = vgg_logits(weights, normalise(images)).numpy()
-    actual = to_numpy(explainer.backbone(images))
-    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.slow
-def test_vit_classifier_equals_torchvision_s_forward():
-    weights = vit_weights()
-    explainer = kp.PTAME.from_official_checkpoint(
-        authors_checkpoint(weights), image_size=32
-    )
-    images = _images(count=2, size=32, seed=7)
-    expected = vit_logits(weights, normalise(images)).numpy()
+    images = _images(count=2, size=size, seed=5)
+    expected = torch_logits(weights, normalise(images)).numpy()
     actual = to_numpy(explainer.backbone(images))
     np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
 
