@@ -9,7 +9,9 @@ interrupted or failed write leaves the target as it was.
 import contextlib
 import os
 import shutil
+import signal
 import tempfile
+import threading
 
 
 @contextlib.contextmanager
@@ -81,3 +83,63 @@ def replace_directory(source, path):
         raise
     finally:
         shutil.rmtree(aside_folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def deferred_interrupts():
+    """Holds back Ctrl-C (SIGINT) until the block ends, then delivers it.
+
+    For the short steps that move finished outputs into place: an interrupt
+    in the middle would leave some moved and some not. Outside the main
+    thread, where signals cannot be handled, the block runs as it is.
+
+    Examples:
+    ```python
+    with deferred_interrupts():
+        for staged, target in moves:
+            os.replace(staged, target)
+    ```
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda *args: received.append(args))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received and previous is not signal.SIG_IGN:
+            if callable(previous):
+                previous(*received[0])
+            raise KeyboardInterrupt
+
+
+def check_writable(folder, what="the output folder"):
+    """Raises an `OSError` now if files cannot be created in `folder`.
+
+    For checks before long work whose result would otherwise be lost at the
+    end. A folder that does not exist yet counts as writable if its nearest
+    existing parent is.
+
+    Args:
+        folder: str or path-like.
+        what: str. What the folder is, for the message. Defaults to `"the
+            output folder"`.
+    """
+    folder = os.path.abspath(os.fspath(folder))
+    existing = folder
+    while not os.path.isdir(existing):
+        if os.path.lexists(existing):
+            raise NotADirectoryError(
+                f"Cannot write to {what} {folder!r}: {existing!r} is not a folder."
+            )
+        existing = os.path.dirname(existing)
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise PermissionError(
+            f"Cannot write to {what} {folder!r} ({error.strerror or error}); "
+            "nothing was done."
+        ) from error

@@ -76,9 +76,7 @@ def read_image(path, size=None, notes=None):
         with Image.open(path) as image:
             image.load()
             mode = image.mode
-            if mode != "RGB":
-                # Grayscale is repeated on the three channels; alpha is dropped.
-                image = image.convert("RGB")
+            image = _to_rgb(image)
             original = np.asarray(image, dtype=np.uint8)
             size = original.shape[:2] if size is None else tuple(size)
             resized = original
@@ -87,7 +85,13 @@ def read_image(path, size=None, notes=None):
                     image.resize((size[1], size[0]), Image.Resampling.BILINEAR),
                     dtype=np.uint8,
                 )
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        OSError,
+        ValueError,
+        SyntaxError,
+    ) as error:
         message = " ".join(str(error).split())[:300]
         raise ValueError(
             f"Cannot read {path!r} as an image ({type(error).__name__}: {message})."
@@ -97,10 +101,37 @@ def read_image(path, size=None, notes=None):
     return original, resized
 
 
+def _to_rgb(image):
+    """`image` as 8-bit RGB: grayscale repeated, alpha dropped, deep pixels scaled.
+
+    Pillow's own conversion clips 16-bit and 32-bit grayscale to 255, which
+    turns a 16-bit image almost all white; those are scaled to 8 bits here.
+    """
+    from PIL import Image
+
+    if image.mode == "RGB":
+        return image
+    if image.mode.startswith("I") or image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        if image.mode.startswith("I;16"):
+            top = 65535.0
+        else:
+            # 32-bit integer or float: 8-bit values if they fit, else 16-bit.
+            high = float(values.max()) if values.size else 0.0
+            top = 1.0 if image.mode == "F" and high <= 1.0 else 255.0
+            top = 65535.0 if high > 255.0 else top
+            top = max(top, high)
+        gray = np.clip(np.round(values * (255.0 / top)), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    # Grayscale is repeated on the three channels; alpha is dropped.
+    return image.convert("RGB")
+
+
 def _changes(path, mode, original_size, size):
     changes = []
     if mode != "RGB":
-        changes.append(f"converted from mode {mode} to RGB")
+        scaled = " (scaled to 8 bits)" if mode.startswith("I") or mode == "F" else ""
+        changes.append(f"converted from mode {mode} to RGB{scaled}")
     if original_size != size:
         changes.append(
             f"resized from {original_size[0]}x{original_size[1]} to {size[0]}x{size[1]}"

@@ -3,7 +3,12 @@
 Each check raises a `ValueError` that names the problem and the value received.
 """
 
+import warnings
+
 import numpy as np
+
+# Raw pixels: what every network's own preprocessing expects to receive.
+PIXEL_RANGE = (0.0, 255.0)
 
 
 def check_image_shape(shape, name="images"):
@@ -43,13 +48,54 @@ def check_images(images, name="images"):
     if array.shape[0] == 0:
         raise ValueError(f"`{name}` is empty. Received: shape {array.shape}")
     # A sum is NaN or Inf if any pixel is, and costs less than a full mask.
-    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array.sum()):
+    # (Huge finite values may overflow the sum: the range check names them.)
+    with np.errstate(over="ignore"):
+        total = array.sum() if np.issubdtype(array.dtype, np.floating) else 0
+    if not np.isfinite(total):
         bad = int(np.size(array) - np.isfinite(array).sum())
         if bad:
             raise ValueError(
                 f"`{name}` must be finite. Received: {bad} NaN or Inf pixel values"
             )
+    check_pixel_range(array, name)
     return array
+
+
+def check_pixel_range(array, name="images"):
+    """Checks that `array` holds raw pixels in [0, 255].
+
+    Values outside [0, 255] (16-bit images, preprocessed or normalised
+    images) raise a `ValueError`; float images whose values all lie in
+    [0, 1] are most likely scaled already and get a warning, since the
+    explainer would see them as almost black.
+    """
+    if array.size == 0:
+        return
+    low, high = array.min(), array.max()
+    if low < PIXEL_RANGE[0] or high > PIXEL_RANGE[1]:
+        raise ValueError(
+            f"`{name}` must hold raw pixels in [0, 255] (uint8, or float on the "
+            f"same scale). Received: values from {low} to {high} "
+            f"(dtype {array.dtype}). " + _range_fix(array.dtype, low, high)
+        )
+    if np.issubdtype(array.dtype, np.floating) and high <= 1.0 and low < high:
+        warnings.warn(
+            f"`{name}` hold float values in [0, 1], but the explainer expects raw "
+            "pixels in [0, 255]: multiply them by 255 (the networks' own "
+            "preprocessing scales them).",
+            stacklevel=3,
+        )
+
+
+def _range_fix(dtype, low, high):
+    if np.issubdtype(dtype, np.integer) and high <= 65535 and low >= 0:
+        return "Convert 16-bit images to 8 bits first (divide by 257)."
+    if low < 0:
+        return (
+            "Pass the images before normalisation: the networks' preprocessing "
+            "normalises them."
+        )
+    return "Rescale them to [0, 255] first."
 
 
 def check_num_classes(num_classes, classifier_classes=None):
@@ -63,6 +109,13 @@ def check_num_classes(num_classes, classifier_classes=None):
             "`num_classes` must be a positive integer. "
             f"Received: num_classes={num_classes!r}"
         )
+    for count in (num_classes, classifier_classes):
+        if count is not None and int(count) < 2:
+            raise ValueError(
+                "P-TAME explains a classifier with at least 2 classes: with one, "
+                "every map keeps the only class and means nothing. Received: "
+                f"{count} class"
+            )
     if None not in (num_classes, classifier_classes) and int(num_classes) != int(
         classifier_classes
     ):

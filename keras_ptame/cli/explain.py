@@ -1,7 +1,10 @@
 """`ptame explain`: saliency overlays (PNG), raw maps (.npy) and a summary."""
 
+import contextlib
 import csv
 import os
+import shutil
+import tempfile
 
 import keras
 import numpy as np
@@ -13,12 +16,13 @@ from keras_ptame.cli.arguments import (
     add_unsafe,
     positive_int,
 )
-from keras_ptame.cli.errors import UsageError, say
+from keras_ptame.cli.errors import UsageError, say, track_outputs, wrote
 from keras_ptame.cli.loading import load_explainer
-from keras_ptame.files import atomic_path
+from keras_ptame.files import deferred_interrupts
 from keras_ptame.images import IMAGE_EXTENSIONS, find_images, read_image
 
 SUMMARY = "summary.csv"
+SUFFIXES = (".png", ".npy")
 
 
 def add_parser(subcommands):
@@ -30,7 +34,10 @@ def add_parser(subcommands):
             "Explains images with a trained explainer. For each image writes "
             "<name>.png (the map over the image) and <name>.npy (the raw map, "
             "float32 in [0, 1], at the explainer's input size), and a "
-            f"{SUMMARY} of the explained classes and their scores."
+            f"{SUMMARY} of the explained classes, their scores, each map's "
+            "evidence and whether it is flat (no evidence: all zeros). The "
+            "files are moved into place only once every image is explained: "
+            "an interrupted run writes nothing."
         ),
     )
     add_model(parser)
@@ -91,9 +98,13 @@ def _add_picture_options(parser):
 
 
 def run(args):
-    """Explains the images `args` name and writes the outputs."""
-    if not 0.0 <= args.alpha <= 1.0:
-        raise UsageError(f"--alpha must be in [0, 1]. Received: {args.alpha}")
+    """Explains the images `args` name and writes the outputs.
+
+    Everything is written into a hidden folder inside `--output` and moved
+    into place once every image is explained: an interrupted or failed run
+    leaves `--output` as it was.
+    """
+    _check_picture_options(args)
     explainer = load_explainer(args.model, safe_mode=not args.unsafe)
     size = _image_size(explainer, args.image_size)
     files = find_images(args.inputs)
@@ -107,6 +118,25 @@ def run(args):
         read_image(path, size, notes)
     for note in notes:
         say(not args.quiet, note)
+    track_outputs()
+    with _staging_folder(args.output) as staging:
+        rows = _explain_all(explainer, files, names, classes, size, args, staging)
+        _write_summary(rows, os.path.join(staging, SUMMARY))
+        _move_into_place(staging, args.output, names)
+    _report(rows, args)
+
+
+def _check_picture_options(args):
+    # Checked before any work, so that a bad option writes nothing.
+    if not 0.0 <= args.alpha <= 1.0:
+        raise UsageError(f"--alpha must be in [0, 1]. Received: {args.alpha}")
+    try:
+        visualize.colorize(np.zeros((2, 2), np.float32), cmap=args.cmap)
+    except ValueError as error:
+        raise UsageError(f"--cmap: {error}") from None
+
+
+def _explain_all(explainer, files, names, classes, size, args, folder):
     progress = (
         None if args.quiet else keras.utils.Progbar(len(files), unit_name="image")
     )
@@ -120,11 +150,50 @@ def run(args):
             None if classes is None else classes[start:stop],
             size,
             args,
+            folder,
         )
         if progress is not None:
             progress.add(stop - start)
-    _write_summary(rows, os.path.join(args.output, SUMMARY))
+    return rows
+
+
+@contextlib.contextmanager
+def _staging_folder(output):
+    """A hidden folder inside `output` (created if need be), removed at the end."""
+    created = not os.path.isdir(output)
+    os.makedirs(output, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".ptame-explain-", dir=output)
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and not os.listdir(output):
+            os.rmdir(output)
+
+
+def _move_into_place(staging, output, names):
+    """Moves the finished files from `staging` to `output`, uninterrupted."""
+    with deferred_interrupts():
+        for name in names:
+            for suffix in SUFFIXES:
+                target = os.path.join(output, name + suffix)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                os.replace(os.path.join(staging, name + suffix), target)
+                wrote(target)
+        os.replace(os.path.join(staging, SUMMARY), os.path.join(output, SUMMARY))
+        wrote(os.path.join(output, SUMMARY))
+
+
+def _report(rows, args):
     say(not args.quiet, f"Wrote {len(rows)} explanation(s) to {args.output}")
+    flat = [row for row in rows if row[-1] is True]
+    if flat:
+        say(
+            not args.quiet,
+            f"{len(flat)} of {len(rows)} maps flat: the classifier needed no "
+            "evidence for them, and their maps are all zeros (the `flat` column "
+            f"of {SUMMARY}), e.g. {flat[0][1]}",
+        )
 
 
 def _image_size(explainer, image_size):
@@ -138,22 +207,23 @@ def _image_size(explainer, image_size):
     return tuple(explainer.input_size)
 
 
-def _explain_chunk(explainer, files, names, classes, size, args):
+def _explain_chunk(explainer, files, names, classes, size, args, folder):
     """Explains one batch of files, writes their outputs, returns summary rows."""
     originals, resized = zip(*(read_image(path, size) for path in files))
     outputs = explainer.explain_outputs(
         np.stack(resized), classes=classes, batch_size=args.batch_size
     )
+    # Added by the evidence check of `explain_outputs` (flat: no evidence).
+    evidence, flat = outputs.get("evidence"), outputs.get("flat")
     rows = []
     for index, (path, name) in enumerate(zip(files, names)):
         saliency = outputs["maps"][index].astype(np.float32)
-        target = os.path.join(args.output, name)
-        with atomic_path(target + ".npy") as temporary:
-            np.save(temporary, saliency)
+        target = os.path.join(folder, name)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        np.save(target + ".npy", saliency)
         picture = visualize.overlay(
             originals[index], saliency, cmap=args.cmap, alpha=args.alpha
         )
-        # `save_png` writes atomically itself.
         visualize.save_png(picture, target + ".png")
         rows.append(
             (
@@ -161,6 +231,8 @@ def _explain_chunk(explainer, files, names, classes, size, args):
                 name,
                 int(outputs["classes"][index]),
                 float(outputs["scores"][index]),
+                None if evidence is None else float(evidence[index]),
+                None if flat is None else bool(flat[index]),
             )
         )
     return rows
@@ -206,12 +278,19 @@ def _expand_classes(classes, count, num_classes):
 
 
 def _refuse_existing(output, names, overwrite):
+    if os.path.lexists(output) and not os.path.isdir(output):
+        raise FileExistsError(f"--output must be a folder. Received: a file {output!r}")
     targets = [
-        os.path.join(output, name + suffix)
-        for name in names
-        for suffix in (".png", ".npy")
+        os.path.join(output, name + suffix) for name in names for suffix in SUFFIXES
     ]
     targets.append(os.path.join(output, SUMMARY))
+    # --overwrite replaces these files, never a folder in their place.
+    folders = [path for path in targets if os.path.isdir(path)]
+    if folders:
+        raise FileExistsError(
+            f"An output would replace a folder: {folders[0]!r}; nothing was "
+            "written. Choose another --output."
+        )
     existing = [path for path in targets if os.path.lexists(path)]
     if existing and not overwrite:
         raise FileExistsError(
@@ -221,8 +300,8 @@ def _refuse_existing(output, names, overwrite):
 
 
 def _write_summary(rows, path):
-    with atomic_path(path) as temporary:
-        with open(temporary, "w", newline="") as file:
-            writer = csv.writer(file)
-            writer.writerow(["file", "output", "class", "score"])
-            writer.writerows(rows)
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["file", "output", "class", "score", "evidence", "flat"])
+        for row in rows:
+            writer.writerow(["" if value is None else value for value in row])

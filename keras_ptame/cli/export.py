@@ -1,5 +1,7 @@
 """`ptame export`: a trained explainer as a TensorFlow SavedModel for TF Serving."""
 
+import os
+
 from keras_ptame import export
 from keras_ptame.cli.arguments import (
     add_model,
@@ -7,6 +9,7 @@ from keras_ptame.cli.arguments import (
     add_unsafe,
     positive_int,
 )
+from keras_ptame.cli.errors import track_outputs, wrote
 from keras_ptame.cli.loading import load_explainer
 
 
@@ -51,14 +54,32 @@ def add_parser(subcommands):
 def run(args):
     """Exports the explainer `args.model` to `args.output`."""
     explainer = load_explainer(args.model, safe_mode=not args.unsafe)
-    path = export.export_saved_model(
-        explainer,
-        args.output,
-        image_size=tuple(args.image_size) if args.image_size else None,
-        overwrite=args.overwrite,
-        verify=not args.no_verify,
-        safe_mode=not args.unsafe,
-    )
+    explainer.warn_if_untrained()
+    track_outputs()
+    before = _stamp(args.output)
+    try:
+        path = export.export_saved_model(
+            explainer,
+            args.output,
+            image_size=tuple(args.image_size) if args.image_size else None,
+            overwrite=args.overwrite,
+            verify=not args.no_verify,
+            safe_mode=not args.unsafe,
+        )
+    finally:
+        # The SavedModel is moved into place as the export's last step: an
+        # interrupt may come just after it, and the summary must say so.
+        if _stamp(args.output) != before:
+            wrote(args.output)
     print(
         f"Exported a SavedModel to {path} (signatures: {', '.join(export.SIGNATURES)})."
     )
+
+
+def _stamp(path):
+    """What tells one export at `path` from another: its marker's time and size."""
+    marker = os.path.join(path, export.MARKER)
+    if not os.path.isfile(marker):
+        return None
+    status = os.stat(marker)
+    return (status.st_mtime_ns, status.st_size, status.st_ino)

@@ -83,19 +83,24 @@ def load_keras_model(path, what="model", safe_mode=True):
     return _load_model(path, what, safe_mode)
 
 
-def load_classifier(source, image_size=None):
+def load_classifier(source, image_size=None, output_type=None):
     """The classifier to explain, as a `Backbone`.
 
     Args:
         source: str. A `.keras` file (a model on raw pixels in [0, 255]
-            returning logits), a keras-hub preset, a local preset folder or
+            returning logits, or probabilities with `output_type`), a
+            keras-hub preset, a local preset folder or
             `"keras.applications.<Name>"`.
         image_size: optional int, the input size asked of a preset.
+        output_type: optional str, `"logits"` or `"probabilities"`: what the
+            classifier returns. Defaults to `None` (a preset's own, else
+            `"logits"`).
     """
+    options = {} if output_type is None else {"output_type": output_type}
     if source.endswith(".keras"):
-        return Backbone(load_keras_model(source, "classifier"))
+        return Backbone(load_keras_model(source, "classifier"), **options)
     return _from_preset(
-        Backbone.from_preset, source, "classifier", image_size=image_size
+        Backbone.from_preset, source, "classifier", image_size=image_size, **options
     )
 
 

@@ -1,9 +1,14 @@
+import warnings
+
 import keras
+import numpy as np
 from keras import ops
 
 from keras_ptame.layers.frozen_network import FrozenNetwork
 
-_OUTPUTS = ("logits", "probabilities")
+# What a classifier may return.
+OUTPUT_TYPES = ("logits", "probabilities")
+_OUTPUTS = OUTPUT_TYPES
 
 
 @keras.saving.register_keras_serializable(package="keras_ptame")
@@ -25,8 +30,11 @@ class Backbone(FrozenNetwork):
             happens before it, in pixel space. Defaults to `None` (the
             classifier takes raw pixels).
         output_type: str. `"logits"` if the classifier returns logits,
-            `"probabilities"` if it returns softmax probabilities, which are
-            converted with a log. Defaults to `"logits"`.
+            `"probabilities"` if it returns softmax probabilities (e.g. it
+            ends in a softmax), which are converted with a log, so that the
+            explainer's scores are the classifier's own probabilities and its
+            loss sees logits. The first build warns when the outputs look like
+            the other kind. Defaults to `"logits"`.
         **kwargs: Standard layer arguments.
 
     Call arguments:
@@ -63,6 +71,7 @@ class Backbone(FrozenNetwork):
             )
         self.classifier = classifier
         self.output_type = output_type
+        self._outputs_checked = False
         self.freeze(classifier)
 
     @property
@@ -88,6 +97,47 @@ class Backbone(FrozenNetwork):
         if self.output_type == "probabilities":
             scores = ops.log(ops.maximum(scores, 1e-12))
         return scores
+
+    def check_outputs(self, size):
+        """Warns (once) when the classifier's outputs contradict `output_type`.
+
+        Run on the host on two noise images, at the explainer's first build:
+        rows of values in [0, 1] that sum to 1 are probabilities. Read as
+        logits, a softmax of probabilities flattens the scores (a probability
+        of 0.94 reported as 0.46) and the loss trains on the wrong targets.
+
+        Args:
+            size: `(height, width)` of the images the classifier takes.
+        """
+        if self._outputs_checked:
+            return
+        self._outputs_checked = True
+        rng = np.random.default_rng(0)
+        images = rng.uniform(0, 255, (2, *size, 3)).astype("float32")
+        try:
+            scores = self.run_network(images)
+            scores = np.asarray(ops.convert_to_numpy(ops.cast(scores, "float32")))
+        except Exception:
+            # Only a warning depends on it: a network that cannot run
+            # eagerly here fails with its own error at its first real call.
+            return
+        probabilities = looks_like_probabilities(scores)
+        if self.output_type == "logits" and probabilities:
+            warnings.warn(
+                "The classifier's outputs look like probabilities (each row in "
+                "[0, 1], summing to 1: does it end in a softmax?), but they are "
+                "read as logits. Declare them: Backbone(classifier, "
+                "output_type='probabilities') (`ptame train "
+                "--classifier-outputs probabilities`), or remove the softmax.",
+                stacklevel=2,
+            )
+        elif self.output_type == "probabilities" and not probabilities:
+            warnings.warn(
+                "The classifier was declared to return probabilities, but its "
+                "outputs are not rows in [0, 1] summing to 1: if they are "
+                "logits, declare output_type='logits'.",
+                stacklevel=2,
+            )
 
     def get_config(self):
         config = super().get_config()
@@ -145,3 +195,12 @@ class Backbone(FrozenNetwork):
         kwargs.setdefault("preprocessor", preprocessor)
         kwargs.setdefault("output_type", output_type)
         return cls(classifier, **kwargs)
+
+
+def looks_like_probabilities(scores, tolerance=1e-3):
+    """Whether every row of `scores` `(B, C)` is in [0, 1] and sums to 1."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2 or scores.size == 0 or not np.all(np.isfinite(scores)):
+        return False
+    in_range = np.all(scores >= -tolerance) and np.all(scores <= 1 + tolerance)
+    return bool(in_range and np.allclose(scores.sum(-1), 1.0, atol=tolerance))

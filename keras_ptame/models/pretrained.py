@@ -1,4 +1,9 @@
-"""Explainers that come trained: the authors' checkpoints and explainer presets."""
+"""Explainers that come trained: the authors' checkpoints and explainer presets,
+the record of an explainer's training, and the checks of a load."""
+
+import warnings
+
+import keras
 
 from keras_ptame.models.explainer_preset import (
     load_explainer_preset,
@@ -6,13 +11,20 @@ from keras_ptame.models.explainer_preset import (
 )
 from keras_ptame.models.official_checkpoint import load_official_checkpoint
 
+# `trained_steps` of an explainer saved before the record existed: counted as
+# trained (see `Pretrained.load_own_variables`).
+UNRECORDED = -1
+
 
 class Pretrained:
-    """What `PTAME` offers to load trained explainers and to share them.
+    """What `PTAME` offers to load trained explainers, share them and tell
+    whether they were trained.
 
     A mixin rather than methods written in `ptame.py`: the readers and
     writers live in `official_checkpoint.py` and `explainer_preset.py`, and
-    this class is only their entry points on the model.
+    this class is their entry points on the model; it also keeps the
+    training-state record (`trained_steps`, saved with the weights, counted
+    by `fit`) and checks that a load rebuilt every part.
     """
 
     @classmethod
@@ -37,9 +49,11 @@ class Pretrained:
         maps = explainer.explain(images)   # raw pixels (N, 224, 224, 3)
         ```
         """
-        return load_official_checkpoint(
+        explainer = load_official_checkpoint(
             cls, checkpoint, image_size=image_size, **kwargs
         )
+        explainer.mark_trained()
+        return explainer
 
     @classmethod
     def from_preset(cls, preset, safe_mode=True):
@@ -64,3 +78,118 @@ class Pretrained:
             preset_dir: str or path-like. The folder to write.
         """
         save_explainer_preset(self, preset_dir)
+
+    # === Training state ===
+
+    def init_training_state(self):
+        """Creates `trained_steps`, the saved count of the decoder's training steps."""
+        self.trained_steps = self.add_weight(
+            shape=(),
+            initializer="zeros",
+            dtype="int32",
+            trainable=False,
+            autocast=False,
+            name="trained_steps",
+        )
+        self._warned_untrained = False
+
+    @property
+    def is_trained(self):
+        """Whether the decoder was trained: by `fit`, or loaded trained.
+
+        Explainers from the authors' checkpoints count as trained, and so do
+        those saved before the record existed (`trained_steps` is then
+        `UNRECORDED`).
+        """
+        return int(keras.ops.convert_to_numpy(self.trained_steps.value)) != 0
+
+    def mark_trained(self):
+        """Records the decoder as trained elsewhere (e.g. imported weights)."""
+        if not self.is_trained:
+            self.trained_steps.assign(UNRECORDED)
+
+    def warn_if_untrained(self):
+        """Warns, once per explainer, if its decoder was never trained."""
+        if self.is_trained or self._warned_untrained:
+            return
+        self._warned_untrained = True
+        warnings.warn(
+            f"The explainer {self.name!r} was never trained: its maps come from a "
+            "decoder with random weights. Train it with `fit` (or `ptame train`) "
+            "or load a trained one.",
+            stacklevel=3,
+        )
+
+    def fit(self, *args, **kwargs):
+        # Counted on the host from the optimizer's steps: a variable updated
+        # inside the compiled step would need every backend's train step.
+        start = _steps_of(self)
+        try:
+            return super().fit(*args, **kwargs)
+        finally:
+            done = _steps_of(self) - start
+            if done > 0:
+                recorded = max(
+                    int(keras.ops.convert_to_numpy(self.trained_steps.value)), 0
+                )
+                self.trained_steps.assign(recorded + done)
+
+    def predict(self, *args, **kwargs):
+        self.warn_if_untrained()
+        return super().predict(*args, **kwargs)
+
+    # === Loading checks ===
+
+    def build_from_config(self, config):
+        # Keras' own catches every exception of `build` here (an interrupt or
+        # a memory error included) and returns a model whose decoder is
+        # built later, with random weights: let them through instead.
+        if config and "input_shape" in config:
+            self.build(config["input_shape"])
+            self._build_shapes_dict = config
+            return
+        super().build_from_config(config)
+
+    def load_own_variables(self, store):
+        if self.built:
+            self.check_parts_built()
+        if len(store.keys()) == 0:
+            # Saved before `trained_steps` existed, which was almost always
+            # after training (`ptame train` saves only then): counted as
+            # trained rather than warning about every older file.
+            self.trained_steps.assign(UNRECORDED)
+            return
+        super().load_own_variables(store)
+
+    def check_parts_built(self):
+        """Raises a `ValueError` if a part of a built explainer is not built.
+
+        A part left unbuilt by a failed load would take no saved weights and
+        explain with random ones.
+        """
+        parts = {
+            "backbone": self.backbone,
+            "extractor": self.extractor,
+            "decoder": self.decoder,
+        }
+        unbuilt = [
+            name
+            for name, part in parts.items()
+            if part is None
+            or not part.built
+            or (name == "decoder" and not part.weights)
+        ]
+        if unbuilt:
+            raise ValueError(
+                f"The explainer's {', '.join(unbuilt)} could not be built, so it "
+                "cannot carry its saved weights; nothing usable was loaded. Load "
+                "it again (an interrupt or a memory error while loading causes "
+                "this)."
+            )
+
+
+def _steps_of(model):
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return 0
+    return int(keras.ops.convert_to_numpy(optimizer.iterations.value))

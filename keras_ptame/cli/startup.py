@@ -1,0 +1,121 @@
+"""What the `ptame` command settles before it imports Keras: native logs.
+
+The native libraries under Keras (TensorFlow's C++ runtime, XLA, gRPC) print
+lines a user cannot act on (CPU features, missing CUDA drivers). `ptame`
+quiets them unless `--native-logs` is given: log settings in the environment
+for the libraries that honour them (settings already there are kept), and a
+filter on the process's stderr for the lines TensorFlow prints before its
+logging reads any setting.
+"""
+
+import contextlib
+import os
+import re
+import sys
+import threading
+
+NATIVE_LOGS_OPTION = "--native-logs"
+
+# Errors only. Set with `setdefault`: a user's own settings win.
+QUIET_NATIVE_LOGS = {
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "GRPC_VERBOSITY": "ERROR",
+    "GLOG_minloglevel": "2",
+}
+
+
+def quiet_native_logs(argv):
+    """Sets the quiet log settings unless `argv` holds `--native-logs`.
+
+    Args:
+        argv: list of str, the command's arguments.
+
+    Returns:
+        bool: whether the logs were quieted.
+    """
+    if NATIVE_LOGS_OPTION in argv:
+        return False
+    for name, value in QUIET_NATIVE_LOGS.items():
+        os.environ.setdefault(name, value)
+    return True
+
+
+def add_native_logs(parser):
+    """`--native-logs`: show the native libraries' log lines."""
+    parser.add_argument(
+        NATIVE_LOGS_OPTION,
+        action="store_true",
+        default=False,
+        help="show the log lines of TensorFlow's, XLA's and other native "
+        "libraries (hidden by default; the environment's own TF_CPP_MIN_LOG_LEVEL "
+        "is kept)",
+    )
+
+
+# absl/glog lines ("I0000 00:00:1795.. 4443 port.cc:153] ...", info, warning
+# or error; fatal ones are kept), absl's notice before them, and the second
+# line of TensorFlow's CPU-features note.
+_NATIVE_LINE = re.compile(
+    rb"[IWE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w./-]+:\d+\] "
+    rb"|WARNING: All log messages before absl::InitializeLog"
+    rb"|To enable the following instructions:"
+)
+_NATIVE_START = re.compile(rb"[IWE]\d{0,4}( |$)|WARNING: All|To enable")
+
+
+@contextlib.contextmanager
+def native_logs_filtered(enabled=True):
+    """Drops native libraries' log lines from stderr (file descriptor 2).
+
+    Everything else written to stderr, by Python or by a native library,
+    passes unchanged. Nothing is filtered when `enabled` is false or stderr
+    has no file descriptor.
+
+    Args:
+        enabled: bool. Whether to filter. Defaults to `True`.
+    """
+    try:
+        saved = os.dup(2) if enabled else None
+    except OSError:
+        saved = None
+    if saved is None:
+        yield
+        return
+    read, write = os.pipe()
+    _flush_stderr()
+    os.dup2(write, 2)
+    os.close(write)
+    pump = threading.Thread(target=_pump, args=(read, saved), daemon=True)
+    pump.start()
+    try:
+        yield
+    finally:
+        _flush_stderr()
+        # The pipe's last write end closes: the pump forwards the rest, ends.
+        os.dup2(saved, 2)
+        # (A library holding a copy of the descriptor would keep it open.)
+        pump.join(timeout=2)
+        os.close(saved)
+
+
+def _pump(read, target):
+    pending, passing = b"", False
+    with os.fdopen(read, "rb", buffering=0) as pipe:
+        while chunk := pipe.read(65536):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if passing or not _NATIVE_LINE.match(line):
+                    os.write(target, line + b"\n")
+                passing = False
+            # A partial line that cannot be a log line goes out now.
+            if pending and (passing or not _NATIVE_START.match(pending)):
+                os.write(target, pending)
+                pending, passing = b"", True
+    if pending:
+        os.write(target, pending)
+
+
+def _flush_stderr():
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
