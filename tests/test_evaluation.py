@@ -135,3 +135,39 @@ def test_table_formats():
     )
     assert "| a | 1.23 | 0.0002 |" in table.to_markdown()
     assert list(csv.reader(io.StringIO(table.to_csv())))[1] == ["a", "1.234", "0.0002"]
+
+
+class ClassAwareMaps:
+    """The object for class 0; flat all-zero maps (no evidence) for class 1."""
+
+    def explain(self, images, classes=None):
+        maps = np.zeros((len(images), 8, 8), "float32")
+        maps[np.asarray(classes) == 0] = OBJECT
+        return maps
+
+
+def test_per_class_rows_show_the_class_whose_maps_are_flat(tmp_path):
+    # Objects are class 0; black images are class 1 (logit 1 against 0).
+    images = np.concatenate([object_images(2, background=0.0), np.zeros((3, 8, 8, 3))])
+    masks = np.broadcast_to(OBJECT, (5, 8, 8)).copy()
+    table = evaluate(
+        {"ptame": ClassAwareMaps()},
+        object_classifier(),
+        {"images": images, "masks": masks},
+        noise=0.0,
+        output_dir=tmp_path,
+        verbose=0,
+    )
+    rows = table.per_class.rows
+    assert list(rows) == ["ptame / class 0", "ptame / class 1"]
+    assert [rows[name]["count"] for name in rows] == [2.0, 3.0]
+    assert rows["ptame / class 0"]["flat"] == 0.0
+    assert rows["ptame / class 1"]["flat"] == 100.0
+    assert rows["ptame / class 0"]["pointing_game"] == 100.0
+    # A flat map scores chance, the object's share of the image, never a hit.
+    assert rows["ptame / class 1"]["pointing_game"] == pytest.approx(25.0)
+    # The overall pointing game averages both: (2 * 100 + 3 * 25) / 5.
+    assert table.rows["ptame"]["pointing_game"] == pytest.approx(55.0)
+    markdown = (tmp_path / "evaluation_per_class.md").read_text()
+    assert "| ptame / class 1 | 3 | 100.00 |" in markdown
+    assert (tmp_path / "evaluation_per_class.csv").exists()

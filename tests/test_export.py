@@ -45,6 +45,10 @@ def assert_same(got, expected, atol=ATOL):
     np.testing.assert_array_equal(np.asarray(got["classes"]), expected["classes"])
     np.testing.assert_allclose(np.asarray(got["scores"]), expected["scores"], atol=atol)
     np.testing.assert_allclose(np.asarray(got["maps"]), expected["maps"], atol=atol)
+    np.testing.assert_allclose(
+        np.asarray(got["evidence"]), expected["evidence"], atol=atol
+    )
+    np.testing.assert_array_equal(np.asarray(got["flat"]), expected["flat"])
 
 
 def encode(image, format="PNG", mode=None):
@@ -61,7 +65,7 @@ def test_layout_and_signatures(exported, served):
     assert os.path.isfile(os.path.join(path, "saved_model.pb"))
     assert set(export.SIGNATURES) <= set(served.signatures)
     outputs = served.signatures["serving_default"].structured_outputs
-    assert set(outputs) == {"classes", "scores", "maps"}
+    assert set(outputs) == {"classes", "scores", "maps", "evidence", "flat"}
     # Nothing but the SavedModel is left next to it.
     assert os.listdir(os.path.dirname(path)) == ["1"]
 
@@ -207,9 +211,33 @@ def test_saved_model_cli_run(exported, tmp_path):
         )
         assert result.returncode == 0, result.stderr[-2000:]
         got = {
-            key: np.load(out / f"{key}.npy") for key in ("classes", "scores", "maps")
+            key: np.load(out / f"{key}.npy")
+            for key in ("classes", "scores", "maps", "evidence", "flat")
         }
         assert_same(got, expected)
+
+
+def test_a_map_without_evidence_is_served_flat_as_explain_returns_it(
+    exported, tmp_path
+):
+    explainer, _ = exported
+    images = random_images(2, seed=5)
+    low, high = sorted(explainer.explain_outputs(images)["evidence"])
+    saved = explainer.evidence_threshold
+    try:
+        # Between the two maps' evidence: one is flagged, the other not.
+        explainer.evidence_threshold = (low + high) / 2
+        expected = explainer.explain_outputs(images)
+        path = explainer.export(str(tmp_path / "flat"), verbose=0)
+    finally:
+        explainer.evidence_threshold = saved
+    assert sorted(expected["flat"].tolist()) == [False, True]
+    assert not np.any(expected["maps"][expected["flat"]])
+    served = tf.saved_model.load(path)
+    assert_same(
+        served.signatures["serving_default"](images=tf.constant(images, tf.float32)),
+        expected,
+    )
 
 
 def test_existing_path_is_an_error_then_overwritten(exported, tmp_path):

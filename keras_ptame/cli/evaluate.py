@@ -19,7 +19,9 @@ def add_parser(subcommands):
         description=(
             "Scores explainers of one classifier (AD/IC, ROAD, pointing game, mass "
             "inside, seconds per explanation) and writes one table as Markdown and "
-            "CSV (evaluation.md, evaluation.csv)."
+            "CSV (evaluation.md, evaluation.csv), and the same scores per "
+            "explained class with the share of flat maps (maps that found no "
+            "evidence) in evaluation_per_class.md and .csv."
         ),
     )
     parser.add_argument(
@@ -102,6 +104,8 @@ def run(args):
     )
     if not args.quiet:
         print(table.to_markdown())
+        print("Per explained class (`flat`: maps that found no evidence):\n")
+        print(table.per_class.to_markdown())
 
 
 def _read_npz(path, limit):

@@ -12,7 +12,9 @@ Signatures:
 
 - `serving_default`: `images` `(B, H, W, 3)` float32 raw pixels in
   [0, 255] → `classes` `(B,)` int32 (the classifier's prediction), `scores`
-  `(B,)` (its softmax probability) and `maps` `(B, H, W)` in [0, 1].
+  `(B,)` (its softmax probability), `maps` `(B, H, W)` in [0, 1],
+  `evidence` `(B,)` float32 and `flat` `(B,)` bool (a map that found no
+  evidence, all zeros; see `PTAME.explain_outputs`).
 - `explain_classes`: `images` and `classes` `(B,)` int32 → the same outputs
   for the given classes.
 - `explain_encoded`: `encoded` `(B,)` string, each a JPEG, PNG, GIF or BMP
@@ -47,19 +49,22 @@ import tempfile
 import keras
 import numpy as np
 
+from keras_ptame.export.tracing import SIGNATURES, write_saved_model
+from keras_ptame.export.verification import probe_images, verify_saved_model
 from keras_ptame.files import atomic_path
 from keras_ptame.version import __version__
 
-SIGNATURES = (
-    "serving_default",
-    "explain_classes",
-    "explain_encoded",
-    "explain_uint8",
-)
-# Maps are min-max normalised, which divides by each map's range: backends
-# that differ in the last float32 bits differ a little more after it.
-MAPS_ATOL = 1e-3
-SCORES_ATOL = 1e-5
+__all__ = [
+    "MARKER",
+    "SIGNATURES",
+    "export_saved_model",
+    "is_own_export",
+    "probe_images",
+    "resolve_image_size",
+    "verify_saved_model",
+    "write_saved_model",
+]
+
 # Every export carries this file (TF Serving ignores `assets.extra`), so that
 # `overwrite=True` can tell a SavedModel it wrote from anything else.
 MARKER = os.path.join("assets.extra", "keras_ptame.json")
@@ -192,112 +197,6 @@ def resolve_image_size(explainer, image_size=None):
     )
 
 
-# === Tracing (TensorFlow backend) ===
-
-
-def write_saved_model(explainer, path, image_size):
-    """Traces the signatures and writes the SavedModel (TensorFlow backend).
-
-    Not atomic by itself: `export_saved_model` calls it on a staging path.
-    """
-    import tensorflow as tf
-
-    if keras.config.backend() != "tensorflow":
-        raise RuntimeError(
-            "`write_saved_model` traces TensorFlow graphs and needs "
-            f"KERAS_BACKEND=tensorflow. Received: {keras.config.backend()!r}"
-        )
-    serve, serve_classes, serve_encoded = _serving_functions(explainer, image_size)
-    height, width = image_size
-    float_images = tf.TensorSpec((None, height, width, 3), tf.float32, name="images")
-    uint8_images = tf.TensorSpec((None, height, width, 3), tf.uint8, name="images")
-    classes_spec = tf.TensorSpec((None,), tf.int32, name="classes")
-    encoded_spec = tf.TensorSpec((None,), tf.string, name="encoded")
-    root = tf.__internal__.tracking.AutoTrackable()
-    # The `tf.Variable`s themselves (not their Keras wrappers) must hang off
-    # the saved object: TF1-style loaders (TF Serving, `saved_model_cli`)
-    # find a function's captured variables only through them.
-    root.variables = [variable.value for variable in explainer.variables]
-    root.serving_default = serve
-    root.explain_classes = serve_classes
-    root.explain_encoded = serve_encoded
-    signatures = {
-        "serving_default": serve.get_concrete_function(float_images),
-        "explain_classes": serve_classes.get_concrete_function(
-            float_images, classes_spec
-        ),
-        "explain_encoded": serve_encoded.get_concrete_function(encoded_spec),
-        # A quarter of the float payload, for gRPC clients that hold uint8.
-        "explain_uint8": serve.get_concrete_function(uint8_images),
-    }
-    # Traced for uint8 as well, so that Python callers of the loaded
-    # functions may pass either.
-    serve_classes.get_concrete_function(uint8_images, classes_spec)
-    tf.saved_model.save(root, path, signatures=signatures)
-    return path
-
-
-def _serving_functions(explainer, image_size):
-    """The `tf.function`s behind the signatures: images, images and classes,
-    encoded image files."""
-    import tensorflow as tf
-
-    def outputs(images, classes=None):
-        result = explainer.explain_batch(tf.cast(images, tf.float32), classes)
-        return {
-            "classes": tf.cast(result["classes"], tf.int32),
-            "scores": tf.cast(result["scores"], tf.float32),
-            "maps": tf.cast(result["maps"], tf.float32),
-        }
-
-    @tf.function(autograph=False)
-    def serve(images):
-        return outputs(images)
-
-    @tf.function(autograph=False)
-    def serve_classes(images, classes):
-        return outputs(images, _checked_classes(classes, images, explainer.num_classes))
-
-    def decode(data):
-        image = tf.io.decode_image(data, channels=3, expand_animations=False)
-        return tf.image.resize(tf.cast(image, tf.float32), image_size, "bilinear")
-
-    @tf.function(autograph=False)
-    def serve_encoded(encoded):
-        spec = tf.TensorSpec((*image_size, 3), tf.float32)
-        return outputs(tf.map_fn(decode, encoded, fn_output_signature=spec))
-
-    return serve, serve_classes, serve_encoded
-
-
-def _checked_classes(classes, images, num_classes):
-    """`classes` as int32, asserted in range and one per image inside the graph.
-
-    An out-of-range class would otherwise read another class's map (negative
-    indices wrap around), which is worse than an error.
-    """
-    import tensorflow as tf
-
-    classes = tf.cast(classes, tf.int32)
-    checks = [
-        tf.debugging.assert_non_negative(
-            classes, message="`classes` must be non-negative"
-        ),
-        tf.debugging.assert_less(
-            classes,
-            tf.constant(int(num_classes), tf.int32),
-            message=f"`classes` must be below num_classes={num_classes}",
-        ),
-        tf.debugging.assert_equal(
-            tf.shape(classes)[0],
-            tf.shape(images)[0],
-            message="`classes` must hold one class per image",
-        ),
-    ]
-    with tf.control_dependencies(checks):
-        return tf.identity(classes)
-
-
 # === Child process (JAX and PyTorch backends) ===
 
 
@@ -351,67 +250,7 @@ def _worker_main(argv):
     return 0
 
 
-# === Verification and the final move ===
-
-
-def probe_images(image_size, count=3, seed=0):
-    """Deterministic uint8 probe images: noise, a gradient and all black."""
-    height, width = image_size
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, (count, height, width, 3)).astype("uint8")
-    ramp = np.linspace(0, 255, width, dtype="float32")
-    images[1] = np.broadcast_to(ramp[None, :, None], (height, width, 3)).astype("uint8")
-    images[-1] = 0
-    return images
-
-
-def verify_saved_model(explainer, path, image_size):
-    """Raises `RuntimeError` if the SavedModel at `path` disagrees with `explainer`.
-
-    Compares, on `probe_images`, the maps and scores of `explain_classes`
-    (given the explainer's own classes, so that a near-tie between two
-    classes cannot make the comparison flaky) and the classes of
-    `serving_default`.
-    """
-    import tensorflow as tf
-
-    images = probe_images(image_size)
-    expected = explainer.explain_outputs(images)
-    served = tf.saved_model.load(path)
-    missing = [name for name in SIGNATURES if name not in served.signatures]
-    if missing:
-        raise RuntimeError(f"The SavedModel lacks the signatures {missing}.")
-    got = served.signatures["explain_classes"](
-        images=tf.constant(images, tf.float32),
-        classes=tf.constant(expected["classes"], tf.int32),
-    )
-    problems = []
-    for key, atol in (("maps", MAPS_ATOL), ("scores", SCORES_ATOL)):
-        value = got[key].numpy()
-        if value.shape != expected[key].shape:
-            problems.append(f"{key}: shape {value.shape} != {expected[key].shape}")
-            continue
-        error = float(np.max(np.abs(value - expected[key])))
-        if not error <= atol:
-            problems.append(f"{key}: max abs difference {error:.3g} > {atol}")
-    classes = served.signatures["serving_default"](
-        images=tf.constant(images, tf.float32)
-    )["classes"].numpy()
-    from_uint8 = served.signatures["explain_uint8"](images=tf.constant(images))
-    if not np.array_equal(from_uint8["classes"].numpy(), classes):
-        problems.append("explain_uint8: other classes than serving_default")
-    logits = keras.ops.convert_to_numpy(explainer.backbone(images))
-    top2 = np.sort(logits, axis=-1)[:, -2:]
-    clear = (top2[:, 1] - top2[:, 0]) > 1e-4
-    if np.any(classes[clear] != expected["classes"][clear]):
-        problems.append(
-            f"classes: {classes.tolist()} != {expected['classes'].tolist()}"
-        )
-    if problems:
-        raise RuntimeError(
-            "The exported SavedModel does not reproduce the explainer "
-            f"(KERAS_BACKEND={keras.config.backend()}): " + "; ".join(problems)
-        )
+# === The final move ===
 
 
 def _check_target(path, overwrite):

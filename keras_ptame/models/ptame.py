@@ -1,5 +1,4 @@
 import keras
-import numpy as np
 from keras import ops
 
 from keras_ptame import export as saved_model_export
@@ -16,25 +15,27 @@ from keras_ptame.layers.mask_decoder import (
     numerics_of,
 )
 from keras_ptame.losses.perturbation_loss import PerturbationLoss
-from keras_ptame.models.fills import FILLS, apply_fill, resize_like
+from keras_ptame.models.explanation import (
+    EVIDENCE_THRESHOLD,
+    Explaining,
+    evidence,
+    finish_maps,
+)
+from keras_ptame.models.fills import FILLS, apply_fill, check_fill, is_random
 from keras_ptame.models.pretrained import Pretrained
 from keras_ptame.validation import (
-    check_classes,
     check_image_shape,
-    check_images,
     check_num_classes,
     check_training_data,
     unpack_inputs,
 )
 
-# Where `explain` returns maps: at the images' size, or the decoder's.
-RESOLUTIONS = ("input", "decoder")
 # The name the fill options had before 0.2; kept for code that imports it.
 BASELINES = FILLS
 
 
 @keras.saving.register_keras_serializable(package="keras_ptame")
-class PTAME(Pretrained, keras.Model):
+class PTAME(Explaining, Pretrained, keras.Model):
     """P-TAME: a trained explainer for an image classifier.
 
     Composes the frozen `Backbone` (the classifier explained), the frozen
@@ -55,11 +56,16 @@ class PTAME(Pretrained, keras.Model):
         decoder_options: optional dict of `MaskDecoder` numerics
             (`batch_norm_epsilon`, `batch_norm_momentum`, `upsampling`).
             Defaults to `None` (the decoder's defaults, the authors').
-        fill: str. What replaces the masked-out pixels in training:
-            `"black"` (zero, the paper's choice), `"mean"` (each image's
-            mean colour) or `"blur"` (a Gaussian-blurred copy). Defaults to
-            `"black"`. (Called `baseline` before; `baseline=` is still
-            accepted.)
+        fill: str or tuple. What replaces the masked-out pixels in
+            training: `"black"` (zero, the paper's choice), `"mean"` (each
+            image's mean colour), `"blur"` (a Gaussian-blurred copy),
+            `"noise"` (uniform noise drawn every step), `"mixture"` (each
+            image draws one of these four at every step), or a tuple of
+            fills to draw from. Defaults to `"black"`. (Called `baseline`
+            before; `baseline=` is still accepted.)
+        evidence_threshold: float. A map whose sigmoid map spans less than
+            this (peak minus floor) found no evidence: `explain` returns it
+            flat (all zeros) and flags it. Defaults to `0.1`.
         **kwargs: Standard model arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -68,7 +74,8 @@ class PTAME(Pretrained, keras.Model):
         training: bool. In training the call returns the loss inputs
             (`logits`, `classes`, `maps`, `masked_logits`); otherwise the
             explanation: `classes`, `scores` (softmax probability of the
-            explained class) and `maps` `(B, H, W)` in [0, 1].
+            explained class), `maps` `(B, H, W)` in [0, 1], `evidence`
+            `(B,)` and `flat` `(B,)` (see `explain_outputs`).
 
     Examples:
     ```python
@@ -100,6 +107,7 @@ class PTAME(Pretrained, keras.Model):
         num_classes=None,
         fill="black",
         decoder_options=None,
+        evidence_threshold=EVIDENCE_THRESHOLD,
         **kwargs,
     ):
         fill = kwargs.pop("baseline", fill)
@@ -108,17 +116,21 @@ class PTAME(Pretrained, keras.Model):
             backbone = Backbone(backbone, name="backbone")
         if not isinstance(extractor, AuxiliaryExtractor):
             extractor = AuxiliaryExtractor(extractor, name="extractor")
-        if fill not in FILLS:
-            raise ValueError(f"`fill` must be one of {FILLS}. Received: fill={fill!r}")
+        fill = check_fill(fill)
         check_num_classes(num_classes, backbone.num_classes)
         self.backbone = backbone
         self.extractor = extractor
         self.num_classes = int(num_classes or backbone.num_classes or 0) or None
         self.fill = fill
+        # A random fill draws from the explainer's own seed, so compiled
+        # steps draw anew (deterministic fills add no variable).
+        self.fill_seed = keras.random.SeedGenerator() if is_random(fill) else None
         self.decoder_options = dict(decoder_options or {})
+        self.evidence_threshold = float(evidence_threshold)
         self.decoder = None
         self._built_size = None
-        self._resolution = "input"
+        # `predict` compiles these options of `explain` in.
+        self._explain_options = ("input", "minmax")
         if self.num_classes is not None:
             self.decoder = self._make_decoder()
         self.perturbation_loss = PerturbationLoss()
@@ -127,6 +139,9 @@ class PTAME(Pretrained, keras.Model):
         self.area_tracker = keras.metrics.Mean(name="area")
         self.smoothness_tracker = keras.metrics.Mean(name="smoothness")
         self.kept_tracker = keras.metrics.Mean(name="kept")
+        # The share of training maps that found no evidence (flat).
+        self.empty_tracker = keras.metrics.Mean(name="empty")
+        self.init_training_state()
 
     # === Build ===
 
@@ -142,6 +157,8 @@ class PTAME(Pretrained, keras.Model):
                 f"Received: output shape {logits.shape}"
             )
         check_num_classes(self.num_classes, logits.shape[-1])
+        if None not in input_shape[1:3]:
+            self.backbone.check_outputs(input_shape[1:3])
         if self.decoder is None:
             self.num_classes = int(logits.shape[-1])
             self.decoder = self._make_decoder()
@@ -191,15 +208,17 @@ class PTAME(Pretrained, keras.Model):
         images, classes = unpack_inputs(inputs)
         if training:
             return self.perturb(images, training=True)
-        return self.explain_batch(images, classes, self._resolution)
+        return self.explain_batch(images, classes, *self._explain_options)
 
     def perturb(self, images, training=False):
         """The training forward pass: returns the inputs of the loss.
 
         Returns a dict: `logits` `(B, C)` on the raw images, `classes` `(B,)`
         their argmax, `maps` `(B, h, w, B)` sigmoid maps of every class
-        predicted in the batch, `masked_logits` `(B, C)` on the images masked
-        by their own class's map.
+        predicted in the batch, `own_maps` `(B, h, w, 1)` each image's map
+        of its own class, `masked_logits` `(B, C)` on the images masked by
+        it (and, with the loss's deletion term, `deleted_logits` on the
+        images with their map's content removed).
         """
         images = ops.cast(images, "float32")
         logits = self.backbone(images)
@@ -215,15 +234,22 @@ class PTAME(Pretrained, keras.Model):
             maps, ops.reshape(ops.arange(ops.shape(maps)[0]), (-1, 1, 1, 1)), axis=-1
         )
         masked = self.apply_mask(images, own)
-        masked_logits = self.backbone(masked)
-        return {
+        outputs = {
             "logits": logits,
             "classes": classes,
             "maps": maps,
-            "masked_logits": masked_logits,
+            "own_maps": own,
+            "masked_logits": self.backbone(masked),
         }
+        if self.perturbation_loss.deletion_coeff:
+            # The deletion game of extremal perturbations (Fong et al. 2019).
+            deleted = self.apply_mask(images, 1.0 - own)
+            outputs["deleted_logits"] = self.backbone(deleted)
+        return outputs
 
-    def explain_batch(self, images, classes=None, resolution="input"):
+    def explain_batch(
+        self, images, classes=None, resolution="input", normalize="minmax"
+    ):
         """The inference forward pass on a batch of tensors (see `explain`)."""
         images = ops.cast(images, "float32")
         logits = self.backbone(images)
@@ -234,16 +260,19 @@ class PTAME(Pretrained, keras.Model):
         scores = ops.take_along_axis(probabilities, classes[:, None], axis=-1)[:, 0]
         features = self.extractor(images)
         raw = self.decoder(features, classes=classes[:, None], training=False)
-        raw = ops.cast(raw, "float32")
-        if resolution == "input":
-            # Normalised after upsampling, so that every map spans [0, 1] exactly.
-            raw = resize_like(raw, images)
-        maps = self.decoder.normalize(raw)[..., 0]
-        return {"classes": classes, "scores": scores, "maps": maps}
+        outputs = finish_maps(
+            raw,
+            images,
+            self.evidence_threshold,
+            self.decoder.normalize,
+            resolution,
+            normalize,
+        )
+        return {"classes": classes, "scores": scores, **outputs}
 
     def apply_mask(self, images, mask):
         """Keeps `images` where `mask` `(B, h, w, 1)` is 1, the fill where 0."""
-        return apply_fill(images, mask, self.fill)
+        return apply_fill(images, mask, self.fill, seed=self.fill_seed)
 
     # === Training ===
 
@@ -279,7 +308,10 @@ class PTAME(Pretrained, keras.Model):
             # Validation passes come here with the inference outputs.
             y_pred = self.perturb(unpack_inputs(x)[0], training=False)
         terms = self.perturbation_loss.terms(
-            y_pred["masked_logits"], y_pred["classes"], y_pred["maps"]
+            y_pred["masked_logits"],
+            y_pred["classes"],
+            y_pred["maps"],
+            y_pred.get("deleted_logits"),
         )
         # The share of masked images whose prediction is kept.
         kept = ops.cast(ops.argmax(y_pred["masked_logits"], axis=-1), "int32")
@@ -288,6 +320,8 @@ class PTAME(Pretrained, keras.Model):
         self.area_tracker.update_state(terms["area"])
         self.smoothness_tracker.update_state(terms["smoothness"])
         self.kept_tracker.update_state(kept)
+        empty = ops.less(evidence(y_pred["own_maps"]), self.evidence_threshold)
+        self.empty_tracker.update_state(ops.mean(ops.cast(empty, "float32")))
         loss = terms["loss"]
         for extra in self.losses:
             loss = loss + ops.cast(ops.sum(extra), "float32")
@@ -307,57 +341,10 @@ class PTAME(Pretrained, keras.Model):
         batch is checked before training starts.
         """
         check_training_data(x, self.ensure_built)
+        self.warn_about_fill(x)
         if not self.compiled:
             self.compile()
         return super().fit(x, y, **kwargs)
-
-    # === Explanations ===
-
-    def explain(
-        self, images, classes=None, batch_size=32, verbose=0, resolution="input"
-    ):
-        """One saliency map per image, for its predicted class or `classes`.
-
-        Args:
-            images: array `(N, H, W, 3)` of raw pixels, uint8 or float in
-                [0, 255].
-            classes: optional int array `(N,)`: the class to explain for each
-                image. Defaults to `None` (the classifier's prediction).
-            batch_size: int. Images per forward pass. Defaults to `32`.
-            verbose: Keras verbosity of the progress bar. Defaults to `0`.
-            resolution: str. `"input"`: maps at the images' size;
-                `"decoder"`: at the decoder's (a quarter of the side with
-                ResNet-18 features), min-max normalised there, a sixteenth of
-                the data to copy off an accelerator. Defaults to `"input"`.
-
-        Returns:
-            numpy float32 `(N, H, W)` maps in [0, 1] (`(N, h, w)` at the
-            decoder's resolution).
-        """
-        outputs = self.explain_outputs(images, classes, batch_size, verbose, resolution)
-        return outputs["maps"]
-
-    def explain_outputs(
-        self, images, classes=None, batch_size=32, verbose=0, resolution="input"
-    ):
-        """Like `explain`, but returns a dict of numpy arrays: `classes`,
-        `scores` (softmax probability of the explained class) and `maps`."""
-        if resolution not in RESOLUTIONS:
-            raise ValueError(
-                f"`resolution` must be one of {RESOLUTIONS}. "
-                f"Received: resolution={resolution!r}"
-            )
-        if resolution != self._resolution:
-            # `predict` compiles the resolution in: have it compiled anew.
-            self._resolution, self.predict_function = resolution, None
-        images = check_images(images)
-        self.ensure_built(images.shape)
-        inputs = images
-        if classes is not None:
-            classes = check_classes(classes, len(images), self.num_classes)
-            inputs = {"images": images, "classes": classes}
-        outputs = self.predict(inputs, batch_size=batch_size, verbose=verbose)
-        return {key: np.asarray(value) for key, value in outputs.items()}
 
     # === Export ===
 
@@ -379,6 +366,7 @@ class PTAME(Pretrained, keras.Model):
         `keras_ptame.export.export_saved_model`. Other formats go to
         `keras.Model.export`.
         """
+        self.warn_if_untrained()
         if format != "tf_saved_model":
             return super().export(filepath, format=format, verbose=verbose, **kwargs)
         return saved_model_export.export_saved_model(
@@ -457,6 +445,7 @@ class PTAME(Pretrained, keras.Model):
             "extractor": serialize_extractor(self.extractor, self.backbone.classifier),
             "num_classes": self.num_classes,
             "fill": self.fill,
+            "evidence_threshold": self.evidence_threshold,
             "decoder_options": numerics_of(self.decoder)
             if self.decoder is not None
             else self.decoder_options,
@@ -481,14 +470,19 @@ class PTAME(Pretrained, keras.Model):
         config = super().get_compile_config()
         if config:
             config["loss"] = keras.saving.serialize_keras_object(self.perturbation_loss)
+            config["backend"] = keras.config.backend()
         return config
 
     def compile_from_config(self, config):
+        # `jit_compile` means XLA on one backend, torch.compile on another:
+        # kept only by the backend that saved it, else that backend's default.
+        config = dict(config)
+        same = config.pop("backend", None) == keras.config.backend()
         config = keras.saving.deserialize_keras_object(config)
         self.compile(
             optimizer=config.get("optimizer"),
             loss=config.get("loss"),
-            jit_compile=config.get("jit_compile", "auto"),
+            jit_compile=config.get("jit_compile", "auto") if same else "auto",
         )
         if self.built:
             self.optimizer.build(self.trainable_variables)

@@ -1,0 +1,179 @@
+"""Scoring one explainer's maps with every metric: one row of the table."""
+
+import dataclasses
+import functools
+import time
+
+import keras
+import numpy as np
+
+from keras_ptame.evaluation.per_class import per_class_rows
+from keras_ptame.maps import check_maps
+from keras_ptame.metrics.confidence import confidence_metrics
+from keras_ptame.metrics.deletion import deletion_insertion
+from keras_ptame.metrics.localization import mass_inside, pointing_game
+from keras_ptame.metrics.road import road
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Scorer:
+    """Scores explainers of one classifier on fixed images: one row each.
+
+    Every explainer explains `classes` on `images`; each phase of `score`
+    fills the row's columns of one metric, in the table's order, and the
+    seconds per explanation come last.
+    """
+
+    backbone: object
+    images: np.ndarray
+    classes: np.ndarray
+    truth: object  # bool (N, H, W) object masks, or None
+    fractions: tuple
+    percentages: tuple
+    imputation: str
+    noise: float
+    curves: bool
+    batch_size: int
+    seed: int
+
+    @property
+    def phases(self):
+        """The metrics scored on each explainer's maps, in column order."""
+        phases = [
+            self.confidence,
+            functools.partial(self.road, order="morf"),
+            functools.partial(self.road, order="lerf"),
+        ]
+        if self.curves:
+            phases.append(self.deletion_insertion)
+        if self.truth is not None:
+            phases.append(self.localisation)
+        return phases
+
+    @property
+    def steps(self):
+        """Progress steps per explainer: explaining, then each phase."""
+        return 1 + len(self.phases)
+
+    def score(self, explainer, progress):
+        """The rows of one explainer: dict column -> value, and per class."""
+        maps, seconds = _timed_explain(
+            explainer, self.images, self.classes, self.batch_size
+        )
+        progress.add(1)
+        row = {}
+        for phase in self.phases:
+            row.update(phase(maps))
+            progress.add(1)
+        row["seconds"] = seconds
+        per_class = per_class_rows(
+            self.backbone, self.images, maps, self.classes, self.truth, self.batch_size
+        )
+        return row, per_class
+
+    def confidence(self, maps):
+        return confidence_metrics(
+            self.backbone,
+            self.images,
+            maps,
+            self.classes,
+            self.fractions,
+            self.batch_size,
+        )
+
+    def road(self, maps, order):
+        result = road(
+            self.backbone,
+            self.images,
+            maps,
+            self.classes,
+            order=order,
+            percentages=self.percentages,
+            imputation=self.imputation,
+            noise=self.noise,
+            batch_size=self.batch_size,
+            seed=self.seed,
+        )
+        tag = _ROAD_TAGS[order]
+        row = {
+            f"{tag}{percentage:g}": 100.0 * accuracy
+            for percentage, accuracy in result["accuracy"].items()
+        }
+        row[tag] = 100.0 * result["summary"]
+        return row
+
+    def deletion_insertion(self, maps):
+        result = deletion_insertion(
+            self.backbone, self.images, maps, self.classes, batch_size=self.batch_size
+        )
+        return {
+            "deletion": float(result["deletion_auc"].mean()),
+            "insertion": float(result["insertion_auc"].mean()),
+        }
+
+    def localisation(self, maps):
+        return {
+            "pointing_game": 100.0 * float(pointing_game(maps, self.truth).mean()),
+            "mass_inside": 100.0
+            * float(mass_inside(np.maximum(maps, 0), self.truth).mean()),
+        }
+
+
+_ROAD_TAGS = {"morf": "MoRF", "lerf": "LeRF"}
+
+
+# === Table assembly ===
+
+
+def notes(scorer):
+    """How the numbers were obtained, for the lines below the table."""
+    count, height, width = scorer.images.shape[:3]
+    fill = {
+        "linear": f"noisy linear imputation (noise {scorer.noise})",
+        "telea": "OpenCV Telea inpainting",
+    }[scorer.imputation]
+    shares = [0, *(p / 100 for p in scorer.percentages), 1]
+    shares = ", ".join(_short(share) for share in shares)
+    return [
+        f"{count} images of {height}x{width}, "
+        f"Keras backend `{keras.config.backend()}`; every method explains the "
+        "classifier's prediction.",
+        f"`seconds`: median over calls of {scorer.batch_size} images, the first "
+        "call (set-up, compilation) not timed.",
+        f"ROAD fills removed pixels by {fill}; the summary (`MoRF`, `LeRF`) is the "
+        f"trapezoid area over removed shares [{shares}] with accuracy 1 at 0 and "
+        "0 at 1.",
+    ]
+
+
+def _short(share):
+    """`0.1` as `.1`, `0` and `1` as they are."""
+    text = f"{share:g}"
+    return text[1:] if text.startswith("0.") else text
+
+
+def _timed_explain(explainer, images, classes, batch_size):
+    """Maps for all images, and seconds per image.
+
+    The first batch sets up and compiles, so it is not timed (a single batch
+    is explained a second time, timed). The seconds are the median over the
+    timed batches of full size: a smaller last batch may retrace for its new
+    shape, which a long run would not pay per image.
+    """
+    maps, timings = [], []
+    for start in range(0, len(images), batch_size):
+        stop = min(start + batch_size, len(images))
+        clock = time.perf_counter()
+        maps.append(
+            np.asarray(explainer.explain(images[start:stop], classes[start:stop]))
+        )
+        timings.append((stop - start, (time.perf_counter() - clock) / (stop - start)))
+    timed = timings[1:]
+    if not timed:
+        clock = time.perf_counter()
+        explainer.explain(images, classes)
+        timed = [(len(images), (time.perf_counter() - clock) / len(images))]
+    full = [seconds for size, seconds in timed if size == batch_size] or [
+        seconds for _, seconds in timed
+    ]
+    return check_maps(np.concatenate(maps, axis=0), images), float(np.median(full))

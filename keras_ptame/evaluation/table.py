@@ -1,0 +1,100 @@
+"""The table `evaluate` returns: rows of methods, columns of scores."""
+
+import csv
+import io
+import os
+
+from keras_ptame.files import write_text
+
+# What each column means and which way is better, for the table's legend.
+LEGEND = {
+    "AD": "Average Drop, % (lower is better)",
+    "IC": "Increase in Confidence, % (higher is better)",
+    "MoRF": "ROAD accuracy, most relevant removed first, % (lower is better)",
+    "LeRF": "ROAD accuracy, least relevant removed first, % (higher is better)",
+    "pointing_game": "map peak on the object, % (higher is better)",
+    "mass_inside": "share of map mass on the object, % (higher is better)",
+    "deletion": "deletion curve area, probability (lower is better)",
+    "insertion": "insertion curve area, probability (higher is better)",
+    "seconds": "seconds per explanation, wall clock (lower is better)",
+    "count": "images explained for the class",
+    "flat": "maps without contrast (no evidence found), %",
+}
+
+
+class EvaluationTable:
+    """The result of `evaluate`: one row per method, one column per score.
+
+    Attributes:
+        columns: list of str, the column names in order.
+        rows: dict method name -> dict column -> float.
+        notes: list of str, how the numbers were obtained.
+        per_class: `EvaluationTable` or `None`: from `evaluate`, one row per
+            method and explained class (`count`, `flat`, AD/IC with the whole
+            map, localisation), saved beside it as `<stem>_per_class`.
+    """
+
+    def __init__(self, columns, rows, notes=()):
+        self.columns = list(columns)
+        self.rows = dict(rows)
+        self.notes = list(notes)
+        # `evaluate` attaches the same scores per explained class here.
+        self.per_class = None
+
+    def to_markdown(self, digits=2):
+        """The table in Markdown, with notes and a legend below it."""
+        header = ["method", *self.columns]
+        lines = [
+            "| " + " | ".join(header) + " |",
+            "|" + "|".join(["---"] + ["---:"] * len(self.columns)) + "|",
+        ]
+        for name, row in self.rows.items():
+            cells = [name] + [
+                _format(row.get(column), column, digits) for column in self.columns
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+        lines += [f"- {note}" for note in self.notes]
+        used = {
+            key
+            for key in LEGEND
+            if any(column.startswith(key) for column in self.columns)
+        }
+        lines += [f"- `{key}`: {LEGEND[key]}" for key in LEGEND if key in used]
+        return "\n".join(lines) + "\n"
+
+    def to_csv(self):
+        """The table as CSV text, full precision."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["method", *self.columns])
+        for name, row in self.rows.items():
+            writer.writerow([name] + [row.get(column, "") for column in self.columns])
+        return buffer.getvalue()
+
+    def save(self, directory, stem="evaluation"):
+        """Writes `<stem>.md` and `<stem>.csv` into `directory`; returns their paths."""
+        paths = []
+        for extension, text in (("md", self.to_markdown()), ("csv", self.to_csv())):
+            path = os.path.join(directory, f"{stem}.{extension}")
+            write_text(path, text)
+            paths.append(path)
+        if self.per_class is not None:
+            paths += self.per_class.save(directory, f"{stem}_per_class")
+        return paths
+
+    def __repr__(self):
+        return self.to_markdown()
+
+
+def _format(value, column, digits):
+    if value is None:
+        return ""
+    if column == "count":
+        return f"{value:.0f}"
+    if column == "seconds":
+        # Explainers differ by orders of magnitude: keep significant digits.
+        return f"{value:.2g}"
+    if column in ("deletion", "insertion"):
+        return f"{value:.3f}"
+    return f"{value:.{digits}f}"

@@ -1,0 +1,115 @@
+"""Tracing the explainer's serving signatures into a SavedModel (TensorFlow)."""
+
+import keras
+
+SIGNATURES = (
+    "serving_default",
+    "explain_classes",
+    "explain_encoded",
+    "explain_uint8",
+)
+
+
+def write_saved_model(explainer, path, image_size):
+    """Traces the signatures and writes the SavedModel (TensorFlow backend).
+
+    Not atomic by itself: `export_saved_model` calls it on a staging path.
+    """
+    import tensorflow as tf
+
+    if keras.config.backend() != "tensorflow":
+        raise RuntimeError(
+            "`write_saved_model` traces TensorFlow graphs and needs "
+            f"KERAS_BACKEND=tensorflow. Received: {keras.config.backend()!r}"
+        )
+    serve, serve_classes, serve_encoded = _serving_functions(explainer, image_size)
+    height, width = image_size
+    float_images = tf.TensorSpec((None, height, width, 3), tf.float32, name="images")
+    uint8_images = tf.TensorSpec((None, height, width, 3), tf.uint8, name="images")
+    classes_spec = tf.TensorSpec((None,), tf.int32, name="classes")
+    encoded_spec = tf.TensorSpec((None,), tf.string, name="encoded")
+    root = tf.__internal__.tracking.AutoTrackable()
+    # The `tf.Variable`s themselves (not their Keras wrappers) must hang off
+    # the saved object: TF1-style loaders (TF Serving, `saved_model_cli`)
+    # find a function's captured variables only through them.
+    root.variables = [variable.value for variable in explainer.variables]
+    root.serving_default = serve
+    root.explain_classes = serve_classes
+    root.explain_encoded = serve_encoded
+    signatures = {
+        "serving_default": serve.get_concrete_function(float_images),
+        "explain_classes": serve_classes.get_concrete_function(
+            float_images, classes_spec
+        ),
+        "explain_encoded": serve_encoded.get_concrete_function(encoded_spec),
+        # A quarter of the float payload, for gRPC clients that hold uint8.
+        "explain_uint8": serve.get_concrete_function(uint8_images),
+    }
+    # Traced for uint8 as well, so that Python callers of the loaded
+    # functions may pass either.
+    serve_classes.get_concrete_function(uint8_images, classes_spec)
+    tf.saved_model.save(root, path, signatures=signatures)
+    return path
+
+
+def _serving_functions(explainer, image_size):
+    """The `tf.function`s behind the signatures: images, images and classes,
+    encoded image files."""
+    import tensorflow as tf
+
+    def outputs(images, classes=None):
+        result = explainer.explain_batch(tf.cast(images, tf.float32), classes)
+        return {
+            "classes": tf.cast(result["classes"], tf.int32),
+            "scores": tf.cast(result["scores"], tf.float32),
+            "maps": tf.cast(result["maps"], tf.float32),
+            "evidence": tf.cast(result["evidence"], tf.float32),
+            "flat": tf.cast(result["flat"], tf.bool),
+        }
+
+    @tf.function(autograph=False)
+    def serve(images):
+        return outputs(images)
+
+    @tf.function(autograph=False)
+    def serve_classes(images, classes):
+        return outputs(images, _checked_classes(classes, images, explainer.num_classes))
+
+    def decode(data):
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        return tf.image.resize(tf.cast(image, tf.float32), image_size, "bilinear")
+
+    @tf.function(autograph=False)
+    def serve_encoded(encoded):
+        spec = tf.TensorSpec((*image_size, 3), tf.float32)
+        return outputs(tf.map_fn(decode, encoded, fn_output_signature=spec))
+
+    return serve, serve_classes, serve_encoded
+
+
+def _checked_classes(classes, images, num_classes):
+    """`classes` as int32, asserted in range and one per image inside the graph.
+
+    An out-of-range class would otherwise read another class's map (negative
+    indices wrap around), which is worse than an error.
+    """
+    import tensorflow as tf
+
+    classes = tf.cast(classes, tf.int32)
+    checks = [
+        tf.debugging.assert_non_negative(
+            classes, message="`classes` must be non-negative"
+        ),
+        tf.debugging.assert_less(
+            classes,
+            tf.constant(int(num_classes), tf.int32),
+            message=f"`classes` must be below num_classes={num_classes}",
+        ),
+        tf.debugging.assert_equal(
+            tf.shape(classes)[0],
+            tf.shape(images)[0],
+            message="`classes` must hold one class per image",
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(classes)

@@ -1,0 +1,235 @@
+"""From the decoder's raw maps to the maps `explain` returns, and their evidence.
+
+The decoder is trained in sigmoid space: the image multiplied by the sigmoid
+of its map must keep the classifier's prediction. A class the classifier
+already predicts on the fill image itself (a black image, with the paper's
+fill) needs nothing kept, and its cheapest map is empty: every pixel near 0.
+Min-max normalising such a map stretches float noise into a full-contrast map
+that looks as confident as any other. So each map reports its *evidence*, the
+contrast of its sigmoid map (peak minus floor, in [0, 1]); a map whose
+evidence is below the explainer's threshold comes back flat (all zeros) and
+flagged, never stretched.
+"""
+
+import warnings
+
+import numpy as np
+from keras import ops
+
+from keras_ptame.models.fills import apply_fill, fill_components, resize_like
+from keras_ptame.validation import check_classes, check_images, unpack_inputs
+
+# Where `explain` returns maps: at the images' size, or the decoder's.
+RESOLUTIONS = ("input", "decoder")
+# How `explain` scales maps: min-max to [0, 1] (flat maps zeroed), or the
+# trained-space sigmoid maps as they are.
+NORMALIZATIONS = ("minmax", "none")
+# Trained maps that localise something span most of [0, 1] in sigmoid space
+# (the demo's: 0.97 and above); empty or untrained ones span ~1e-3 or less.
+EVIDENCE_THRESHOLD = 0.1
+# A class the fill image alone predicts more likely than all others together
+# is warned about before training: keeping nothing already costs the
+# cross-entropy term little (-log 0.5 = 0.7 nats at most), so its maps may
+# collapse. (Less likely ones may too: the `empty` training metric shows it.)
+FILL_WARNING_PROBABILITY = 0.5
+
+
+def evidence(maps):
+    """Peak minus floor of sigmoid maps `(B, h, w, ...)`, over `h` and `w`."""
+    maps = ops.cast(maps, "float32")
+    return ops.max(maps, axis=(1, 2)) - ops.min(maps, axis=(1, 2))
+
+
+def finish_maps(raw, images, threshold, minmax, resolution="input", normalize="minmax"):
+    """The outputs of `explain` from the decoder's raw maps `(B, h, w, 1)`.
+
+    Args:
+        raw: the decoder's maps for the explained classes, before the sigmoid.
+        images: the images explained, for the size of input-resolution maps.
+        threshold: float. Evidence below it flags a map as flat.
+        minmax: the min-max normalisation of `(B, h, w, 1)` maps (the
+            decoder's `normalize`, with the authors' epsilon).
+        resolution: `"input"` or `"decoder"`, see `RESOLUTIONS`.
+        normalize: `"minmax"` or `"none"`, see `NORMALIZATIONS`.
+
+    Returns:
+        A dict: `maps` `(B, H, W)`, `evidence` `(B,)` and `flat` `(B,)` bool.
+    """
+    raw = ops.cast(raw, "float32")
+    sigmoid = ops.sigmoid(raw)
+    # Measured at the decoder's resolution: bilinear upsampling cannot add
+    # contrast, and the flag must not depend on `resolution`.
+    found = evidence(sigmoid)[:, 0]
+    flat = ops.less(found, threshold)
+    maps = sigmoid if normalize == "none" else raw
+    if resolution == "input":
+        # Normalised after upsampling, so that every map spans [0, 1] exactly.
+        maps = resize_like(maps, images)
+    if normalize == "minmax":
+        maps = minmax(maps)
+        maps = ops.where(flat[:, None, None, None], ops.zeros_like(maps), maps)
+    return {"maps": maps[..., 0], "evidence": found, "flat": flat}
+
+
+def fill_predictions(backbone, images, fill):
+    """What the classifier predicts on the fill alone, for `images`' fills.
+
+    Returns:
+        A dict `{class: probability}`: each class predicted on some image's
+        fill (everything masked out), with its highest softmax probability.
+    """
+    images = ops.convert_to_tensor(np.asarray(images, "float32"))
+    nothing = ops.zeros((*tuple(images.shape[:3]), 1), "float32")
+    logits = backbone(apply_fill(images, nothing, fill))
+    probabilities = ops.convert_to_numpy(ops.softmax(ops.cast(logits, "float32")))
+    found = {}
+    for row in probabilities:
+        top = int(np.argmax(row))
+        found[top] = max(found.get(top, 0.0), float(row[top]))
+    return found
+
+
+def fill_warning(predictions, fill):
+    """The warning for `fill_predictions` worth one, or `None`."""
+    likely = {top: p for top, p in predictions.items() if p >= FILL_WARNING_PROBABILITY}
+    if not likely:
+        return None
+    named = ", ".join(f"class {top} (probability {p:.2f})" for top, p in likely.items())
+    return (
+        f"On the fill image alone (fill={fill!r}, everything masked out) the "
+        f"classifier predicts {named}. It needs no evidence for that: maps of "
+        "these classes may come back flat (`flat` True, all zeros) instead of "
+        "pointing at their objects. Watch the `empty` metric while training, "
+        "and see the README, 'Honest maps'."
+    )
+
+
+def check_option(name, value, allowed):
+    """Raises `ValueError` unless `value` is one of `allowed`."""
+    if value not in allowed:
+        raise ValueError(
+            f"`{name}` must be one of {allowed}. Received: {name}={value!r}"
+        )
+
+
+class Explaining:
+    """`PTAME`'s explanation API on numpy arrays: `explain`, `explain_outputs`.
+
+    A mixin of `PTAME`, which gives `ensure_built`, `num_classes`, `predict`
+    and, through `call`, `explain_batch` with the `_explain_options` set
+    here.
+    """
+
+    def explain(
+        self,
+        images,
+        classes=None,
+        batch_size=32,
+        verbose=0,
+        resolution="input",
+        normalize="minmax",
+    ):
+        """One saliency map per image, for its predicted class or `classes`.
+
+        Args:
+            images: array `(N, H, W, 3)` of raw pixels, uint8 or float in
+                [0, 255].
+            classes: optional int array `(N,)`: the class to explain for each
+                image. Defaults to `None` (the classifier's prediction).
+            batch_size: int. Images per forward pass. Defaults to `32`.
+            verbose: Keras verbosity of the progress bar. Defaults to `0`.
+            resolution: str. `"input"`: maps at the images' size;
+                `"decoder"`: at the decoder's (a quarter of the side with
+                ResNet-18 features), a sixteenth of the data to copy off an
+                accelerator. Defaults to `"input"`.
+            normalize: str. `"minmax"`: each map min-max normalised to
+                [0, 1], and a map that found no evidence all zeros (see
+                `explain_outputs`); `"none"`: the sigmoid maps the decoder
+                was trained with, as they are. Defaults to `"minmax"`.
+
+        Returns:
+            numpy float32 `(N, H, W)` maps in [0, 1] (`(N, h, w)` at the
+            decoder's resolution).
+        """
+        outputs = self.explain_outputs(
+            images, classes, batch_size, verbose, resolution, normalize
+        )
+        return outputs["maps"]
+
+    def explain_outputs(
+        self,
+        images,
+        classes=None,
+        batch_size=32,
+        verbose=0,
+        resolution="input",
+        normalize="minmax",
+    ):
+        """Like `explain`, but returns a dict of numpy arrays.
+
+        Returns:
+            `classes` `(N,)` the classes explained; `scores` `(N,)` the
+            softmax probability of each; `maps` as `explain` returns them;
+            `evidence` `(N,)` float in [0, 1], the contrast (peak minus
+            floor) of each sigmoid map; `flat` `(N,)` bool, `evidence` below
+            `evidence_threshold`: the classifier kept its prediction with
+            (almost) nothing of the image, so the map holds no evidence and
+            is returned all zeros rather than stretched noise.
+        """
+        check_option("resolution", resolution, RESOLUTIONS)
+        check_option("normalize", normalize, NORMALIZATIONS)
+        if (resolution, normalize) != self._explain_options:
+            # `predict` compiles the options in: have it compiled anew.
+            self._explain_options = (resolution, normalize)
+            self.predict_function = None
+        images = check_images(images)
+        self.ensure_built(images.shape)
+        inputs = images
+        if classes is not None:
+            classes = check_classes(classes, len(images), self.num_classes)
+            inputs = {"images": images, "classes": classes}
+        outputs = self.predict(inputs, batch_size=batch_size, verbose=verbose)
+        return {key: np.asarray(value) for key, value in outputs.items()}
+
+    @property
+    def evidence_threshold(self):
+        """Evidence below it flags a map as flat (see `explain_outputs`)."""
+        return self._evidence_threshold
+
+    @evidence_threshold.setter
+    def evidence_threshold(self, value):
+        if not 0.0 <= float(value) <= 1.0:
+            raise ValueError(
+                f"`evidence_threshold` must be in [0, 1]. Received: {value!r}"
+            )
+        self._evidence_threshold = float(value)
+        # `predict` compiles the threshold in.
+        self.predict_function = None
+
+    def warn_about_fill(self, x):
+        """Warns if the classifier predicts a class on the fill image alone.
+
+        `fit` calls it on its data: arrays are probed on their first images;
+        a dataset (read by `fit` alone) only with the black fill, which needs
+        just the size. A mixture collapses a class only if each of its fills
+        predicts it.
+        """
+        images = unpack_inputs(x)[0]
+        if hasattr(images, "__array__") and not hasattr(images, "element_spec"):
+            images = check_images(images[:8])
+        elif self.fill == "black" and self.input_size is not None:
+            images = np.zeros((1, *self.input_size, 3), "float32")
+        else:
+            return
+        found = None
+        for fill in fill_components(self.fill):
+            predicted = fill_predictions(self.backbone, images, fill)
+            found = predicted if found is None else _common(found, predicted)
+        message = fill_warning(found, self.fill)
+        if message:
+            warnings.warn(message, stacklevel=3)
+
+
+def _common(first, second):
+    """Classes both predict, with the lower of their probabilities."""
+    return {c: min(p, second[c]) for c, p in first.items() if c in second}

@@ -1,0 +1,122 @@
+"""Honest maps: evidence reported, flat maps flagged and never stretched."""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import keras_ptame as kp
+from tests.helpers import IMAGE_SIZE, random_images, tiny_explainer, to_numpy
+
+
+def explainer_blind_to(blind_class):
+    """A tiny explainer whose decoder holds nothing for `blind_class`: its
+    maps are constant, as those of a class that needs no evidence."""
+    explainer = tiny_explainer()
+    explainer.ensure_built((None, IMAGE_SIZE, IMAGE_SIZE, 3))
+    kernel = to_numpy(explainer.decoder.fuser.kernel)
+    kernel[..., blind_class] = 0.0
+    explainer.decoder.fuser.kernel.assign(kernel)
+    return explainer
+
+
+def test_a_map_without_evidence_comes_back_flat_and_flagged():
+    explainer = explainer_blind_to(2)
+    images = random_images(4)
+    outputs = explainer.explain_outputs(images, classes=[2, 2, 1, 3])
+    assert outputs["flat"].tolist() == [True, True, False, False]
+    np.testing.assert_allclose(outputs["evidence"][:2], 0.0, atol=1e-6)
+    assert np.all(outputs["evidence"][2:] > explainer.evidence_threshold)
+    # Flat maps are zeros, not stretched noise; the others span [0, 1].
+    assert not np.any(outputs["maps"][:2])
+    np.testing.assert_allclose(outputs["maps"][2:].min(axis=(1, 2)), 0.0, atol=1e-6)
+    np.testing.assert_allclose(outputs["maps"][2:].max(axis=(1, 2)), 1.0, atol=1e-5)
+    assert not np.any(np.isnan(outputs["maps"]))
+
+
+def test_unnormalised_maps_are_the_sigmoid_maps_and_give_the_evidence():
+    explainer = explainer_blind_to(2)
+    images = random_images(3)
+    classes = [2, 0, 1]
+    outputs = explainer.explain_outputs(images, classes)
+    raw = explainer.explain(images, classes, resolution="decoder", normalize="none")
+    # The blind class's sigmoid maps are 0.5 everywhere, as trained.
+    np.testing.assert_allclose(raw[0], 0.5, atol=1e-6)
+    np.testing.assert_allclose(
+        raw.max(axis=(1, 2)) - raw.min(axis=(1, 2)), outputs["evidence"], atol=1e-6
+    )
+    full = explainer.explain(images, classes, normalize="none")
+    assert full.shape == (3, IMAGE_SIZE, IMAGE_SIZE)
+    assert np.all((full > 0) & (full < 1))
+
+
+def test_the_threshold_is_an_option_saved_with_the_explainer(tmp_path):
+    explainer = tiny_explainer(evidence_threshold=0.0)
+    images = random_images(2)
+    assert not np.any(explainer.explain_outputs(images)["flat"])
+    # Changed after a first `explain`: the next one uses the new value.
+    explainer.evidence_threshold = 1.0
+    assert np.all(explainer.explain_outputs(images)["flat"])
+    path = str(tmp_path / "explainer.keras")
+    explainer.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.evidence_threshold == 1.0
+    assert np.all(loaded.explain_outputs(images)["flat"])
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"normalize": "softmax"}, "`normalize` must be one of"),
+        ({"resolution": "half"}, "`resolution` must be one of"),
+    ],
+)
+def test_unknown_explain_options_are_refused(options, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_explainer().explain(random_images(1), **options)
+
+
+def test_a_threshold_outside_zero_one_is_refused():
+    with pytest.raises(ValueError, match=r"`evidence_threshold` must be in \[0, 1\]"):
+        tiny_explainer(evidence_threshold=1.5)
+
+
+def test_fit_logs_the_share_of_empty_maps():
+    explainer = tiny_explainer(evidence_threshold=1.0)
+    explainer.compile()
+    history = explainer.fit(random_images(8), epochs=1, batch_size=4, verbose=0)
+    # Every map falls below a threshold of 1: all are empty.
+    assert history.history["empty"] == [1.0]
+    explainer = tiny_explainer(evidence_threshold=0.0)
+    explainer.compile()
+    history = explainer.fit(random_images(8), epochs=1, batch_size=4, verbose=0)
+    assert history.history["empty"] == [0.0]
+
+
+def black_predicts_class_zero():
+    """Two classes: 0 for dark images (0.88 on black), 1 for bright ones."""
+    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
+    dense = keras.layers.Dense(2)
+    outputs = dense(x)
+    dense.set_weights([np.array([[-4.0, 4.0]] * 3, "float32"), np.array([1.0, -1.0])])
+    return keras.Model(inputs, outputs)
+
+
+def test_fit_warns_about_the_classes_the_fill_predicts():
+    classifier = black_predicts_class_zero()
+    features = keras.Model(classifier.input, classifier.layers[1].output)
+    explainer = kp.PTAME(classifier, kp.AuxiliaryExtractor(features))
+    explainer.compile()
+    with pytest.warns(UserWarning, match=r"predicts class 0 \(probability 0\.88\)"):
+        explainer.fit(random_images(4), epochs=1, batch_size=4, verbose=0)
+
+
+def test_fit_is_quiet_when_the_fill_predicts_nothing_confidently():
+    explainer = tiny_explainer()
+    explainer.compile()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        explainer.fit(random_images(4), epochs=1, batch_size=4, verbose=0)
+    assert not [w for w in caught if "fill image" in str(w.message)]
