@@ -21,6 +21,7 @@ def test_resnet_recipe_has_the_authors_settings():
         "smoothness_power": 2.0,
         "border": 0.3,
         "area_power": 0.3,
+        "deletion_coeff": 0.0,  # the paper's loss: no deletion term
     }
     assert (recipe.epochs, recipe.batch_size, recipe.image_size) == (1, 32, 224)
     optimizer = recipe.optimizer(steps_per_epoch=100)

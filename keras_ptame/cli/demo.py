@@ -1,5 +1,6 @@
 """`ptame demo`: the offline end-to-end demo on synthetic shapes."""
 
+import argparse
 import dataclasses
 import functools
 
@@ -31,12 +32,19 @@ def add_parser(subcommands):
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     settings = parser.add_argument_group("settings (DemoConfig)")
     for field in dataclasses.fields(DemoConfig):
-        # Checked by `DemoConfig`, which names the setting in its error.
+        # Checked by `DemoConfig`, which names the setting in its error. A
+        # switch comes as `--name` / `--no-name` (`type=bool` would read
+        # any text as True).
+        kind = (
+            {"action": argparse.BooleanOptionalAction}
+            if field.type is bool
+            else {"type": field.type}
+        )
         settings.add_argument(
             "--" + field.name.replace("_", "-"),
-            type=field.type,
             default=None,
             help=f"{field.metadata['help']} (default: {field.default})",
+            **kind,
         )
     parser.set_defaults(run=run)
 

@@ -33,6 +33,10 @@ _RING_HOLE = 0.45
 # colour-blind shape classifier still recognises. Thin lines may be bright.
 _BACKGROUND_MAX = 50.0
 _BLOB_MAX = 90.0
+# Channel values of a dark object (`dark_classes`): below the background's
+# typical level, so the object shows as a near-black shape, and a black fill
+# (the paper's) looks exactly like it.
+_DARK_MAX = 8.0
 
 
 def shape_names(num_classes=6):
@@ -62,6 +66,7 @@ def make_shapes(
     seed=0,
     size_range=(0.25, 0.45),
     noise=10.0,
+    dark_classes=(),
 ):
     """Generates `count` images of one shape on clutter, with labels and masks.
 
@@ -102,6 +107,7 @@ def make_shapes(
     low, high = _check_size_range(size_range, image_size)
     if noise < 0:
         raise ValueError(f"`noise` must be >= 0. Received: noise={noise}")
+    dark = _check_dark_classes(dark_classes, num_classes)
 
     rng = np.random.default_rng(seed)
     labels = np.resize(np.arange(num_classes, dtype=np.int32), count)
@@ -113,7 +119,10 @@ def make_shapes(
         canvas = _background(rng, image_size)
         side = rng.uniform(low, high) * image_size
         mask = _shape_mask(rng, int(label), side, grid, image_size)
-        colour = _object_colour(rng, canvas[mask].mean(axis=0))
+        if label in dark:
+            colour = rng.uniform(0, _DARK_MAX, 3)
+        else:
+            colour = _object_colour(rng, canvas[mask].mean(axis=0))
         canvas[mask] = colour
         canvas += rng.normal(0.0, noise, canvas.shape).astype(np.float32)
         images[index] = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
@@ -223,7 +232,8 @@ def shapes_dataset(
         with_masks: bool. Whether to yield the masks too. Defaults to `False`.
         shuffle: bool. Whether to reshuffle the images every epoch. Defaults
             to `False`.
-        **kwargs: passed to `make_shapes` (`size_range`, `noise`).
+        **kwargs: passed to `make_shapes` (`size_range`, `noise`,
+            `dark_classes`).
 
     Returns:
         A `tf.data.Dataset` of uint8 images, int32 labels (and bool masks).
@@ -354,6 +364,22 @@ def _check_num_classes(num_classes):
             f"`num_classes` must be an integer from 2 to {len(SHAPE_NAMES)}. "
             f"Received: num_classes={num_classes!r}"
         )
+
+
+def _check_dark_classes(dark_classes, num_classes):
+    try:
+        dark = {int(c) for c in dark_classes}
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            "`dark_classes` must be a sequence of class indices. "
+            f"Received: dark_classes={dark_classes!r}"
+        ) from error
+    if any(not 0 <= c < num_classes for c in dark):
+        raise ValueError(
+            f"`dark_classes` must be class indices from 0 to {num_classes - 1}. "
+            f"Received: dark_classes={dark_classes!r}"
+        )
+    return dark
 
 
 def _check_size_range(size_range, image_size):

@@ -6,15 +6,29 @@ separate auxiliary CNN and the P-TAME explainer of the one over the other's
 features, scores held-out maps against the objects (`metrics.json`,
 `metrics.md`), and writes overlays (`explanations.png`, `examples.png`) and the
 trained models (`classifier.keras`, `auxiliary.keras`, `ptame.keras`).
+
+`--no-none-class` (`DemoConfig(none_class=False)`) trains the classifier
+without its "none" class, with the squares drawn dark: a black image is then
+predicted a square, the explainer needs no evidence to keep that prediction,
+and the demo shows those maps flagged flat (`metrics.json`'s
+`flagged_classes` and `per_class`, "FLAT" in `explanations.png`).
 """
 
-from keras_ptame.demo.config import DEFAULTS, LOSS, LOSS_KEYS, QUICK, DemoConfig
+from keras_ptame.demo.config import (
+    DARK_CLASS,
+    DEFAULTS,
+    LOSS,
+    LOSS_KEYS,
+    QUICK,
+    DemoConfig,
+)
 from keras_ptame.demo.models import AUXILIARY_LAYERS, build_auxiliary, build_classifier
 from keras_ptame.demo.phases import CENTRE_SIGMA, PHASES, run
 
 __all__ = [
     "AUXILIARY_LAYERS",
     "CENTRE_SIGMA",
+    "DARK_CLASS",
     "DEFAULTS",
     "LOSS",
     "LOSS_KEYS",

@@ -6,7 +6,11 @@ import numpy as np
 
 from keras_ptame.datasets import synthetic
 from keras_ptame.losses.perturbation_loss import PerturbationLoss
-from keras_ptame.models.ptame import FILLS
+from keras_ptame.models.fills import FILL_NAMES, check_fill
+
+# Without a "none" class, the shape drawn near black (class 0, "square"): a
+# black fill then looks like a square whose object was removed.
+DARK_CLASS = 0
 
 # Tiny sizes for a pipeline check in seconds; its figures mean nothing.
 QUICK = {
@@ -40,6 +44,12 @@ class DemoConfig:
 
     image_size: int = _setting(64, "height and width of the images, in pixels")
     num_classes: int = _setting(6, "shape classes, 2 to 8 (a 'none' class is added)")
+    none_class: bool = _setting(
+        True,
+        "give the classifier a 'none' class of blank images; without it "
+        "(--no-none-class) the squares are drawn dark, a black image is "
+        "predicted a square, and the squares' maps come back flagged flat",
+    )
     train_count: int = _setting(5000, "number of training images")
     test_count: int = _setting(1000, "number of held-out images scored")
     classifier_epochs: int = _setting(5, "training epochs of the classifier")
@@ -49,7 +59,7 @@ class DemoConfig:
     # Higher than the paper's 1e-4: the explainer trains for ~470 steps here,
     # not a whole ImageNet epoch.
     explainer_learning_rate: float = _setting(2e-3, "explainer's peak learning rate")
-    fill: str = _setting("black", f"what replaces masked pixels, one of {FILLS}")
+    fill: str = _setting("black", f"what replaces masked pixels, one of {FILL_NAMES}")
     grid_count: int = _setting(24, "held-out images drawn in explanations.png")
     ce_coeff: float = _setting(1.5, "weight of the cross-entropy term", True)
     area_coeff: float = _setting(2.0, "weight of the area term", True)
@@ -74,13 +84,16 @@ class DemoConfig:
                     f"`{field.name}` must be an integer >= {minimum}. "
                     f"Received: {field.name}={value!r}"
                 )
+        if not isinstance(self.none_class, bool):
+            raise ValueError(
+                f"`none_class` must be True or False. Received: {self.none_class!r}"
+            )
         if self.train_count < self.batch_size:
             raise ValueError(
                 "`train_count` must be at least `batch_size`. Received: "
                 f"train_count={self.train_count}, batch_size={self.batch_size}"
             )
-        if self.fill not in FILLS:
-            raise ValueError(f"`fill` must be one of {FILLS}. Received: {self.fill!r}")
+        check_fill(self.fill)
         if not self.explainer_learning_rate > 0:
             rate = self.explainer_learning_rate
             raise ValueError(f"`explainer_learning_rate` must be > 0. Received: {rate}")

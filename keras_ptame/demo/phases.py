@@ -14,7 +14,7 @@ import numpy as np
 from keras_ptame import visualize
 from keras_ptame.baselines.centre_maps import CentreMaps
 from keras_ptame.datasets import synthetic
-from keras_ptame.demo.config import DemoConfig
+from keras_ptame.demo.config import DARK_CLASS, DemoConfig
 from keras_ptame.demo.models import AUXILIARY_LAYERS, build_auxiliary, build_classifier
 from keras_ptame.files import atomic_path, write_text
 from keras_ptame.layers.auxiliary_extractor import AuxiliaryExtractor
@@ -35,6 +35,8 @@ PHASES = {
 }
 # The reference centre peak: a Gaussian of an eighth of the image's side.
 CENTRE_SIGMA = 0.125
+# A class is flagged when most of its held-out maps found no evidence.
+_FLAGGED_SHARE = 0.5
 
 
 def run(output_dir, seed=None, verbose=None, log=print, config=None, **settings):
@@ -71,7 +73,9 @@ def run(output_dir, seed=None, verbose=None, log=print, config=None, **settings)
     log(
         f"P-TAME demo: backend {keras.config.backend()}, seed {config.seed}, "
         f"{config.train_count} training and {config.test_count} held-out "
-        f"{size}x{size} images, {config.num_classes} classes -> {output_dir}"
+        f"{size}x{size} images, {config.num_classes} classes"
+        + ("" if config.none_class else " and no 'none' class")
+        + f" -> {output_dir}"
     )
     timings, metrics = {}, {"backend": keras.config.backend(), "seed": config.seed}
     started = time.perf_counter()
@@ -109,31 +113,40 @@ def run(output_dir, seed=None, verbose=None, log=print, config=None, **settings)
 
 def _make_data(config):
     """The explainer's training images, the classifiers' (with the "none"
-    class), and the held-out images with their labels and masks."""
+    class, or without it and with a dark class), and the held-out images with
+    their labels and masks."""
     shapes = {"image_size": config.image_size, "num_classes": config.num_classes}
+    names = synthetic.shape_names(config.num_classes)
+    dark = () if config.none_class else (DARK_CLASS,)
     train_images, train_labels, _ = synthetic.make_shapes(
-        config.train_count, seed=config.seed, **shapes
+        config.train_count, seed=config.seed, dark_classes=dark, **shapes
     )
+    # A different seed stream: the held-out images share no draw with training.
+    test_images, test_labels, test_masks = synthetic.make_shapes(
+        config.test_count, seed=config.seed + 10_000, dark_classes=dark, **shapes
+    )
+    data = types.SimpleNamespace(
+        train_images=train_images,
+        classifier_images=train_images,
+        classifier_labels=train_labels,
+        test_images=test_images,
+        test_labels=test_labels,
+        test_masks=test_masks,
+        class_names=names,
+    )
+    if not config.none_class:
+        return data
     # A "none" class: without it the (colour-blind) classifier sees a shape in
     # a black image or in the silhouette left by a removed object, so that the
     # explainer could keep a class by removing the object it points at.
     count = max(1, config.train_count // config.num_classes)
     none = synthetic.make_negatives(count, seed=config.seed + 20_000, **shapes)
-    # A different seed stream: the held-out images share no draw with training.
-    test_images, test_labels, test_masks = synthetic.make_shapes(
-        config.test_count, seed=config.seed + 10_000, **shapes
+    data.classifier_images = np.concatenate([train_images, none])
+    data.classifier_labels = np.concatenate(
+        [train_labels, np.full(len(none), config.num_classes, "int32")]
     )
-    return types.SimpleNamespace(
-        train_images=train_images,
-        classifier_images=np.concatenate([train_images, none]),
-        classifier_labels=np.concatenate(
-            [train_labels, np.full(len(none), config.num_classes, "int32")]
-        ),
-        test_images=test_images,
-        test_labels=test_labels,
-        test_masks=test_masks,
-        class_names=synthetic.shape_names(config.num_classes) + ["none"],
-    )
+    data.class_names = names + ["none"]
+    return data
 
 
 def _train_network(part, config, data, verbose, metrics, log):
@@ -145,7 +158,7 @@ def _train_network(part, config, data, verbose, metrics, log):
     """
     build = build_classifier if part == "classifier" else build_auxiliary
     keras.utils.set_random_seed(config.seed + int(part == "auxiliary"))
-    model = build(config.image_size, config.num_classes + 1)
+    model = build(config.image_size, len(data.class_names))
     epochs = getattr(config, f"{part}_epochs")
     steps = -(-len(data.classifier_images) // config.batch_size) * epochs
     # Train through a wrapper that shares the layers, so that `model` itself
@@ -173,7 +186,7 @@ def _train_explainer(config, data, classifier, auxiliary, verbose):
     explainer = PTAME(
         Backbone(classifier),
         AuxiliaryExtractor(auxiliary, layer_names=AUXILIARY_LAYERS),
-        num_classes=config.num_classes + 1,
+        num_classes=len(data.class_names),
         fill=config.fill,
     )
     steps = -(-config.train_count // config.batch_size) * config.explainer_epochs
@@ -201,6 +214,7 @@ def _evaluate(config, data, classifier, explainer, metrics, log):
         return float(np.mean(metric(scored, masks=masks)))
 
     metrics.update(
+        per_class=_per_class(data, outputs),
         kept=float(np.mean(np.argmax(masked_logits, -1) == outputs["classes"])),
         pointing_game=mean(pointing_game, maps),
         mass_inside=mean(mass_inside, maps),
@@ -212,24 +226,62 @@ def _evaluate(config, data, classifier, explainer, metrics, log):
             "mass_inside_uniform": mean(mass_inside, np.ones_like(maps)),
         },
     )
+    metrics["flagged_classes"] = [
+        name
+        for name, row in metrics["per_class"].items()
+        if row["count"] and row["flat_share"] >= _FLAGGED_SHARE
+    ]
     log(
         f"      kept {metrics['kept']:.3f}, pointing game "
         f"{metrics['pointing_game']:.3f}, mass inside {metrics['mass_inside']:.3f}"
     )
+    for name in metrics["flagged_classes"]:
+        row = metrics["per_class"][name]
+        log(
+            f"      FLAGGED class {name!r}: {row['flat_share']:.0%} of its maps are "
+            f"flat (median evidence {row['median_evidence']:.3f}): the explainer "
+            f"found nothing the classifier needs for {name!r}, typically because "
+            "it predicts that class on the fill image alone (see the warning "
+            "before training)"
+        )
     return outputs
+
+
+def _per_class(data, outputs):
+    """Per explained class: count, pointing game, share of flat maps, evidence."""
+    scores = pointing_game(outputs["maps"], masks=data.test_masks)
+    rows = {}
+    for index, name in enumerate(data.class_names):
+        chosen = outputs["classes"] == index
+        count = int(chosen.sum())
+        rows[name] = {
+            "count": count,
+            "pointing_game": float(scores[chosen].mean()) if count else None,
+            "flat_share": float(outputs["flat"][chosen].mean()) if count else None,
+            "median_evidence": float(np.median(outputs["evidence"][chosen]))
+            if count
+            else None,
+        }
+    return rows
 
 
 def _write_outputs(output_dir, config, data, outputs, models):
     """Writes the two pictures and the models; returns the file names."""
     shown = slice(0, min(config.grid_count, len(data.test_images)))
+    names = data.class_names
+    titles = [
+        f"true {names[true]}\npred {names[pred]} {score:.2f}"
+        + (" FLAT" if flat else "")
+        for true, pred, score, flat in zip(
+            data.test_labels[shown],
+            outputs["classes"][shown],
+            outputs["scores"][shown],
+            outputs["flat"][shown],
+            strict=True,
+        )
+    ]
     figure = visualize.grid(
-        data.test_images[shown],
-        outputs["maps"][shown],
-        classes=outputs["classes"][shown],
-        scores=outputs["scores"][shown],
-        class_names=data.class_names,
-        true_classes=data.test_labels[shown],
-        columns=8,
+        data.test_images[shown], outputs["maps"][shown], titles=titles, columns=8
     )
     visualize.save_png(figure, os.path.join(output_dir, "explanations.png"))
     rows = [
@@ -285,7 +337,8 @@ def _markdown(metrics):
         "",
         f"Backend `{metrics['backend']}`, seed {metrics['seed']}, "
         f"{config['train_count']} training and {config['test_count']} held-out "
-        f"{size}x{size} images, {config['num_classes']} classes.",
+        f"{size}x{size} images, {config['num_classes']} classes"
+        + ("." if config["none_class"] else ", no 'none' class (squares drawn dark)."),
         "",
         "| metric | value |",
         "|---|---|",
@@ -294,6 +347,18 @@ def _markdown(metrics):
         "Pointing game and mass inside as `keras_ptame.metrics` defines them "
         "(tied peaks score the share of them on the object).",
         "",
+        "| explained class | count | pointing game | flat maps | median evidence |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {name} | {row['count']} | {_cell(row['pointing_game'])} | "
+            f"{_cell(row['flat_share'])} | {_cell(row['median_evidence'])} |"
+            for name, row in metrics["per_class"].items()
+        ),
+        "",
+        "Flagged classes (most maps flat: the classifier keeps the class on the "
+        "fill image itself, so there is no evidence to show): "
+        + (", ".join(metrics["flagged_classes"]) or "no class"),
+        "",
         "| phase | seconds |",
         "|---|---|",
         *(f"| {p} | {metrics['timings_s'][p]:.1f} |" for p in (*PHASES, "total")),
@@ -301,3 +366,7 @@ def _markdown(metrics):
         "Loss: " + ", ".join(f"{k}={v}" for k, v in metrics["loss"].items()),
     ]
     return "\n".join(lines)
+
+
+def _cell(value):
+    return "-" if value is None else f"{value:.3f}"

@@ -6,7 +6,8 @@ from keras import ops
 class PerturbationLoss:
     """The P-TAME training objective.
 
-    `L = ce_coeff * CE(masked_logits, t) + area_coeff * A + smoothness_coeff * S`
+    `L = ce_coeff * CE(masked_logits, t) + area_coeff * A + smoothness_coeff * S
+    + deletion_coeff * D`
 
     - `CE` is the cross-entropy of the classifier's logits on the masked image
       against `t`, the class it predicted on the unmasked image.
@@ -17,6 +18,12 @@ class PerturbationLoss:
     - `S = [sum |M[:, i+1, j] - M[:, i, j]|^p + sum |M[:, i, j+1] - M[:, i, j]|^p
       + border * sum(edge pixels^p)] / (p * B)` over the same `M`, with
       `p = smoothness_power`; each pixel on the map's outer frame counts once.
+    - `D = mean(-log(1 - softmax(deleted_logits)[t]))`, off by default: the
+      classifier's logits on the image with its map's content removed
+      (`image * (1 - M) + fill * M`) must lose `t`, the "deletion game" of
+      extremal perturbations (Fong et al., ICCV 2019). Without it, a class
+      that the classifier predicts on the fill image itself is kept by an
+      empty map; with it, the map must hold what the class needs.
 
     Args:
         ce_coeff: float. Weight of the cross-entropy term. Defaults to `1.5`.
@@ -26,6 +33,9 @@ class PerturbationLoss:
         smoothness_power: float. `p` above. Defaults to `2.0`.
         border: float. Weight of the edge pixels in `S`. Defaults to `0.3`.
         area_power: float. Exponent of the area term. Defaults to `0.3`.
+        deletion_coeff: float. Weight of the deletion term `D`; the model
+            must then pass `deleted_logits` to `terms`. Defaults to `0.0`
+            (off: the paper's objective).
 
     Examples:
     ```python
@@ -47,12 +57,14 @@ class PerturbationLoss:
         smoothness_power=2.0,
         border=0.3,
         area_power=0.3,
+        deletion_coeff=0.0,
     ):
         for name, value in (
             ("ce_coeff", ce_coeff),
             ("area_coeff", area_coeff),
             ("smoothness_coeff", smoothness_coeff),
             ("border", border),
+            ("deletion_coeff", deletion_coeff),
         ):
             if value < 0:
                 raise ValueError(f"`{name}` must be >= 0. Received: {name}={value}")
@@ -68,9 +80,11 @@ class PerturbationLoss:
         self.smoothness_power = float(smoothness_power)
         self.border = float(border)
         self.area_power = float(area_power)
+        self.deletion_coeff = float(deletion_coeff)
 
-    def terms(self, masked_logits, classes, maps):
-        """Returns a dict of scalar tensors: `loss`, `ce`, `area`, `smoothness`.
+    def terms(self, masked_logits, classes, maps, deleted_logits=None):
+        """Returns a dict of scalar tensors: `loss`, `ce`, `area`, `smoothness`
+        (and `deletion`, when `deletion_coeff > 0`).
 
         Args:
             masked_logits: `(B, num_classes)` classifier logits on the masked
@@ -78,6 +92,9 @@ class PerturbationLoss:
             classes: `(B,)` int, the classes predicted on the unmasked images.
             maps: `(B, h, w, K)` sigmoid maps, `K` classes per image (in
                 training `K = B`: the classes predicted in the batch).
+            deleted_logits: optional `(B, num_classes)` classifier logits on
+                the images with their own map's content removed. Required
+                when `deletion_coeff > 0`, ignored otherwise.
         """
         masked_logits = ops.cast(masked_logits, "float32")
         maps = ops.cast(maps, "float32")
@@ -93,10 +110,28 @@ class PerturbationLoss:
             + self.area_coeff * area
             + self.smoothness_coeff * smoothness
         )
-        return {"loss": loss, "ce": ce, "area": area, "smoothness": smoothness}
+        terms = {"loss": loss, "ce": ce, "area": area, "smoothness": smoothness}
+        if self.deletion_coeff:
+            if deleted_logits is None:
+                raise ValueError(
+                    "`deletion_coeff` > 0 needs `deleted_logits`, the logits on "
+                    "the images with their map's content removed."
+                )
+            terms["deletion"] = self.deletion(deleted_logits, classes)
+            terms["loss"] = loss + self.deletion_coeff * terms["deletion"]
+        return terms
 
-    def __call__(self, masked_logits, classes, maps):
-        return self.terms(masked_logits, classes, maps)["loss"]
+    def __call__(self, masked_logits, classes, maps, deleted_logits=None):
+        return self.terms(masked_logits, classes, maps, deleted_logits)["loss"]
+
+    def deletion(self, deleted_logits, classes):
+        """The deletion term `D`: `mean(-log(1 - p_t))` on the deleted images."""
+        logits = ops.cast(deleted_logits, "float32")
+        own = ops.one_hot(ops.cast(classes, "int32"), ops.shape(logits)[-1]) > 0
+        # log(1 - p_t) = logsumexp over the other classes - logsumexp over all,
+        # exact where p_t rounds to 1.
+        others = ops.logsumexp(ops.where(own, -1e9, logits), axis=-1)
+        return ops.mean(ops.logsumexp(logits, axis=-1) - others)
 
     def smoothness(self, maps):
         """The smoothness term `S` of `maps` `(B, h, w, K)`."""
@@ -121,6 +156,7 @@ class PerturbationLoss:
             "smoothness_power": self.smoothness_power,
             "border": self.border,
             "area_power": self.area_power,
+            "deletion_coeff": self.deletion_coeff,
         }
 
     @classmethod

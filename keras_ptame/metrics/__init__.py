@@ -16,6 +16,7 @@ from keras_ptame.metrics.imputation import (
     telea_imputation,
 )
 from keras_ptame.metrics.localization import boxes_to_masks, mass_inside, pointing_game
+from keras_ptame.metrics.pixel_auc import pixel_auc
 from keras_ptame.metrics.road import removal_masks, road, road_summary
 from keras_ptame.metrics.sanity import (
     model_randomization,
@@ -33,6 +34,7 @@ __all__ = [
     "keep_top_fraction",
     "mass_inside",
     "model_randomization",
+    "pixel_auc",
     "noisy_linear_imputation",
     "pointing_game",
     "randomize_weights",

@@ -101,7 +101,7 @@ class Pretrained:
         those saved before the record existed (`trained_steps` is then
         `UNRECORDED`).
         """
-        return int(keras.ops.convert_to_numpy(self.trained_steps.value)) != 0
+        return _read_int(self.trained_steps) != 0
 
     def mark_trained(self):
         """Records the decoder as trained elsewhere (e.g. imported weights)."""
@@ -129,9 +129,7 @@ class Pretrained:
         finally:
             done = _steps_of(self) - start
             if done > 0:
-                recorded = max(
-                    int(keras.ops.convert_to_numpy(self.trained_steps.value)), 0
-                )
+                recorded = max(_read_int(self.trained_steps), 0)
                 self.trained_steps.assign(recorded + done)
 
     def predict(self, *args, **kwargs):
@@ -192,4 +190,13 @@ def _steps_of(model):
     optimizer = getattr(model, "optimizer", None)
     if optimizer is None:
         return 0
-    return int(keras.ops.convert_to_numpy(optimizer.iterations.value))
+    return _read_int(optimizer.iterations)
+
+
+def _read_int(variable):
+    value = variable.value
+    if keras.config.backend() == "tensorflow":
+        # A `tf.distribute` variable (made under a strategy's scope) gives
+        # no array to numpy, but reads its value with `numpy()`.
+        return int(value.numpy())
+    return int(keras.ops.convert_to_numpy(value))

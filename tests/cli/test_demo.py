@@ -12,8 +12,9 @@ def test_demo_help_lists_its_settings(ptame):
         assert option in result.out
     for part in ("classifier", "auxiliary", "explainer"):
         assert f"--{part}-epochs" in result.out
-    # The defaults shown are DemoConfig's.
+    # The defaults shown are DemoConfig's; a switch reads --name / --no-name.
     assert "(default: 5000)" in result.out
+    assert "--no-none-class" in result.out
 
 
 @pytest.mark.parametrize(

@@ -189,3 +189,31 @@ def test_negatives_hold_no_visible_object():
     shapes, _, masks = make_shapes(count, image_size=32, num_classes=4, seed=20_002)
     assert (negatives[count:][masks] == 0).all()
     np.testing.assert_array_equal(negatives[count:][~masks], shapes[~masks])
+
+
+def test_dark_classes_draw_their_object_near_black():
+    default = make_shapes(24, image_size=32, num_classes=4, seed=5, noise=0.0)
+    np.testing.assert_array_equal(
+        make_shapes(
+            24, image_size=32, num_classes=4, seed=5, noise=0.0, dark_classes=()
+        )[0],
+        default[0],
+    )
+    images, labels, masks = make_shapes(
+        24, image_size=32, num_classes=4, seed=5, noise=0.0, dark_classes=[1]
+    )
+    np.testing.assert_array_equal(labels, default[1])
+    for image, label, mask in zip(images, labels, masks, strict=True):
+        colour = image[mask]
+        if label == 1:
+            # Darker than the scene around it, and what a black fill leaves.
+            assert colour.max() <= 8
+            assert image[~mask].mean() > colour.mean()
+        else:
+            assert np.median(colour.max(axis=-1)) >= 120
+
+
+@pytest.mark.parametrize("dark", [[4], [-1], ["x"], 3])
+def test_bad_dark_classes_are_named(dark):
+    with pytest.raises(ValueError, match="dark_classes"):
+        make_shapes(2, num_classes=4, dark_classes=dark)

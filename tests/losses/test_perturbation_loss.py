@@ -35,6 +35,7 @@ def test_defaults_are_the_papers():
         "smoothness_power": 2.0,
         "border": 0.3,
         "area_power": 0.3,
+        "deletion_coeff": 0.0,
     }
 
 
@@ -77,15 +78,59 @@ def test_a_smooth_empty_map_costs_less_than_a_noisy_full_one():
     assert _value(loss(logits, classes, empty)) < _value(loss(logits, classes, noisy))
 
 
+def test_deletion_term_is_off_by_default_and_needs_the_deleted_logits():
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(3, 4)).astype("float32")
+    classes = np.array([0, 3, 1], "int32")
+    maps = rng.uniform(size=(3, 5, 5, 3)).astype("float32")
+    # Off: the paper's terms only, whatever is passed.
+    off = kp.PerturbationLoss().terms(logits, classes, maps, deleted_logits=logits)
+    assert set(off) == {"loss", "ce", "area", "smoothness"}
+    with pytest.raises(ValueError, match="deleted_logits"):
+        kp.PerturbationLoss(deletion_coeff=1.0).terms(logits, classes, maps)
+
+
+def test_deletion_term_is_minus_log_of_losing_the_class():
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(3, 4)).astype("float32")
+    deleted = rng.normal(size=(3, 4)).astype("float32") * 4
+    deleted[0, 2] = 40.0  # p_t rounds to 1 in float32: the term stays finite
+    classes = np.array([2, 3, 1], "int32")
+    maps = rng.uniform(size=(3, 5, 5, 3)).astype("float32")
+    loss = kp.PerturbationLoss(deletion_coeff=0.5)
+    terms = {
+        k: _value(v) for k, v in loss.terms(logits, classes, maps, deleted).items()
+    }
+    shifted = deleted.astype("float64") - deleted.max(-1, keepdims=True)
+    probabilities = np.exp(shifted) / np.exp(shifted).sum(-1, keepdims=True)
+    others = 1.0 - probabilities[np.arange(3), classes]
+    others[0] = np.exp(shifted[0, [0, 1, 3]]).sum() / np.exp(shifted[0]).sum()
+    assert terms["deletion"] == pytest.approx(-np.log(others).mean(), rel=1e-4)
+    paper = kp.PerturbationLoss().terms(logits, classes, maps)
+    assert terms["loss"] == pytest.approx(
+        _value(paper["loss"]) + 0.5 * terms["deletion"], rel=1e-5
+    )
+    # Losing the class costs less than keeping it.
+    keeps = np.eye(4, dtype="float32")[classes] * 10
+    loses = -keeps
+    assert _value(loss.deletion(loses, classes)) < _value(loss.deletion(keeps, classes))
+
+
 def test_config_round_trip():
-    loss = kp.PerturbationLoss(ce_coeff=0.2, area_power=0.5)
+    loss = kp.PerturbationLoss(ce_coeff=0.2, area_power=0.5, deletion_coeff=0.25)
     assert kp.PerturbationLoss.from_config(loss.get_config()).get_config() == (
         loss.get_config()
     )
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"ce_coeff": -1}, {"area_power": 0}, {"smoothness_power": -2}]
+    "kwargs",
+    [
+        {"ce_coeff": -1},
+        {"area_power": 0},
+        {"smoothness_power": -2},
+        {"deletion_coeff": -0.5},
+    ],
 )
 def test_rejects_bad_coefficients(kwargs):
     name = next(iter(kwargs))
