@@ -9,6 +9,7 @@ from keras_ptame import (
     metrics,
     presets,
     recipes,
+    tuning,
     visualize,
 )
 from keras_ptame.evaluation import evaluate
@@ -17,6 +18,7 @@ from keras_ptame.layers.backbone import Backbone
 from keras_ptame.layers.mask_decoder import MaskDecoder
 from keras_ptame.losses.perturbation_loss import PerturbationLoss
 from keras_ptame.models.ptame import PTAME
+from keras_ptame.tuning import tune
 from keras_ptame.version import __version__
 
 __all__ = [
@@ -34,6 +36,8 @@ __all__ = [
     "metrics",
     "presets",
     "recipes",
+    "tune",
+    "tuning",
     "visualize",
     "__version__",
 ]

@@ -15,6 +15,7 @@ explainer.fit(train_batches, epochs=recipe.epochs)
 """
 
 import dataclasses
+import json
 import numbers
 
 import keras
@@ -129,6 +130,10 @@ class Recipe:
             amsgrad=True,
         )
 
+    def to_json(self):
+        """This recipe as JSON text (what `kp.tune` writes); `load` reads it."""
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
 
 _RECIPES = {
     "vgg_16_imagenet": Recipe(
@@ -166,8 +171,24 @@ def names():
     return sorted(_RECIPES)
 
 
+def load(path):
+    """The `Recipe` in a JSON file written with `Recipe.to_json` (or `kp.tune`)."""
+    with open(path) as file:
+        fields = json.load(file)
+    known = {field.name for field in dataclasses.fields(Recipe)}
+    if not isinstance(fields, dict) or not set(fields) <= known:
+        raise ValueError(
+            f"{path!r} is not a recipe: expected a JSON object with fields of "
+            f"{sorted(known)}."
+        )
+    return Recipe(**fields)
+
+
 def get(name):
-    """The `Recipe` for a classifier preset name, e.g. `"resnet_50_imagenet"`."""
+    """The `Recipe` for a classifier preset name, e.g. `"resnet_50_imagenet"`,
+    or in a `.json` file written by `kp.tune` (see `load`)."""
+    if name.endswith(".json"):
+        return load(name)
     if name not in _RECIPES:
         raise ValueError(
             f"Unknown recipe. Received: name={name!r}. Known recipes: {names()}"

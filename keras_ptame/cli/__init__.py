@@ -1,8 +1,10 @@
-"""The `ptame` command: train, explain, evaluate, export and demo from a shell.
+"""The `ptame` command: train, tune, explain, evaluate, export, demo from a shell.
 
 ```
 ptame train --classifier classifier.keras --auxiliary resnet_18_imagenet \\
     --data images/ --epochs 1 --output explainer.keras
+ptame tune --classifier classifier.keras --auxiliary resnet_18_imagenet \\
+    --data images/ --validation-data held_out/ --directory tuning
 ptame explain --model explainer.keras photo.jpg more_photos/ --output maps/
 ptame evaluate --classifier classifier.keras --data data.npz \\
     --method P-TAME=explainer.keras --method rise --output results
@@ -10,23 +12,43 @@ ptame export --model explainer.keras --output models/ptame/1
 ptame demo --quick
 ```
 
-One module per subcommand (`train`, `explain`, `evaluate`, `export`,
-`demo`), each with `add_parser(subcommands)` and `run(args)`; `loading`
+One module per subcommand (`train`, `tune`, `explain`, `evaluate`,
+`export`, `demo`), each with `add_parser(subcommands)` and `run(args)`; `loading`
 loads explainers and networks for all of them, and `errors` holds the one
 error policy: exit code 0 success, 2 a usage or input error (one line on
-stderr, no traceback), 130 interrupted, 1 an internal error (with its
-traceback). The Keras backend is chosen by the `KERAS_BACKEND` environment
-variable.
+stderr, no traceback), 130 interrupted (one line saying what was written),
+1 an internal error (with its traceback). The Keras backend is chosen by the
+`KERAS_BACKEND` environment variable; the native libraries' log lines are
+hidden unless `--native-logs` is given.
 """
 
 import argparse
 import sys
 
-from keras_ptame.cli import demo, evaluate, explain, export, train
-from keras_ptame.cli.errors import EXIT_USAGE, UsageError, run_guarded
-from keras_ptame.cli.loading import load_explainer
+from keras_ptame.cli.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    UsageError,
+    run_guarded,
+)
+from keras_ptame.cli.startup import (
+    add_native_logs,
+    native_logs_filtered,
+    quiet_native_logs,
+)
 
-COMMANDS = (train, explain, evaluate, export, demo)
+# Before the subcommands import Keras and its native libraries, which read
+# their log settings once, when they load.
+quiet_native_logs(sys.argv[1:])
+try:
+    from keras_ptame.cli import demo, evaluate, explain, export, train, tune
+    from keras_ptame.cli.loading import load_explainer
+except KeyboardInterrupt:
+    # Ctrl-C while the libraries load: the same exit as any interrupt.
+    print("ptame: interrupted while starting; nothing was written.", file=sys.stderr)
+    raise SystemExit(EXIT_INTERRUPTED) from None
+
+COMMANDS = (train, tune, explain, evaluate, export, demo)
 
 __all__ = ["UsageError", "build_parser", "load_explainer", "main"]
 
@@ -50,8 +72,10 @@ def main(argv=None):
     ```
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = argv[0] if argv and not argv[0].startswith("-") else None
-    return run_guarded(command, lambda: _run(argv))
+    quiet = quiet_native_logs(argv)
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    with native_logs_filtered(quiet):
+        return run_guarded(command, lambda: _run(argv))
 
 
 def build_parser():
@@ -68,9 +92,12 @@ def build_parser():
             "1 internal error."
         ),
     )
+    add_native_logs(parser)
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(subcommands)
+    for subparser in subcommands.choices.values():
+        add_native_logs(subparser)
     return parser
 
 

@@ -2,6 +2,8 @@
 
 import argparse
 
+from keras_ptame.models.fills import FILL_NAMES
+
 
 def positive_int(text):
     """An `argparse` type: a positive integer."""
@@ -50,4 +52,23 @@ def add_model(parser):
         required=True,
         help="the trained explainer: a .keras file, a preset folder written by "
         "save_to_preset, or a preset handle (kaggle://..., hf://...)",
+    )
+
+
+def add_fill(group):
+    """`--fill`, and `--baseline`, its name before 0.2 (hidden)."""
+    group.add_argument(
+        "--fill",
+        choices=FILL_NAMES,
+        default="black",
+        help="what replaces masked-out pixels in training: black (the paper's), "
+        "mean, blur, noise, or mixture (each image draws one of these four at "
+        "every step) (default: %(default)s)",
+    )
+    group.add_argument(
+        "--baseline",
+        dest="fill",
+        choices=FILL_NAMES,
+        default=argparse.SUPPRESS,
+        help=argparse.SUPPRESS,
     )

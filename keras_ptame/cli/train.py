@@ -1,22 +1,31 @@
 """`ptame train`: train an explainer for a classifier and save it as `.keras`."""
 
-import argparse
 import dataclasses
 import os
 
 import keras
 
 from keras_ptame import data, recipes
-from keras_ptame.cli.arguments import add_overwrite, names, positive_int
-from keras_ptame.cli.errors import UsageError, say
+from keras_ptame.cli.arguments import add_fill, add_overwrite, names, positive_int
+from keras_ptame.cli.errors import UsageError, note, say, track_outputs, wrote
 from keras_ptame.cli.loading import load_auxiliary, load_classifier
-from keras_ptame.files import atomic_path
+from keras_ptame.files import atomic_path, check_writable, deferred_interrupts
 from keras_ptame.images import IMAGE_EXTENSIONS, images_in_folder, read_image
-from keras_ptame.models.ptame import FILLS, PTAME
+from keras_ptame.layers.backbone import OUTPUT_TYPES
+from keras_ptame.models.ptame import PTAME
 
 # The paper resizes the shorter side to 256 before cropping 224: the same
 # ratio at any --image-size.
 RESIZE_RATIO = data.RESIZE / data.IMAGE_SIZE
+
+# The files `keras.callbacks.BackupAndRestore` writes: all that --backup-dir
+# may hold, and all that is removed from it after training.
+BACKUP_FILES = (
+    "latest.weights.h5",
+    "training_metadata.json",
+    "latest.weights.h5.bkp",
+    "training_metadata.json.bkp",
+)
 
 
 def add_parser(subcommands):
@@ -54,6 +63,15 @@ def _add_network_options(group):
         "the layers named by --aux-layers, are the feature maps), a keras-hub "
         "preset such as resnet_18_imagenet (tapped at its pyramid outputs), a "
         "local preset directory, or keras.applications.<Name>",
+    )
+    group.add_argument(
+        "--classifier-outputs",
+        choices=OUTPUT_TYPES,
+        default=None,
+        help="what the classifier returns: logits, or probabilities (it ends "
+        "in a softmax; they are turned into log-probabilities, so scores are "
+        "the classifier's own). Default: read from a keras-hub preset, else "
+        "logits; a warning says if the outputs look like the other kind",
     )
     group.add_argument(
         "--aux-layers",
@@ -101,8 +119,8 @@ def _add_training_options(group):
         default=None,
         help="the authors' settings for a classifier (loss coefficients, AdamW "
         "weight decay, one-cycle learning rate, epochs, batch size): one of "
-        f"{', '.join(recipes.names())} (default: the loss defaults, AdamW "
-        "with amsgrad)",
+        f"{', '.join(recipes.names())}, or a recipe .json file written by "
+        "`ptame tune` (default: the loss defaults, AdamW with amsgrad)",
     )
     group.add_argument(
         "--epochs",
@@ -122,26 +140,14 @@ def _add_training_options(group):
         default=None,
         help="peak learning rate (default: the recipe's, else 1e-4)",
     )
-    group.add_argument(
-        "--fill",
-        choices=FILLS,
-        default="black",
-        help="what replaces masked-out pixels in training (default: %(default)s)",
-    )
-    # The option's name before 0.2, when PTAME's argument was `baseline=`.
-    group.add_argument(
-        "--baseline",
-        dest="fill",
-        choices=FILLS,
-        default=argparse.SUPPRESS,
-        help=argparse.SUPPRESS,
-    )
+    add_fill(group)
     group.add_argument(
         "--backup-dir",
         default=None,
         help="folder for a backup at the end of every epoch; if training is "
-        "interrupted, the same command resumes from the last completed epoch "
-        "(default: no backup)",
+        "interrupted, the same command resumes from the last completed epoch. "
+        "It must hold nothing but the backup: its files are removed once the "
+        "explainer is saved (default: no backup)",
     )
 
 
@@ -165,6 +171,8 @@ def _add_output_options(group):
 def run(args):
     """Trains an explainer as `args` say and saves it as `args.output`."""
     _check_output(args.output, args.overwrite)
+    _check_backup_dir(args.backup_dir)
+    track_outputs()
     recipe = recipes.get(args.recipe) if args.recipe else None
     epochs = args.epochs or (recipe.epochs if recipe else 1)
     batch_size = args.batch_size or (recipe.batch_size if recipe else 32)
@@ -177,14 +185,44 @@ def run(args):
     batches = _training_data(args, size, batch_size)
     steps = _count_batches(batches, args.data, batch_size)
     _compile(explainer, recipe, epochs, steps, args.learning_rate)
-    callbacks = []
-    if args.backup_dir:
-        callbacks.append(keras.callbacks.BackupAndRestore(args.backup_dir))
     say(
         args.verbose,
         f"Training for {epochs} epoch(s) of {steps} batch(es) of {batch_size} "
         f"images at {size}x{size} (KERAS_BACKEND={keras.config.backend()}).",
     )
+    try:
+        _fit(explainer, batches, epochs, args)
+        # The backup goes only once the explainer is saved in full: a kill
+        # in between leaves one or the other.
+        with atomic_path(args.output) as temporary:
+            explainer.save(temporary)
+    except KeyboardInterrupt:
+        _note_backup(args.backup_dir)
+        raise
+    wrote(args.output)
+    say(args.verbose, f"Saved the explainer to {args.output}")
+    if args.backup_dir:
+        with deferred_interrupts():
+            _remove_backup(args.backup_dir)
+
+
+def _note_backup(folder):
+    """Tells an interrupted run's summary that the backup resumes training."""
+    if folder and os.path.exists(os.path.join(folder, BACKUP_FILES[0])):
+        note(
+            f"The backup in {folder} resumes training from the last completed "
+            "epoch: run the same command again."
+        )
+
+
+def _fit(explainer, batches, epochs, args):
+    callbacks = []
+    if args.backup_dir:
+        # Kept after training (`delete_checkpoint=False`): `run` removes it
+        # once the explainer is saved.
+        callbacks.append(
+            keras.callbacks.BackupAndRestore(args.backup_dir, delete_checkpoint=False)
+        )
     # The pipelines shuffle themselves; Keras warns if `shuffle` is left on.
     explainer.fit(
         batches,
@@ -193,24 +231,60 @@ def run(args):
         verbose=args.verbose,
         shuffle=False,
     )
-    with atomic_path(args.output) as temporary:
-        explainer.save(temporary)
-    say(args.verbose, f"Saved the explainer to {args.output}")
 
 
 def _check_output(path, overwrite):
+    """Checks before training that the output can be written."""
     if not path.endswith(".keras"):
         raise UsageError(f"--output must end in .keras. Received: {path!r}")
+    if os.path.isdir(path):
+        # --overwrite replaces a file, never a folder.
+        raise FileExistsError(f"--output is a folder: {path!r}. Name a .keras file.")
     if os.path.lexists(path) and not overwrite:
         raise FileExistsError(
             f"The output exists: {path!r}. Choose another --output or pass --overwrite."
         )
+    check_writable(os.path.dirname(os.path.abspath(path)), "--output")
+
+
+def _check_backup_dir(folder):
+    """Checks that --backup-dir holds nothing but a backup, and can be written."""
+    if folder is None:
+        return
+    if os.path.lexists(folder) and not os.path.isdir(folder):
+        raise FileExistsError(f"--backup-dir is not a folder: {folder!r}")
+    others = (
+        sorted(set(os.listdir(folder)) - set(BACKUP_FILES))
+        if (os.path.isdir(folder))
+        else []
+    )
+    if others:
+        raise UsageError(
+            f"--backup-dir {folder!r} holds files other than a backup (e.g. "
+            f"{others[0]!r}); its backup files are removed after training, so "
+            "give it a folder of its own."
+        )
+    check_writable(folder, "--backup-dir")
+
+
+def _remove_backup(folder):
+    """Removes the backup's files, and the folder if nothing else is left."""
+    for name in BACKUP_FILES:
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            os.remove(path)
+    if os.path.isdir(folder) and not os.listdir(folder):
+        os.rmdir(folder)
 
 
 def _build_explainer(args, recipe):
     # A preset resizes to --image-size, else the recipe's size, else its own.
     preset_size = args.image_size or (recipe.image_size if recipe else None)
-    backbone = load_classifier(args.classifier, image_size=args.image_size)
+    backbone = load_classifier(
+        args.classifier,
+        image_size=args.image_size,
+        output_type=args.classifier_outputs,
+    )
     extractor = load_auxiliary(args.auxiliary, args.aux_layers, preset_size)
     return PTAME(backbone, extractor, fill=args.fill)
 

@@ -9,7 +9,7 @@ import pytest
 
 from keras_ptame import cli
 
-COMMANDS = ("train", "explain", "evaluate", "export", "demo")
+COMMANDS = ("train", "tune", "explain", "evaluate", "export", "demo")
 
 
 def test_help_lists_every_command(ptame):
@@ -24,6 +24,7 @@ def test_help_lists_every_command(ptame):
     "command, options",
     [
         ("train", ["--classifier", "--auxiliary", "--data", "--recipe", "--fill"]),
+        ("tune", ["--validation-data", "--objective", "--max-trials", "--directory"]),
         ("explain", ["--model", "--output", "--classes", "--alpha", "--overwrite"]),
         ("evaluate", ["--classifier", "--data", "--method", "--imputation"]),
         ("export", ["--model", "--output", "--overwrite", "--image-size"]),

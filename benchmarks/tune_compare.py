@@ -1,0 +1,231 @@
+"""Tuned P-TAME against RISE, Grad-CAM, gradients, random and centre maps.
+
+On the synthetic shapes of `benchmarks/compare.py`: it trains (or, with
+`--reuse`, loads) the demo's classifier and auxiliary network, searches a
+recipe with `kp.tune` (trained on the demo's training images, scored on
+held-out images of their own seed stream, starting from the demo's own
+settings), trains P-TAME with the tuned
+recipe for the demo's epochs, then scores every method on the comparison's
+held-out images, which took no part in the search. Per-column winners are
+in bold in `evaluation_winners.md`.
+
+```
+KERAS_BACKEND=jax python benchmarks/tune_compare.py --output benchmarks/tuned \\
+    --max-trials 30 --max-seconds 7200
+python benchmarks/tune_compare.py --quick --max-trials 2   # a pipeline check
+```
+
+Writes into `--output`: the comparison's files (`evaluation.md`,
+`evaluation.csv`, `settings.json`, the models), `evaluation_winners.md`,
+`ptame_tuned.keras`, and the search in `tuning/` (`results.md`,
+`results.csv`, `recipe.json`).
+"""
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import compare  # noqa: E402 - the comparison's own functions, reused
+
+# The tuning split's seed offset: not the training images' (0) nor the
+# comparison's held-out images' (10_000).
+TUNING_SEED_OFFSET = 20_000
+
+
+def demo_recipe(config):
+    """The demo's own training settings as a `Recipe`: the search's start."""
+    import inspect
+
+    import keras
+
+    from keras_ptame import demo
+    from keras_ptame.recipes import Recipe
+
+    fields = {field.name for field in dataclasses.fields(Recipe)}
+    loss = demo.DemoConfig().loss_settings()
+    decay = inspect.signature(keras.optimizers.AdamW).parameters["weight_decay"]
+    return Recipe(
+        name="demo",
+        weight_decay=decay.default,
+        learning_rate=config["explainer_learning_rate"],
+        **{key: value for key, value in loss.items() if key in fields},
+    )
+
+
+def tune_recipe(config, template, args, log):
+    """`kp.tune` on the demo's training images and a held-out tuning split."""
+    import keras_ptame as kp
+    from keras_ptame.datasets import synthetic
+
+    shapes = dict(image_size=config["image_size"], num_classes=config["num_classes"])
+    train, _, _ = synthetic.make_shapes(
+        config["train_count"], seed=config["seed"], **shapes
+    )
+    held_out, _, _ = synthetic.make_shapes(
+        args.tuning_count, seed=config["seed"] + TUNING_SEED_OFFSET, **shapes
+    )
+    log(f"Tuning on {len(train)} training and {len(held_out)} held-out images...")
+    return kp.tune(
+        template,
+        train,
+        held_out,
+        objective=args.objective,
+        recipe=demo_recipe(config),
+        max_trials=args.max_trials,
+        max_seconds=args.max_seconds,
+        directory=os.path.join(args.output, "tuning"),
+        epochs=args.trial_epochs or config["explainer_epochs"],
+        batch_size=config["batch_size"],
+        seed=config["seed"],
+        verbose=1,
+    ), train
+
+
+def train_tuned(template, recipe, train, epochs, output, seed):
+    """P-TAME trained with the tuned recipe for `epochs`, saved beside the table."""
+    import keras
+
+    from keras_ptame.tuning.trial import fresh_explainer, steps_per_epoch
+
+    recipe = dataclasses.replace(recipe, epochs=epochs)
+    # The trials' seed: the decoder starts from the weights the search saw.
+    keras.utils.set_random_seed(seed)
+    explainer = fresh_explainer(template)
+    explainer.compile(
+        optimizer=recipe.optimizer(steps_per_epoch(train, recipe.batch_size)),
+        loss=recipe.loss(),
+    )
+    explainer.fit(train, epochs=epochs, batch_size=recipe.batch_size, verbose=2)
+    explainer.save(os.path.join(output, "ptame_tuned.keras"))
+    return explainer
+
+
+def winners_markdown(table):
+    """The table's Markdown with each column's best value in bold."""
+    from keras_ptame.evaluation import LEGEND
+
+    lines = table.to_markdown().splitlines()
+    best = {}
+    for column in table.columns:
+        key = next((k for k in LEGEND if column.startswith(k)), None)
+        if key is None:
+            continue
+        values = {name: row.get(column) for name, row in table.rows.items()}
+        values = {name: v for name, v in values.items() if v is not None}
+        pick = min if "lower is better" in LEGEND[key] else max
+        best[column] = pick(values.values()) if values else None
+    for index, name in enumerate(table.rows):
+        cells = [name] + [
+            _cell(table.rows[name].get(column), best.get(column))
+            for column in table.columns
+        ]
+        lines[2 + index] = "| " + " | ".join(cells) + " |"
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value, best):
+    if value is None:
+        return ""
+    text = f"{value:.4g}" if abs(value) < 0.01 else f"{value:.2f}"
+    return f"**{text}**" if best is not None and np.isclose(value, best) else text
+
+
+def run(args, log=print):
+    import keras
+
+    from keras_ptame.datasets import synthetic
+    from keras_ptame.evaluation import evaluate
+    from keras_ptame.files import write_text
+
+    settings = {"test_count": args.test_count, "rise_masks": args.rise_masks}
+    settings.update(seed=args.seed, reuse=args.reuse)
+    if args.quick:
+        settings.update(compare.QUICK)
+    config = compare.make_config(**settings)
+    started = time.perf_counter()
+    classifier, template, timings = compare.train_models(config, args.output, 2, log)
+    clock = time.perf_counter()
+    recipe, train = tune_recipe(config, template, args, log)
+    timings["tuning"] = time.perf_counter() - clock
+    log(f"Tuned recipe: {recipe}")
+    explainer = train_tuned(
+        template, recipe, train, recipe.epochs, args.output, config["seed"]
+    )
+    images, labels, masks = synthetic.make_shapes(
+        config["test_count"],
+        image_size=config["image_size"],
+        num_classes=config["num_classes"],
+        seed=config["seed"] + 10_000,
+    )
+    logits = classifier.predict(images, batch_size=128, verbose=0)
+    accuracy = float(np.mean(np.argmax(logits, axis=-1) == labels))
+    explainers = compare.make_explainers(classifier, explainer, config)
+    explainers = {
+        "P-TAME": explainers.pop("P-TAME"),
+        "P-TAME (demo recipe)": template,
+        **explainers,
+    }
+    clock = time.perf_counter()
+    table = evaluate(
+        explainers,
+        classifier,
+        images,
+        masks=masks,
+        imputation=config["imputation"],
+        verbose=0,
+        seed=config["seed"],
+    )
+    timings["evaluation"] = time.perf_counter() - clock
+    timings["total"] = time.perf_counter() - started
+    table.notes.append(
+        f"`P-TAME`: trained with the recipe `kp.tune` found ({recipe}); "
+        f"`P-TAME (demo recipe)`: the demo's. Backend `{keras.config.backend()}`."
+    )
+    compare._finish(table, config, accuracy, timings, args.output)
+    write_text(
+        os.path.join(args.output, "evaluation_winners.md"), winners_markdown(table)
+    )
+    log(winners_markdown(table))
+    return table
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python benchmarks/tune_compare.py",
+        description="kp.tune, then the comparison table with the tuned recipe.",
+    )
+    parser.add_argument("--output", default="benchmarks/tuned")
+    parser.add_argument("--objective", default="road")
+    parser.add_argument("--max-trials", type=int, default=30)
+    parser.add_argument("--max-seconds", type=float, default=None)
+    parser.add_argument(
+        "--trial-epochs",
+        type=int,
+        default=None,
+        help="training epochs of each trial (default: the demo's explainer epochs)",
+    )
+    parser.add_argument("--tuning-count", type=int, default=200)
+    parser.add_argument(
+        "--test-count", type=int, default=compare.SETTINGS["test_count"]
+    )
+    parser.add_argument(
+        "--rise-masks", type=int, default=compare.SETTINGS["rise_masks"]
+    )
+    parser.add_argument("--seed", type=int, default=compare.SETTINGS["seed"])
+    parser.add_argument("--reuse", action="store_true", help="load trained models")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.tuning_count = min(args.tuning_count, 16)
+    run(args, log=lambda *a: print(*a, flush=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""What `kp.tune` maximises: the faithfulness of the maps on held-out images.
+
+Each objective is a score in [-1, 1], higher better, from the metrics of
+`keras_ptame.metrics`:
+
+- `"road"` (the default): ROAD accuracy area, least relevant pixels removed
+  first minus most relevant first (`LeRF - MoRF`, Rong et al. 2022).
+- `"adic"`: the mean over 100/50/15% of pixels kept of `IC - AD` (Increase
+  in Confidence minus Average Drop), the P-TAME paper's metrics.
+- `"deletion"`: insertion area minus deletion area (Petsiuk et al. 2018).
+
+A mix weighs them: `{"road": 1, "adic": 0.5}` or `"road=1,adic=0.5"` is the
+weighted mean of the two.
+
+Why ROAD by default: it scores only the order of the pixels, which is what a
+saliency map claims, so it cannot be raised by making maps larger or
+brighter; its imputation fills removed pixels from their neighbours, so the
+classifier is not reading the shape of the removed region (the bias of
+black-fill deletion); and the gap takes both ends of the ranking into
+account: removing the top pixels must hurt, removing the bottom ones must
+not. AD/IC multiply the image by the soft map, so a map of ones scores a
+perfect AD at 100%: it rewards large maps, against the area term, and is
+better used in a mix.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from keras_ptame.metrics.confidence import FRACTIONS, confidence_metrics
+from keras_ptame.metrics.deletion import deletion_insertion
+from keras_ptame.metrics.imputation import check_imputation
+from keras_ptame.metrics.road import road
+
+DEFAULT_OBJECTIVE = "road"
+
+
+def _road(scorer, maps):
+    scores = {}
+    for order, tag in (("morf", "MoRF"), ("lerf", "LeRF")):
+        result = road(
+            scorer.backbone,
+            scorer.images,
+            maps,
+            scorer.classes,
+            order=order,
+            imputation=scorer.imputation,
+            batch_size=scorer.batch_size,
+            seed=scorer.seed,
+        )
+        scores[tag] = 100.0 * result["summary"]
+    return (scores["LeRF"] - scores["MoRF"]) / 100.0, scores
+
+
+def _adic(scorer, maps):
+    scores = confidence_metrics(
+        scorer.backbone,
+        scorer.images,
+        maps,
+        scorer.classes,
+        batch_size=scorer.batch_size,
+    )
+    gaps = [
+        scores[f"IC{100 * fraction:g}"] - scores[f"AD{100 * fraction:g}"]
+        for fraction in FRACTIONS
+    ]
+    return float(np.mean(gaps)) / 100.0, scores
+
+
+def _deletion(scorer, maps):
+    result = deletion_insertion(
+        scorer.backbone,
+        scorer.images,
+        maps,
+        scorer.classes,
+        batch_size=scorer.batch_size,
+    )
+    scores = {
+        "deletion": float(result["deletion_auc"].mean()),
+        "insertion": float(result["insertion_auc"].mean()),
+    }
+    return scores["insertion"] - scores["deletion"], scores
+
+
+# name -> (description, function(scorer, maps) -> (value, columns)).
+OBJECTIVES = {
+    "road": ("ROAD LeRF minus MoRF area", _road),
+    "adic": ("mean of IC - AD at 100/50/15% kept, / 100", _adic),
+    "deletion": ("insertion area minus deletion area", _deletion),
+}
+
+
+def parse_objective(objective):
+    """The objective as a dict name -> weight.
+
+    Args:
+        objective: str or dict. A name of `OBJECTIVES`, a mix as text
+            (`"road=1,adic=0.5"`) or as a dict name -> weight.
+
+    Returns:
+        dict name -> positive float, in `OBJECTIVES`' order.
+    """
+    if isinstance(objective, str):
+        weights = {}
+        for part in objective.split(","):
+            name, _, weight = part.partition("=")
+            try:
+                weights[name.strip()] = float(weight) if weight else 1.0
+            except ValueError:
+                raise ValueError(
+                    f"An objective's weight must be a number. Received: {part!r}"
+                ) from None
+    elif isinstance(objective, dict):
+        weights = dict(objective)
+    else:
+        raise ValueError(
+            "`objective` must be a name, 'name=weight,...' or a dict. "
+            f"Received: objective={objective!r}"
+        )
+    unknown = sorted(set(weights) - set(OBJECTIVES))
+    if unknown or not weights:
+        raise ValueError(
+            f"Unknown objective. Received: {unknown or objective!r}. "
+            f"Known: {sorted(OBJECTIVES)}"
+        )
+    if not all(float(weight) > 0 for weight in weights.values()):
+        raise ValueError(f"Objective weights must be > 0. Received: {weights}")
+    return {name: float(weights[name]) for name in OBJECTIVES if name in weights}
+
+
+def describe(weights):
+    """One line saying what the objective is, for the table's notes."""
+    parts = [f"{weight:g} x {OBJECTIVES[name][0]}" for name, weight in weights.items()]
+    if len(parts) == 1:
+        return OBJECTIVES[next(iter(weights))][0]
+    return f"weighted mean of {' and '.join(parts)}"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Scorer:
+    """Scores maps of fixed held-out images by a weighted objective.
+
+    Attributes:
+        weights: dict name -> weight (see `parse_objective`).
+        backbone: the `Backbone` explained.
+        images: float32 array `(N, H, W, 3)` of raw pixels.
+        classes: int array `(N,)`, the classes explained.
+        imputation: str. ROAD's fill, `"linear"` or `"telea"`.
+        batch_size: int. Images per classifier call.
+        seed: int. Seed of ROAD's imputation noise.
+    """
+
+    weights: dict
+    backbone: object
+    images: np.ndarray
+    classes: np.ndarray
+    imputation: str = "linear"
+    batch_size: int = 32
+    seed: int = 0
+
+    def __post_init__(self):
+        check_imputation(self.imputation)
+
+    def __call__(self, maps):
+        """dict: `"objective"` and each metric's columns."""
+        row, total = {}, 0.0
+        for name, weight in self.weights.items():
+            value, columns = OBJECTIVES[name][1](self, maps)
+            row.update(columns)
+            total += weight * value
+        row["objective"] = total / sum(self.weights.values())
+        return row

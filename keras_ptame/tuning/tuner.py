@@ -1,0 +1,180 @@
+"""KerasTuner's Bayesian optimisation over P-TAME trials.
+
+A `keras_tuner.Tuner` whose `run_trial` trains and scores one explainer
+(`TrialJob.run`) and returns the scores, the objective among them; the
+oracle is KerasTuner's `BayesianOptimizationOracle` (a Gaussian process, upper
+confidence bound), which starts from the base recipe and stops drawing new
+trials at the time budget. KerasTuner saves the oracle and every trial in the
+tuning directory as it goes; built again on that directory it reloads them
+and reruns the trial that was interrupted.
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+import keras
+import keras_tuner
+from keras_tuner.engine.trial import TrialStatus
+
+from keras_ptame.files import write_text
+from keras_ptame.tuning import table
+from keras_ptame.tuning.objectives import describe
+
+SETTINGS_FILE = "settings.json"
+
+
+class _Oracle(keras_tuner.oracles.BayesianOptimizationOracle):
+    """Trial 0 scores the base recipe; no trial starts after `deadline`."""
+
+    deadline = None
+
+    def populate_space(self, trial_id):
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return {"status": TrialStatus.STOPPED, "values": None}
+        if not self.trials:
+            defaults = {hp.name: hp.default for hp in self.hyperparameters.space}
+            return {"status": TrialStatus.RUNNING, "values": defaults}
+        return super().populate_space(trial_id)
+
+
+class _Tuner(keras_tuner.Tuner):
+    """Runs `job` on each trial's settings; rewrites the table after each."""
+
+    def __init__(self, job, notes, max_seconds=None, **kwargs):
+        self.job = job
+        self.notes = notes
+        self.max_seconds = max_seconds
+        super().__init__(**kwargs)
+
+    def on_search_begin(self):
+        super().on_search_begin()
+        if self.max_seconds is not None:
+            self.oracle.deadline = time.monotonic() + self.max_seconds
+
+    def run_trial(self, trial, *args, **kwargs):
+        return self.job.run(trial.hyperparameters.values)
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        self.write_table()
+
+    def write_table(self):
+        names = [hp.name for hp in self.oracle.hyperparameters.space]
+        rows = table.trial_rows(self.oracle.trials.values(), names)
+        columns = table.columns_of(rows, names)
+        return table.write(self.project_dir, rows, columns, self.notes)
+
+
+def search(job, ranges, settings, directory, overwrite, budget, verbose):
+    """Runs (or resumes) the search in `directory`; returns the best trial.
+
+    Args:
+        job: the `TrialJob`.
+        ranges: dict name -> `Range`, the searched settings.
+        settings: dict, what the search depends on (objective, space, data);
+            a search resumes only with the same.
+        directory: str, the tuning directory.
+        overwrite: bool. Whether to start afresh.
+        budget: dict with `max_trials`, `max_seconds`, `initial_trials`.
+        verbose: int. KerasTuner's progress output.
+
+    Returns:
+        The best completed KerasTuner `Trial`.
+    """
+    directory = os.path.abspath(os.fspath(directory))
+    if not overwrite:
+        _check_resumable(directory, settings)
+    tuner = _Tuner(
+        job=job,
+        notes=_notes(job, settings),
+        max_seconds=budget["max_seconds"],
+        oracle=_make_oracle(ranges, job.base, budget, job.seed),
+        directory=os.path.dirname(directory),
+        project_name=os.path.basename(directory),
+        overwrite=overwrite,
+    )
+    write_text(os.path.join(directory, SETTINGS_FILE), json.dumps(settings, indent=2))
+    tuner.search(verbose=verbose)
+    tuner.write_table()
+    best = tuner.oracle.get_best_trials(1)
+    if not best or best[0].status != TrialStatus.COMPLETED:
+        messages = [t.message for t in tuner.oracle.trials.values() if t.message]
+        raise RuntimeError(
+            f"No trial completed in {directory!r} (time budget "
+            f"{budget['max_seconds']} s).{' Last error: ' if messages else ''}"
+            f"{messages[-1] if messages else ''}"
+        )
+    return best[0]
+
+
+def _make_oracle(ranges, base, budget, seed):
+    space = keras_tuner.HyperParameters()
+    for name, value in ranges.items():
+        space.Float(
+            name,
+            value.low,
+            value.high,
+            sampling="log" if value.log else "linear",
+            default=value.clip(getattr(base, name)),
+        )
+    initial = budget["initial_trials"] or min(
+        3 * len(ranges), max(2, budget["max_trials"] // 2)
+    )
+    return _Oracle(
+        objective=keras_tuner.Objective("objective", direction="max"),
+        max_trials=budget["max_trials"],
+        num_initial_points=initial,
+        seed=seed,
+        hyperparameters=space,
+        tune_new_entries=False,
+        allow_new_entries=False,
+    )
+
+
+def _check_resumable(directory, settings):
+    path = os.path.join(directory, SETTINGS_FILE)
+    if not os.path.exists(path):
+        return
+    with open(path) as file:
+        saved = json.load(file)
+    changed = sorted(
+        key for key in {**saved, **settings} if saved.get(key) != settings.get(key)
+    )
+    if changed:
+        raise ValueError(
+            f"The tuning directory {directory!r} holds a search with other "
+            f"settings ({', '.join(changed)} differ), whose scores this one "
+            "cannot be compared with. Pass `overwrite=True` to start afresh, or "
+            "choose another directory."
+        )
+
+
+def _notes(job, settings):
+    images = job.scorer.images
+    return [
+        f"Objective: {describe(job.scorer.weights)}, on {len(images)} held-out "
+        f"images of {images.shape[1]}x{images.shape[2]}; Keras backend "
+        f"`{keras.config.backend()}`.",
+        f"Each trial trains a fresh decoder for {job.epochs} epoch(s) of "
+        f"{job.steps} step(s) (batch size {job.batch_size}, seed {job.seed}); "
+        f"trial 0 is the starting recipe `{job.base.name}`.",
+        "Search: KerasTuner BayesianOptimization over "
+        + ", ".join(f"`{name}`" for name in settings["space"])
+        + ".",
+    ]
+
+
+def settings_of(job, ranges, digest):
+    """What a search depends on, as JSON-ready values (see `search`)."""
+    return {
+        "objective": job.scorer.weights,
+        "imputation": job.scorer.imputation,
+        "space": {name: dataclasses.asdict(value) for name, value in ranges.items()},
+        "base": dataclasses.asdict(job.base),
+        "epochs": job.epochs,
+        "batch_size": job.batch_size,
+        "seed": job.seed,
+        "validation_images": digest,
+    }
