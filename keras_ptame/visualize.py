@@ -57,6 +57,26 @@ def overlay(image, saliency_map, cmap="jet", alpha=0.5):
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
 
 
+def label(picture, text):
+    """Writes `text` in white on a dark band across the top of `picture`.
+
+    Args:
+        picture: uint8 array `(H, W, 3)`.
+        text: str, one short line.
+
+    Returns:
+        uint8 array `(H, W, 3)`, a copy.
+    """
+    from PIL import Image, ImageDraw
+
+    canvas = Image.fromarray(np.asarray(picture, np.uint8))
+    draw = ImageDraw.Draw(canvas)
+    box = draw.textbbox((2, 1), text)
+    draw.rectangle((0, 0, canvas.width, box[3] + 2), fill=(0, 0, 0))
+    draw.text((2, 1), text, fill=(255, 255, 255))
+    return np.asarray(canvas)
+
+
 def colorize(saliency_map, cmap="jet"):
     """A saliency map `(h, w)` in [0, 1] as a uint8 RGB picture `(h, w, 3)`.
 

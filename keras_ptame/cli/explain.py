@@ -192,7 +192,7 @@ def _report(rows, args):
             not args.quiet,
             f"{len(flat)} of {len(rows)} maps flat: the classifier needed no "
             "evidence for them, and their maps are all zeros (the `flat` column "
-            f"of {SUMMARY}), e.g. {flat[0][1]}",
+            f"of {SUMMARY}; their overlays are labelled), e.g. {flat[0][1]}",
         )
 
 
@@ -213,8 +213,6 @@ def _explain_chunk(explainer, files, names, classes, size, args, folder):
     outputs = explainer.explain_outputs(
         np.stack(resized), classes=classes, batch_size=args.batch_size
     )
-    # Added by the evidence check of `explain_outputs` (flat: no evidence).
-    evidence, flat = outputs.get("evidence"), outputs.get("flat")
     rows = []
     for index, (path, name) in enumerate(zip(files, names)):
         saliency = outputs["maps"][index].astype(np.float32)
@@ -224,6 +222,8 @@ def _explain_chunk(explainer, files, names, classes, size, args, folder):
         picture = visualize.overlay(
             originals[index], saliency, cmap=args.cmap, alpha=args.alpha
         )
+        if outputs["flat"][index]:
+            picture = visualize.label(picture, "flat: no evidence")
         visualize.save_png(picture, target + ".png")
         rows.append(
             (
@@ -231,8 +231,8 @@ def _explain_chunk(explainer, files, names, classes, size, args, folder):
                 name,
                 int(outputs["classes"][index]),
                 float(outputs["scores"][index]),
-                None if evidence is None else float(evidence[index]),
-                None if flat is None else bool(flat[index]),
+                float(outputs["evidence"][index]),
+                bool(outputs["flat"][index]),
             )
         )
     return rows

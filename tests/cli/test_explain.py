@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_ptame import visualize
 from tests.helpers import IMAGE_SIZE
 
 Image = pytest.importorskip("PIL.Image")
@@ -65,6 +66,31 @@ def test_explain_writes_overlays_maps_and_summary(workspace, tmp_path, ptame):
         assert float(rows[name]["score"]) == pytest.approx(
             expected["scores"][index], abs=1e-5
         )
+
+
+def test_explain_reports_and_labels_flat_maps(workspace, tmp_path, ptame):
+    root, images = workspace
+    explainer = keras.saving.load_model(root / "explainer.keras")
+    # Above every map's evidence: each map is flagged flat.
+    explainer.evidence_threshold = 1.0
+    explainer.save(tmp_path / "strict.keras")
+    output = tmp_path / "out"
+    result = ptame(
+        "explain", "--model", tmp_path / "strict.keras", root / "images" / "rgb_0.png",
+        "--output", output,
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert "1 of 1 maps flat" in result.out + result.err
+    with open(output / "summary.csv") as file:
+        (row,) = list(csv.DictReader(file))
+    assert row["flat"] == "True" and 0 <= float(row["evidence"]) < 1
+    assert not np.load(output / "rgb_0.npy").any()
+    # The overlay of the all-zero map carries a label on a dark band at the top.
+    picture = np.asarray(Image.open(output / "rgb_0.png"))
+    plain = visualize.overlay(images[0], np.zeros((IMAGE_SIZE, IMAGE_SIZE)))
+    assert picture[0].max() == 0 and picture[:12].max() > 200
+    assert not np.array_equal(picture[:12], plain[:12])
+    np.testing.assert_array_equal(picture[14:], plain[14:])
 
 
 def test_explain_takes_an_explainer_preset(workspace, tmp_path, ptame):
