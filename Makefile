@@ -39,8 +39,8 @@ test: setup
 	KERAS_BACKEND=jax $(PY) -m pytest $(PYTEST_ARGS) -m slow tests || test $$? -eq 5
 
 lint: setup
-	$(PY) -m ruff check keras_ptame tests benchmarks notebooks
-	$(PY) -m ruff format --check keras_ptame tests benchmarks
+	$(PY) -m ruff check keras_ptame keras_ptame_launcher.py tests benchmarks notebooks
+	$(PY) -m ruff format --check keras_ptame keras_ptame_launcher.py tests benchmarks
 
 # Wheel and sdist into dist/, built from this tree with the environment's
 # setuptools (no download of build requirements).

@@ -60,6 +60,8 @@ _NATIVE_LINE = re.compile(
     rb"|WARNING: All log messages before absl::InitializeLog"
     rb"|To enable the following instructions:"
 )
+# Whether stderr goes through a filter already (nested calls add none).
+_filtering = False
 _NATIVE_START = re.compile(rb"[IWE]\d{0,4}( |$)|WARNING: All|To enable")
 
 
@@ -74,13 +76,16 @@ def native_logs_filtered(enabled=True):
     Args:
         enabled: bool. Whether to filter. Defaults to `True`.
     """
+    global _filtering
     try:
-        saved = os.dup(2) if enabled else None
+        # Already filtered (the `ptame` launcher filters from its start).
+        saved = os.dup(2) if enabled and not _filtering else None
     except OSError:
         saved = None
     if saved is None:
         yield
         return
+    _filtering = True
     read, write = os.pipe()
     _flush_stderr()
     os.dup2(write, 2)
@@ -96,6 +101,7 @@ def native_logs_filtered(enabled=True):
         # (A library holding a copy of the descriptor would keep it open.)
         pump.join(timeout=2)
         os.close(saved)
+        _filtering = False
 
 
 def _pump(read, target):

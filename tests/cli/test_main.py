@@ -1,5 +1,7 @@
 """`ptame` itself: its help, its error policy and its entry points."""
 
+import os
+import re
 import runpy
 import shutil
 import subprocess
@@ -136,3 +138,24 @@ def test_console_script(tmp_path):
     assert result.returncode == 2
     assert "No such explainer file" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_console_script_is_quiet_while_tensorflow_loads(tmp_path):
+    script = shutil.which("ptame")
+    if script is None:
+        pytest.skip("the `ptame` script is not installed (pip install -e .)")
+    pytest.importorskip("tensorflow")
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    for name in ("TF_CPP_MIN_LOG_LEVEL", "GLOG_minloglevel"):
+        env.pop(name, None)
+    result = subprocess.run(
+        [script, "export", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: ptame export")
+    # TensorFlow logs as it loads (CPU features, CUDA drivers): none shown.
+    assert not re.search(r"^[IWE]\d{4} |absl::InitializeLog", result.stderr, re.M)
