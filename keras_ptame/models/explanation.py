@@ -24,8 +24,10 @@ RESOLUTIONS = ("input", "decoder")
 # How `explain` scales maps: min-max to [0, 1] (flat maps zeroed), or the
 # trained-space sigmoid maps as they are.
 NORMALIZATIONS = ("minmax", "none")
-# Trained maps that localise something span most of [0, 1] in sigmoid space
-# (the demo's: 0.97 and above); empty or untrained ones span ~1e-3 or less.
+# On benchmarks/honest_maps.py, every class whose maps localise has a median
+# evidence of 0.38 or more (10th percentile 0.31), every collapsed class 0.017
+# or less (90th percentile 0.022). (A decoder with random weights is not flat:
+# an untrained explainer is warned about instead.)
 EVIDENCE_THRESHOLD = 0.1
 # A class the fill image alone predicts more likely than all others together
 # is warned about before training: keeping nothing already costs the
