@@ -239,3 +239,13 @@ def test_ptame_tune_needs_held_out_images_beside_a_folder(folders, capsys):
     assert cli.main(argv + ["--space", "colour=1:2"]) == 2
     assert "Unknown setting" in capsys.readouterr().err
     assert not (folders / "tuning").exists()
+
+
+def test_ties_go_to_the_earlier_trial_in_the_table_and_the_recipe():
+    from keras_ptame.tuning.table import rank
+
+    ids = ["2", "10", "0", "1"]
+    scores = {"2": 0.5, "10": 0.9, "0": 0.9, "1": None}
+    ordered = sorted(ids, key=lambda trial: rank(scores[trial], trial))
+    # Trial 0 (the starting recipe) wins its tie; ids compare as numbers.
+    assert ordered == ["0", "10", "2", "1"]

@@ -41,11 +41,14 @@ def trial_rows(trials, names):
         row.update({name: trial.hyperparameters.values.get(name) for name in names})
         rows.append(row)
 
-    def order(row):
-        score = row.get("objective")
-        return (score is None, -(score or 0.0), row["trial"])
+    return sorted(rows, key=lambda row: rank(row.get("objective"), row["trial"]))
 
-    return sorted(rows, key=order)
+
+def rank(score, trial_id):
+    """Sort key, best first: higher scores, ties to the earlier trial (trial 0
+    is the starting recipe), unscored trials last. `tune` returns the first."""
+    number = int(trial_id) if str(trial_id).isdigit() else trial_id
+    return (score is None, -(score or 0.0), number)
 
 
 def columns_of(rows, names):

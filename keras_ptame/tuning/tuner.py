@@ -98,8 +98,14 @@ def search(job, ranges, settings, directory, overwrite, budget, verbose):
     write_text(os.path.join(directory, SETTINGS_FILE), json.dumps(settings, indent=2))
     tuner.search(verbose=verbose)
     tuner.write_table()
-    best = tuner.oracle.get_best_trials(1)
-    if not best or best[0].status != TrialStatus.COMPLETED:
+    # The table's order, not the oracle's: on a tie the two could differ.
+    completed = [
+        trial
+        for trial in tuner.oracle.trials.values()
+        if trial.status == TrialStatus.COMPLETED
+    ]
+    best = sorted(completed, key=lambda trial: table.rank(trial.score, trial.trial_id))
+    if not best:
         messages = [t.message for t in tuner.oracle.trials.values() if t.message]
         raise RuntimeError(
             f"No trial completed in {directory!r} (time budget "
