@@ -4,21 +4,12 @@ import os
 
 import pytest
 
+from tests.helpers.notebooks import NOTEBOOKS, set_offline
+
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-NOTEBOOKS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "notebooks")
 NAMES = sorted(name for name in os.listdir(NOTEBOOKS) if name.endswith(".ipynb"))
-
-
-def _set_offline(notebook):
-    """Sets `OFFLINE = True` in the cell tagged `parameters`, as papermill would."""
-    for cell in notebook.cells:
-        if "parameters" in cell.get("metadata", {}).get("tags", []):
-            assert "OFFLINE = False" in cell.source, "the parameters cell sets OFFLINE"
-            cell.source = cell.source.replace("OFFLINE = False", "OFFLINE = True")
-            return notebook
-    raise AssertionError("no cell is tagged `parameters`")
 
 
 def test_every_notebook_is_tested():
@@ -46,7 +37,7 @@ def test_notebook_installs_from_the_package_source_and_follows_the_classifier(na
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs_offline(name, tmp_path):
-    notebook = _set_offline(nbformat.read(os.path.join(NOTEBOOKS, name), as_version=4))
+    notebook = set_offline(nbformat.read(os.path.join(NOTEBOOKS, name), as_version=4))
     client = nbclient.NotebookClient(
         notebook,
         timeout=900,
