@@ -2,6 +2,7 @@
 
 import argparse
 
+from keras_ptame import recipes
 from keras_ptame.models.fills import FILL_NAMES
 
 
@@ -71,4 +72,46 @@ def add_fill(group):
         choices=FILL_NAMES,
         default=argparse.SUPPRESS,
         help=argparse.SUPPRESS,
+    )
+
+
+def add_recipe(group, use, without):
+    """`--recipe`: a recipe by name, or a recipe .json file.
+
+    Args:
+        group: the parser or argument group to add it to.
+        use: what the command takes from the recipe, to open the help.
+        without: what the command uses when no recipe is given.
+    """
+    group.add_argument(
+        "--recipe",
+        default=None,
+        help=f"{use}: one of {', '.join(recipes.names())}, or a recipe .json "
+        f"file written by `ptame tune` (default: {without})",
+    )
+
+
+def add_epochs(group, default=None, what="training epochs"):
+    """`--epochs`: how long to train.
+
+    Args:
+        group: the parser or argument group to add it to.
+        default: the epochs when none are given; `None` leaves them to the
+            recipe (`ptame train`), else 1.
+        what: the help's first words, saying what is trained.
+    """
+    if default is None:
+        text = f"{what} (default: the recipe's, else 1)"
+    else:
+        text = f"{what} (default: %(default)s)"
+    group.add_argument("--epochs", type=positive_int, default=default, help=text)
+
+
+def add_batch_size(group):
+    """`--batch-size` of training: images per training step."""
+    group.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help="images per training step (default: the recipe's, else 32)",
     )

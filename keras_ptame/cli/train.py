@@ -6,7 +6,15 @@ import os
 import keras
 
 from keras_ptame import data, recipes
-from keras_ptame.cli.arguments import add_fill, add_overwrite, names, positive_int
+from keras_ptame.cli.arguments import (
+    add_batch_size,
+    add_epochs,
+    add_fill,
+    add_overwrite,
+    add_recipe,
+    names,
+    positive_int,
+)
 from keras_ptame.cli.errors import UsageError, note, say, track_outputs, wrote
 from keras_ptame.cli.loading import load_auxiliary, load_classifier
 from keras_ptame.files import atomic_path, check_writable, deferred_interrupts
@@ -114,26 +122,14 @@ def _add_data_options(group):
 
 
 def _add_training_options(group):
-    group.add_argument(
-        "--recipe",
-        default=None,
-        help="the authors' settings for a classifier (loss coefficients, AdamW "
-        "weight decay, one-cycle learning rate, epochs, batch size): one of "
-        f"{', '.join(recipes.names())}, or a recipe .json file written by "
-        "`ptame tune` (default: the loss defaults, AdamW with amsgrad)",
+    add_recipe(
+        group,
+        use="the authors' settings for a classifier (loss coefficients, AdamW "
+        "weight decay, one-cycle learning rate, epochs, batch size)",
+        without="the loss defaults, AdamW with amsgrad",
     )
-    group.add_argument(
-        "--epochs",
-        type=positive_int,
-        default=None,
-        help="training epochs (default: the recipe's, else 1)",
-    )
-    group.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=None,
-        help="images per training step (default: the recipe's, else 32)",
-    )
+    add_epochs(group)
+    add_batch_size(group)
     group.add_argument(
         "--learning-rate",
         type=float,

@@ -6,7 +6,14 @@ import os
 import numpy as np
 
 from keras_ptame import data, recipes
-from keras_ptame.cli.arguments import add_fill, add_overwrite, positive_int
+from keras_ptame.cli.arguments import (
+    add_batch_size,
+    add_epochs,
+    add_fill,
+    add_overwrite,
+    add_recipe,
+    positive_int,
+)
 from keras_ptame.cli.errors import UsageError, say
 from keras_ptame.cli.train import (
     RESIZE_RATIO,
@@ -69,25 +76,14 @@ def _add_held_out_options(group):
 
 
 def _add_trial_options(group):
-    group.add_argument(
-        "--recipe",
-        default=None,
-        help="the starting point and the settings not searched: one of "
-        f"{', '.join(recipes.names())} or a recipe .json file (default: the "
-        "loss defaults, AdamW at 1e-4)",
+    add_recipe(
+        group,
+        use="the starting point and the settings not searched",
+        without="the loss defaults, AdamW at 1e-4",
     )
-    group.add_argument(
-        "--epochs",
-        type=positive_int,
-        default=1,
-        help="training epochs of each trial (default: %(default)s)",
-    )
-    group.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=None,
-        help="images per training step (default: the recipe's, else 32)",
-    )
+    # Trials train briefly whatever the recipe says: one epoch unless asked.
+    add_epochs(group, default=1, what="training epochs of each trial")
+    add_batch_size(group)
     add_fill(group)
 
 

@@ -12,7 +12,7 @@ from keras_ptame.maps import check_maps
 from keras_ptame.metrics.confidence import confidence_metrics
 from keras_ptame.metrics.deletion import deletion_insertion
 from keras_ptame.metrics.localization import mass_inside, pointing_game
-from keras_ptame.metrics.road import road
+from keras_ptame.metrics.road import road_scores
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -82,25 +82,19 @@ class Scorer:
         )
 
     def road(self, maps, order):
-        result = road(
+        # One order per phase, so that progress moves between the two.
+        return road_scores(
             self.backbone,
             self.images,
             maps,
             self.classes,
-            order=order,
+            orders=(order,),
             percentages=self.percentages,
             imputation=self.imputation,
             noise=self.noise,
             batch_size=self.batch_size,
             seed=self.seed,
         )
-        tag = _ROAD_TAGS[order]
-        row = {
-            f"{tag}{percentage:g}": 100.0 * accuracy
-            for percentage, accuracy in result["accuracy"].items()
-        }
-        row[tag] = 100.0 * result["summary"]
-        return row
 
     def deletion_insertion(self, maps):
         result = deletion_insertion(
@@ -117,9 +111,6 @@ class Scorer:
             "mass_inside": 100.0
             * float(mass_inside(np.maximum(maps, 0), self.truth).mean()),
         }
-
-
-_ROAD_TAGS = {"morf": "MoRF", "lerf": "LeRF"}
 
 
 # === Table assembly ===

@@ -17,7 +17,7 @@ from keras_ptame.metrics.imputation import (
 )
 from keras_ptame.metrics.localization import boxes_to_masks, mass_inside, pointing_game
 from keras_ptame.metrics.pixel_auc import pixel_auc
-from keras_ptame.metrics.road import removal_masks, road, road_summary
+from keras_ptame.metrics.road import removal_masks, road, road_scores, road_summary
 from keras_ptame.metrics.sanity import (
     model_randomization,
     randomize_weights,
@@ -41,6 +41,7 @@ __all__ = [
     "rank_correlation",
     "removal_masks",
     "road",
+    "road_scores",
     "road_summary",
     "telea_imputation",
 ]

@@ -9,6 +9,9 @@ from keras_ptame.scoring import class_scores
 
 PERCENTAGES = (10, 30, 50, 70)
 ORDERS = ("morf", "lerf")
+# Each order's name in result tables: the summary's column, and the prefix of
+# the accuracy columns ("MoRF10", ...).
+TAGS = {"morf": "MoRF", "lerf": "LeRF"}
 
 
 def road_summary(accuracies, percentages=PERCENTAGES):
@@ -143,3 +146,93 @@ def road(
         "accuracy": accuracy,
         "summary": road_summary([accuracy[p] for p in percentages], percentages),
     }
+
+
+def road_scores(
+    classifier,
+    images,
+    maps,
+    classes=None,
+    orders=ORDERS,
+    accuracies=True,
+    percentages=PERCENTAGES,
+    imputation="linear",
+    noise=0.01,
+    batch_size=32,
+    seed=0,
+):
+    """ROAD of both removal orders, as the columns of a results table.
+
+    Runs `road` once per order with the same settings and names its results
+    as the evaluation and tuning tables do: `"MoRF"` and `"LeRF"` for the
+    summaries, `"MoRF10"`, `"LeRF30"`, ... for the accuracy at each
+    percentage. All values are in percent.
+
+    Args:
+        classifier: a `Backbone` or a Keras model on raw pixels returning
+            logits.
+        images: array `(N, H, W, 3)` of raw pixels in [0, 255].
+        maps: array `(N, H, W)` of saliency maps.
+        classes: optional int array `(N,)`. Defaults to `None` (the
+            classifier's prediction on the images).
+        orders: the removal orders scored, in column order. Defaults to
+            `("morf", "lerf")`.
+        accuracies: bool. Whether each order's accuracy at each percentage
+            is a column too, before its summary. Defaults to `True`.
+        percentages: percentages of pixels removed. Defaults to
+            `(10, 30, 50, 70)`.
+        imputation: str. `"linear"` or `"telea"` (see `road`). Defaults to
+            `"linear"`.
+        noise: float. Noise of the linear imputation on a [0, 1] scale.
+            Defaults to `0.01`.
+        batch_size: int. Images per classifier call. Defaults to `32`.
+        seed: int. Seed of the imputation noise (see `road`). Defaults to
+            `0`.
+
+    Returns:
+        A dict column -> float in [0, 100], for each order in `orders`: with
+        `accuracies`, `"MoRF10"`, `"MoRF30"`, ... then the summary
+        `"MoRF"`; likewise `"LeRF..."`. `100 * road(...)` of that order.
+
+    Examples:
+    ```python
+    import keras, numpy as np
+    from keras_ptame.metrics import road_scores
+
+    classifier = keras.Sequential([
+        keras.Input((16, 16, 3)),
+        keras.layers.Rescaling(1 / 255),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(3),
+    ])
+    images = np.random.randint(0, 256, (2, 16, 16, 3)).astype("uint8")
+    maps = np.random.rand(2, 16, 16)
+    scores = road_scores(classifier, images, maps, accuracies=False)
+    scores["LeRF"] - scores["MoRF"]  # the gap, in percent: higher is better
+    ```
+    """
+    unknown = [order for order in orders if order not in ORDERS]
+    if unknown:
+        raise ValueError(
+            f"`orders` must be taken from {ORDERS}. Received: orders={orders!r}"
+        )
+    columns = {}
+    for order in orders:
+        result = road(
+            classifier,
+            images,
+            maps,
+            classes,
+            order=order,
+            percentages=percentages,
+            imputation=imputation,
+            noise=noise,
+            batch_size=batch_size,
+            seed=seed,
+        )
+        tag = TAGS[order]
+        if accuracies:
+            for percentage, accuracy in result["accuracy"].items():
+                columns[f"{tag}{percentage:g}"] = 100.0 * accuracy
+        columns[tag] = 100.0 * result["summary"]
+    return columns

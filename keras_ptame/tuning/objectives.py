@@ -30,25 +30,22 @@ import numpy as np
 from keras_ptame.metrics.confidence import FRACTIONS, confidence_metrics
 from keras_ptame.metrics.deletion import deletion_insertion
 from keras_ptame.metrics.imputation import check_imputation
-from keras_ptame.metrics.road import road
+from keras_ptame.metrics.road import road_scores
 
 DEFAULT_OBJECTIVE = "road"
 
 
 def _road(scorer, maps):
-    scores = {}
-    for order, tag in (("morf", "MoRF"), ("lerf", "LeRF")):
-        result = road(
-            scorer.backbone,
-            scorer.images,
-            maps,
-            scorer.classes,
-            order=order,
-            imputation=scorer.imputation,
-            batch_size=scorer.batch_size,
-            seed=scorer.seed,
-        )
-        scores[tag] = 100.0 * result["summary"]
+    scores = road_scores(
+        scorer.backbone,
+        scorer.images,
+        maps,
+        scorer.classes,
+        accuracies=False,
+        imputation=scorer.imputation,
+        batch_size=scorer.batch_size,
+        seed=scorer.seed,
+    )
     return (scores["LeRF"] - scores["MoRF"]) / 100.0, scores
 
 

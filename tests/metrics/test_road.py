@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from keras_ptame.metrics import removal_masks, road, road_summary
+from keras_ptame.metrics import removal_masks, road, road_scores, road_summary
 from tests.helpers.known_classifiers import (
     OBJECT,
     object_classifier,
@@ -78,3 +78,43 @@ def test_telea_option():
     assert result["summary"] == pytest.approx(0.85)
     with pytest.raises(ValueError, match="imputation"):
         road(classifier, images, object_maps(OBJECT), imputation="zeros")
+
+
+def test_road_scores_are_both_orders_as_columns_in_percent():
+    classifier, images = object_classifier(), object_images(background=0.0)
+    scores = road_scores(classifier, images, object_maps(OBJECT), **HAND)
+    assert list(scores) == [
+        *("MoRF30", "MoRF50", "MoRF70", "MoRF"),
+        *("LeRF30", "LeRF50", "LeRF70", "LeRF"),
+    ]
+    assert [scores[f"MoRF{p}"] for p in (30, 50, 70)] == [0.0, 0.0, 0.0]
+    assert [scores[f"LeRF{p}"] for p in (30, 50, 70)] == [100.0, 100.0, 100.0]
+    assert scores["MoRF"] == pytest.approx(15.0)
+    assert scores["LeRF"] == pytest.approx(85.0)
+
+
+def test_road_scores_equal_the_two_road_calls():
+    rng = np.random.default_rng(1)
+    images = rng.uniform(0, 255, (3, 8, 8, 3)).astype("float32")
+    maps = rng.random((3, 8, 8)).astype("float32")
+    classifier = object_classifier()
+    options = dict(percentages=(20, 60), batch_size=2, seed=7)
+    scores = road_scores(classifier, images, maps, **options)
+    expected = {}
+    for order, tag in (("morf", "MoRF"), ("lerf", "LeRF")):
+        result = road(classifier, images, maps, order=order, **options)
+        for percentage, accuracy in result["accuracy"].items():
+            expected[f"{tag}{percentage}"] = 100.0 * accuracy
+        expected[tag] = 100.0 * result["summary"]
+    assert scores == expected
+    # Summaries only, or one order: the same numbers, fewer columns.
+    summaries = road_scores(classifier, images, maps, accuracies=False, **options)
+    assert summaries == {"MoRF": expected["MoRF"], "LeRF": expected["LeRF"]}
+    lerf = road_scores(classifier, images, maps, orders=("lerf",), **options)
+    assert lerf == {key: value for key, value in expected.items() if "LeRF" in key}
+
+
+def test_road_scores_reject_an_unknown_order():
+    classifier, images = object_classifier(), object_images(background=0.0)
+    with pytest.raises(ValueError, match="orders"):
+        road_scores(classifier, images, object_maps(OBJECT), orders=("up",))
