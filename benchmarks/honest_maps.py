@@ -39,27 +39,49 @@ from keras_ptame.demo import DARK_CLASS
 # The demo's settings of the classifier and auxiliary network, held-out
 # images from the demo's held-out seed stream.
 DEMO = {"test_count": 600, "seed": 0}
-# Each configuration: a fill, and `PerturbationLoss` arguments over the demo's.
+# The decoder's finest scale: a quarter of the input's size (the auxiliary
+# network's stages 2 and 3, the demo's taps before the bars' maps were found
+# to miss them) or half (stages 1 to 3, the demo's taps since).
+QUARTER = ("stage2", "stage3")
+HALF = ("stage1", "stage2", "stage3")
+# Each configuration: a fill, the taps, and `PerturbationLoss` arguments over
+# the demo's.
 CONFIGURATIONS = {
-    "black (paper)": {"fill": "black"},
-    "mean": {"fill": "mean"},
-    "blur": {"fill": "blur"},
-    "noise": {"fill": "noise"},
-    "mixture": {"fill": "mixture"},
-    "black + deletion": {"fill": "black", "loss": {"deletion_coeff": 1.0}},
-    "mixture + deletion": {"fill": "mixture", "loss": {"deletion_coeff": 1.0}},
-    "mean + deletion": {"fill": "mean", "loss": {"deletion_coeff": 1.0}},
-    "black or mean (mixture)": {"fill": ("black", "mean")},
+    "black (paper)": {"fill": "black", "layers": QUARTER},
+    "mean": {"fill": "mean", "layers": QUARTER},
+    "blur": {"fill": "blur", "layers": QUARTER},
+    "noise": {"fill": "noise", "layers": QUARTER},
+    "mixture": {"fill": "mixture", "layers": QUARTER},
+    "black + deletion": {
+        "fill": "black",
+        "layers": QUARTER,
+        "loss": {"deletion_coeff": 1.0},
+    },
+    "mixture + deletion": {
+        "fill": "mixture",
+        "layers": QUARTER,
+        "loss": {"deletion_coeff": 1.0},
+    },
+    "mean + deletion": {
+        "fill": "mean",
+        "layers": QUARTER,
+        "loss": {"deletion_coeff": 1.0},
+    },
+    "black or mean (mixture)": {"fill": ("black", "mean"), "layers": QUARTER},
     # The two leading fills again, from other initial weights of the decoder.
-    "black (paper), seed 1": {"fill": "black", "seed": 1},
-    "mean, seed 1": {"fill": "mean", "seed": 1},
+    "black (paper), seed 1": {"fill": "black", "layers": QUARTER, "seed": 1},
+    "mean, seed 1": {"fill": "mean", "layers": QUARTER, "seed": 1},
     # Twice the demo's training: do the other classes' maps still improve?
-    "black (paper), 6 epochs": {"fill": "black", "epochs": 6},
-    "mixture, 6 epochs": {"fill": "mixture", "epochs": 6},
+    "black (paper), 6 epochs": {"fill": "black", "layers": QUARTER, "epochs": 6},
+    "mixture, 6 epochs": {"fill": "mixture", "layers": QUARTER, "epochs": 6},
+    # Maps at half the input's size: the thin bars.
+    "black, finer maps": {"fill": "black", "layers": HALF},
+    "mean, finer maps": {"fill": "mean", "layers": HALF},
+    "black, finer maps, seed 1": {"fill": "black", "layers": HALF, "seed": 1},
 }
 # The demo's classifier without its "none" class (squares dark), and with it
 # (does a remedy break what worked?): the files' tag, the configurations.
-LEADING = ("black (paper)", "mean", "mixture")
+LEADING = ("black (paper)", "mean", "mixture", "black, finer maps", "mean, finer maps")
 SETTINGS = {
     "no 'none' class": (False, "honest_maps", tuple(CONFIGURATIONS)),
     "with 'none' class": (True, "honest_maps_none", LEADING),
@@ -108,14 +130,13 @@ def make_data(config):
 
 def build_explainer(config, setup, models):
     """An untrained explainer of the classifier, with the configuration's fill."""
-    from keras_ptame.demo import AUXILIARY_LAYERS
     from keras_ptame.layers.auxiliary_extractor import AuxiliaryExtractor
     from keras_ptame.layers.backbone import Backbone
     from keras_ptame.models.ptame import PTAME
 
     explainer = PTAME(
         Backbone(models["classifier"]),
-        AuxiliaryExtractor(models["auxiliary"], layer_names=AUXILIARY_LAYERS),
+        AuxiliaryExtractor(models["auxiliary"], layer_names=list(setup["layers"])),
         fill=setup["fill"],
     )
     explainer.build((None, config.image_size, config.image_size, 3))
@@ -419,15 +440,17 @@ def _table(setting, rows, summary):
         )
         + ".",
         "",
-        "| configuration | squares: flat | evidence median | stretched pointing | "
-        "stretched AUC | other classes: min pointing | min pixel AUC | max flat | "
-        "mean map | NaN |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| configuration | decoder maps | squares: flat | evidence median | "
+        "stretched pointing | stretched AUC | other classes: min pointing | "
+        "min pixel AUC | max flat | mean map | NaN |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+
     for label in summary["configurations"]:
         square, others = _split([row for row in rows if row["configuration"] == label])
         lines.append(
-            f"| {label} | {square['flat_share']:.2f} | "
+            f"| {label} | {_maps_size(label, config['image_size'])} | "
+            f"{square['flat_share']:.2f} | "
             f"{square['evidence_median']:.3f} | "
             f"{square['stretched_pointing_game']:.2f} | "
             f"{square['stretched_pixel_auc']:.2f} | "
@@ -438,6 +461,12 @@ def _table(setting, rows, summary):
             f"{'yes' if square['nan'] else 'no'} |"
         )
     return lines + [""]
+
+
+def _maps_size(label, image_size):
+    """The decoder's resolution of a configuration: its finest stage's."""
+    cells = image_size // (2 if "stage1" in CONFIGURATIONS[label]["layers"] else 4)
+    return f"{cells}x{cells}"
 
 
 def main(argv=None):
