@@ -47,31 +47,29 @@ def check_images(images, name="images"):
     check_image_shape(array.shape, name)
     if array.shape[0] == 0:
         raise ValueError(f"`{name}` is empty. Received: shape {array.shape}")
-    # A sum is NaN or Inf if any pixel is, and costs less than a full mask.
-    # (Huge finite values may overflow the sum: the range check names them.)
-    with np.errstate(over="ignore"):
-        total = array.sum() if np.issubdtype(array.dtype, np.floating) else 0
-    if not np.isfinite(total):
-        bad = int(np.size(array) - np.isfinite(array).sum())
-        if bad:
-            raise ValueError(
-                f"`{name}` must be finite. Received: {bad} NaN or Inf pixel values"
-            )
     check_pixel_range(array, name)
     return array
 
 
 def check_pixel_range(array, name="images"):
-    """Checks that `array` holds raw pixels in [0, 255].
+    """Checks that `array` holds finite raw pixels in [0, 255].
 
-    Values outside [0, 255] (16-bit images, preprocessed or normalised
-    images) raise a `ValueError`; float images whose values all lie in
-    [0, 1] are most likely scaled already and get a warning, since the
-    explainer would see them as almost black.
+    NaN or Inf pixels, and values outside [0, 255] (16-bit images,
+    preprocessed or normalised images) raise a `ValueError`; float images
+    whose values all lie in [0, 1] are most likely scaled already and get a
+    warning, since the explainer would see them as almost black.
     """
     if array.size == 0:
         return
+    # A NaN pixel makes both bounds NaN and an Inf pixel is one of them: the
+    # range also tells whether every pixel is finite, in two passes over the
+    # pixels (on the host, before `explain` starts) rather than three.
     low, high = array.min(), array.max()
+    if not (np.isfinite(low) and np.isfinite(high)):
+        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+        raise ValueError(
+            f"`{name}` must be finite. Received: {bad} NaN or Inf pixel values"
+        )
     if low < PIXEL_RANGE[0] or high > PIXEL_RANGE[1]:
         raise ValueError(
             f"`{name}` must hold raw pixels in [0, 255] (uint8, or float on the "

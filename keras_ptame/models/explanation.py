@@ -9,10 +9,14 @@ that looks as confident as any other. So each map reports its *evidence*, the
 contrast of its sigmoid map (peak minus floor, in [0, 1]); a map whose
 evidence is below the explainer's threshold comes back flat (all zeros) and
 flagged, never stretched.
+
+`Explaining` also compiles `predict`'s step: under JAX, one that passes the
+weights through untouched (`jax_predict_function`).
 """
 
 import warnings
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -119,7 +123,7 @@ class Explaining:
 
     A mixin of `PTAME`, which gives `ensure_built`, `num_classes`, `predict`
     and, through `call`, `explain_batch` with the `_explain_options` set
-    here.
+    here. It also compiles `predict`'s step (`make_predict_function`).
     """
 
     def explain(
@@ -193,6 +197,33 @@ class Explaining:
         outputs = self.predict(inputs, batch_size=batch_size, verbose=verbose)
         return {key: np.asarray(value) for key, value in outputs.items()}
 
+    def make_predict_function(self, force=False):
+        """Compiles `predict`'s step; under JAX, one that leaves the weights be.
+
+        Keras' JAX step takes every variable, donated, and returns them all
+        after each batch in case it changed one; `predict` then stores them
+        on the model, which walks them all for new variables. That host work
+        grows with the number of arrays, and an explainer holds both
+        networks' (446 for a ResNet-50 and a ResNet-18, against the bare
+        classifier's 320): on a CPU it was most of what `predict` added per
+        batch around the explanation (`benchmarks/profile_explain.py
+        --thin`). Explaining changes no variable (the networks and the
+        decoder run in inference mode, no fill is drawn), so the step here
+        takes them as plain arguments and returns the explanation alone (see
+        `jax_predict_function`). Eager runs, Keras' NNX mode and the other
+        backends take Keras' own step.
+        """
+        if (
+            keras.config.backend() != "jax"
+            or self.run_eagerly
+            or not self.jit_compile
+            or keras.config.is_nnx_enabled()
+        ):
+            return super().make_predict_function(force)
+        if self.predict_function is None or force:
+            self.predict_function = jax_predict_function(self)
+        return self.predict_function
+
     @property
     def evidence_threshold(self):
         """Evidence below it flags a map as flat (see `explain_outputs`)."""
@@ -230,6 +261,61 @@ class Explaining:
         message = fill_warning(found, self.fill)
         if message:
             warnings.warn(message, stacklevel=3)
+
+
+def jax_predict_function(model):
+    """A JAX `predict_function` for a model whose inference changes no variable.
+
+    Keras' contract, `(state, iterator) -> (outputs, state)` over up to
+    `steps_per_execution` batches, with the state passed to the compiled
+    step as plain arguments (not donated, not returned) and handed back as
+    it came, in `_Weights`. (A layer that updated a variable in inference,
+    which none of Keras' do, would see its update dropped.)
+    """
+    import jax
+
+    def explain(trainable, non_trainable, data):
+        return model.predict_step((trainable, non_trainable), data)[0]
+
+    compiled = jax.jit(explain)
+
+    def predict_function(state, iterator):
+        if not isinstance(state[0], _Weights):
+            state = tuple(_Weights(part) for part in state)
+        trainable, non_trainable = (part.values for part in state)
+        outputs = [compiled(trainable, non_trainable, next(iterator))]
+        for _ in range(model.steps_per_execution - 1):
+            try:
+                data = next(iterator)
+            except StopIteration:
+                break
+            outputs.append(compiled(trainable, non_trainable, data))
+        if len(outputs) == 1:
+            return outputs[0], state
+        joined = keras.tree.map_structure(lambda *x: ops.concatenate(x), *outputs)
+        return joined, state
+
+    return predict_function
+
+
+class _Weights:
+    """Variable values handed through `predict` untouched.
+
+    Neither a list nor a tuple on purpose: Keras' JAX `predict` stores its
+    state on the model after every batch, and a model walks the lists and
+    tuples it is given for new variables to track, ~450 checks a batch here.
+    """
+
+    __slots__ = ("values",)
+
+    def __init__(self, values):
+        self.values = tuple(values)
+
+    def __iter__(self):
+        return iter(self.values)
+
+    def __len__(self):
+        return len(self.values)
 
 
 def _common(first, second):

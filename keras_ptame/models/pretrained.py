@@ -92,6 +92,8 @@ class Pretrained:
             name="trained_steps",
         )
         self._warned_untrained = False
+        # Set once `trained_steps` was read as trained (see `warn_if_untrained`).
+        self._known_trained = False
 
     @property
     def is_trained(self):
@@ -109,8 +111,18 @@ class Pretrained:
             self.trained_steps.assign(UNRECORDED)
 
     def warn_if_untrained(self):
-        """Warns, once per explainer, if its decoder was never trained."""
-        if self.is_trained or self._warned_untrained:
+        """Warns, once per explainer, if its decoder was never trained.
+
+        Reads `trained_steps` off the device (a wait on an accelerator) only
+        until it has warned or found the decoder trained: `fit`,
+        `mark_trained` or a load make it trained, and only loading other
+        weights undoes that, so the answer is kept until the next load
+        (`load_own_variables`).
+        """
+        if self._warned_untrained or self._known_trained:
+            return
+        if self.is_trained:
+            self._known_trained = True
             return
         self._warned_untrained = True
         warnings.warn(
@@ -151,6 +163,8 @@ class Pretrained:
     def load_own_variables(self, store):
         if self.built:
             self.check_parts_built()
+        # The weights loaded may be an untrained decoder's.
+        self._known_trained = False
         if len(store.keys()) == 0:
             # Saved before `trained_steps` existed, which was almost always
             # after training (`ptame train` saves only then): counted as
