@@ -25,9 +25,11 @@ from keras_ptame.validation import check_classes, check_images, unpack_inputs
 
 # Where `explain` returns maps: at the images' size, or the decoder's.
 RESOLUTIONS = ("input", "decoder")
-# How `explain` scales maps: min-max to [0, 1] (flat maps zeroed), or the
-# trained-space sigmoid maps as they are.
-NORMALIZATIONS = ("minmax", "none")
+# How `explain` scales maps: the authors' min-max of the decoder's raw maps
+# (flat maps zeroed), their sigmoid taken after upsampling (the same pixel
+# order, values of the mask the decoder was trained to keep the class with;
+# flat maps zeroed), or the trained-space sigmoid maps as they are.
+NORMALIZATIONS = ("minmax", "sigmoid", "none")
 # On benchmarks/honest_maps.py, every class whose maps localise has a median
 # evidence of 0.38 or more (10th percentile 0.31), every collapsed class 0.017
 # or less (90th percentile 0.022). (A decoder with random weights is not flat:
@@ -56,7 +58,7 @@ def finish_maps(raw, images, threshold, minmax, resolution="input", normalize="m
         minmax: the min-max normalisation of `(B, h, w, 1)` maps (the
             decoder's `normalize`, with the authors' epsilon).
         resolution: `"input"` or `"decoder"`, see `RESOLUTIONS`.
-        normalize: `"minmax"` or `"none"`, see `NORMALIZATIONS`.
+        normalize: `"minmax"`, `"sigmoid"` or `"none"`, see `NORMALIZATIONS`.
 
     Returns:
         A dict: `maps` `(B, H, W)`, `evidence` `(B,)` and `flat` `(B,)` bool.
@@ -71,8 +73,12 @@ def finish_maps(raw, images, threshold, minmax, resolution="input", normalize="m
     if resolution == "input":
         # Normalised after upsampling, so that every map spans [0, 1] exactly.
         maps = resize_like(maps, images)
-    if normalize == "minmax":
+    if normalize == "sigmoid":
+        # After upsampling: the pixels keep the order of the min-max maps.
+        maps = ops.sigmoid(maps)
+    elif normalize == "minmax":
         maps = minmax(maps)
+    if normalize != "none":
         maps = ops.where(flat[:, None, None, None], ops.zeros_like(maps), maps)
     return {"maps": maps[..., 0], "evidence": found, "flat": flat}
 
@@ -148,10 +154,15 @@ class Explaining:
                 `"decoder"`: at the decoder's (a quarter of the side with
                 ResNet-18 features), a sixteenth of the data to copy off an
                 accelerator. Defaults to `"input"`.
-            normalize: str. `"minmax"`: each map min-max normalised to
-                [0, 1], and a map that found no evidence all zeros (see
-                `explain_outputs`); `"none"`: the sigmoid maps the decoder
-                was trained with, as they are. Defaults to `"minmax"`.
+            normalize: str. `"minmax"` (the authors' inference): each
+                map min-max normalised to [0, 1], and a map that found no
+                evidence all zeros (see `explain_outputs`); `"sigmoid"`:
+                the sigmoid of the decoder's maps taken after upsampling,
+                the mask the decoder was trained to keep the class with
+                (background near 0, the same pixel order as `"minmax"`;
+                flat maps all zeros); `"none"`: the sigmoid maps the
+                decoder was trained with, as they are. Defaults to
+                `"minmax"`.
 
         Returns:
             numpy float32 `(N, H, W)` maps in [0, 1] (`(N, h, w)` at the

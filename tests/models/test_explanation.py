@@ -51,6 +51,33 @@ def test_unnormalised_maps_are_the_sigmoid_maps_and_give_the_evidence():
     assert np.all((full > 0) & (full < 1))
 
 
+def test_sigmoid_maps_keep_the_minmax_order_with_the_trained_values():
+    explainer = explainer_blind_to(2)
+    images = random_images(3)
+    classes = [2, 0, 1]
+    minmax = explainer.explain(images, classes)
+    sigmoid = explainer.explain(images, classes, normalize="sigmoid")
+    # The flat map stays all zeros; the others are the sigmoid of maps that
+    # are an increasing affine function of the min-max maps (the same
+    # upsampled raw maps), so the pixels rank alike.
+    assert not np.any(sigmoid[0])
+    for index in (1, 2):
+        logits = np.log(sigmoid[index]) - np.log1p(-sigmoid[index])
+        slope, offset = np.polyfit(minmax[index].ravel(), logits.ravel(), 1)
+        assert slope > 0
+        np.testing.assert_allclose(slope * minmax[index] + offset, logits, atol=1e-3)
+    # At the decoder's resolution they are the trained sigmoid maps.
+    np.testing.assert_allclose(
+        explainer.explain(
+            images[1:], classes[1:], resolution="decoder", normalize="sigmoid"
+        ),
+        explainer.explain(
+            images[1:], classes[1:], resolution="decoder", normalize="none"
+        ),
+        atol=1e-6,
+    )
+
+
 def test_the_threshold_is_an_option_saved_with_the_explainer(tmp_path):
     explainer = tiny_explainer(evidence_threshold=0.0)
     images = random_images(2)
