@@ -106,6 +106,18 @@ def train_tuned(template, recipe, train, epochs, output, seed):
     return explainer
 
 
+class SigmoidMaps:
+    """An explainer's maps with `normalize="sigmoid"`: the sigmoid of the
+    decoder's upsampled maps, the mask it was trained to keep the class with
+    (the same pixel order as the default min-max maps)."""
+
+    def __init__(self, explainer):
+        self.explainer = explainer
+
+    def explain(self, images, classes=None):
+        return self.explainer.explain(images, classes, normalize="sigmoid")
+
+
 def winners_markdown(table):
     """The table's Markdown with each column's best value in bold."""
     from keras_ptame.evaluation import LEGEND
@@ -168,8 +180,10 @@ def run(args, log=print):
     logits = classifier.predict(images, batch_size=128, verbose=0)
     accuracy = float(np.mean(np.argmax(logits, axis=-1) == labels))
     explainers = compare.make_explainers(classifier, explainer, config)
+    tuned = explainers.pop("P-TAME")
     explainers = {
-        "P-TAME": explainers.pop("P-TAME"),
+        "P-TAME (sigmoid maps)": SigmoidMaps(tuned),
+        "P-TAME": tuned,
         "P-TAME (demo recipe)": template,
         **explainers,
     }
@@ -187,7 +201,9 @@ def run(args, log=print):
     timings["total"] = time.perf_counter() - started
     table.notes.append(
         f"`P-TAME`: trained with the recipe `kp.tune` found ({recipe}); "
-        f"`P-TAME (demo recipe)`: the demo's. Backend `{keras.config.backend()}`."
+        f"`P-TAME (demo recipe)`: the demo's. `P-TAME (sigmoid maps)`: the "
+        'tuned explainer with `explain(..., normalize="sigmoid")`, the others '
+        f"with the default min-max. Backend `{keras.config.backend()}`."
     )
     compare._finish(table, config, accuracy, timings, args.output)
     write_text(
