@@ -144,6 +144,19 @@ class MaskDecoder(keras.layers.Layer):
 
     def fused_features(self, features, training=None):
         """Returns the concatenated residual features that the fuser reads."""
+        scales, target = self.residual_features(features, training=training)
+        return ops.concatenate(
+            [g if resized else self.upsample(g, target) for g, resized in scales],
+            axis=-1,
+        )
+
+    def residual_features(self, features, training=None):
+        """The residual features `g_i` of every scale, at their own sizes.
+
+        Returns:
+            A list of `(g_i, at_target)`, `at_target` telling whether `g_i` is
+            already at the finest size, and that size `target`.
+        """
         static = [tuple(f.shape[1:3]) for f in features]
         if all(None not in size for size in static):
             finest = _finest_index([(None, *size) for size in static])
@@ -158,10 +171,8 @@ class MaskDecoder(keras.layers.Layer):
         ):
             feature = ops.cast(feature, self.compute_dtype)
             g = ops.relu(norm(conv(feature), training=training) + feature)
-            if index != finest and static[index] != target:
-                g = self.upsample(g, target)
-            scales.append(g)
-        return ops.concatenate(scales, axis=-1)
+            scales.append((g, index == finest or static[index] == target))
+        return scales, target
 
     def upsample(self, g, target):
         """Bilinearly upsamples `g` `(B, h, w, C)` to `target` (height, width)."""
@@ -184,16 +195,24 @@ class MaskDecoder(keras.layers.Layer):
         return g
 
     def call(self, features, classes=None, training=None):
-        fused = self.fused_features(features, training=training)
         if classes is None:
-            return self.fuser(fused)
+            return self.fuser(self.fused_features(features, training=training))
         kernel = ops.cast(self.fuser.kernel[0, 0], self.compute_dtype)
         classes = ops.cast(classes, "int32")
-        if len(classes.shape) == 1:
-            return ops.einsum("bhwc,ck->bhwk", fused, ops.take(kernel, classes, 1))
-        # (C, B, K): each image reads its own columns of the fuser.
-        per_image = ops.take(kernel, classes, axis=1)
-        return ops.einsum("bhwc,cbk->bhwk", fused, per_image)
+        # (C, K), or (C, B, K): each image reads its own columns of the fuser.
+        columns = ops.take(kernel, classes, axis=1)
+        equation = "bhwc,ck->bhwk" if len(classes.shape) == 1 else "bhwc,cbk->bhwk"
+        # Upsampling is linear per channel and the fuser mixes channels
+        # linearly after it, so each scale is fused first and only its K
+        # maps are upsampled, not its C channels (C/K times less to resize).
+        maps, start = None, 0
+        scales, target = self.residual_features(features, training=training)
+        for g, resized in scales:
+            stop = start + int(g.shape[-1])
+            part = ops.einsum(equation, g, columns[start:stop])
+            part = part if resized else self.upsample(part, target)
+            maps, start = part if maps is None else maps + part, stop
+        return maps
 
     def normalize(self, maps):
         """Min-max normalises each map `(B, h, w, K)` to [0, 1] (inference)."""
