@@ -33,8 +33,13 @@ def check_image_shape(shape, name="images"):
             )
 
 
-def check_images(images, name="images"):
-    """Checks a host batch of raw images and returns it as a numpy array."""
+def check_images(images, name="images", pixels=True):
+    """Checks a host batch of raw images and returns it as a numpy array.
+
+    `pixels=False` leaves out the scan of the pixel values (`check_pixel_range`)
+    for a caller that runs it elsewhere, as `explain` does beside the
+    accelerator's work.
+    """
     array = np.asarray(images)
     if array.dtype == bool or not (
         np.issubdtype(array.dtype, np.integer)
@@ -47,7 +52,8 @@ def check_images(images, name="images"):
     check_image_shape(array.shape, name)
     if array.shape[0] == 0:
         raise ValueError(f"`{name}` is empty. Received: shape {array.shape}")
-    check_pixel_range(array, name)
+    if pixels:
+        check_pixel_range(array, name)
     return array
 
 
@@ -59,30 +65,40 @@ def check_pixel_range(array, name="images"):
     whose values all lie in [0, 1] are most likely scaled already and get a
     warning, since the explainer would see them as almost black.
     """
+    error, warning = pixel_range_problems(array, name)
+    if error:
+        raise ValueError(error)
+    if warning:
+        warnings.warn(warning, stacklevel=3)
+
+
+def pixel_range_problems(array, name="images"):
+    """`(error, warning)`: what `check_pixel_range` would say, each or `None`.
+
+    Only reads `array`, so it may run on another thread.
+    """
     if array.size == 0:
-        return
+        return None, None
     # A NaN pixel makes both bounds NaN and an Inf pixel is one of them: the
     # range also tells whether every pixel is finite, in two passes over the
-    # pixels (on the host, before `explain` starts) rather than three.
+    # pixels rather than three.
     low, high = array.min(), array.max()
     if not (np.isfinite(low) and np.isfinite(high)):
         bad = int(array.size - np.count_nonzero(np.isfinite(array)))
-        raise ValueError(
-            f"`{name}` must be finite. Received: {bad} NaN or Inf pixel values"
-        )
+        return f"`{name}` must be finite. Received: {bad} NaN or Inf pixel values", None
     if low < PIXEL_RANGE[0] or high > PIXEL_RANGE[1]:
-        raise ValueError(
+        return (
             f"`{name}` must hold raw pixels in [0, 255] (uint8, or float on the "
             f"same scale). Received: values from {low} to {high} "
             f"(dtype {array.dtype}). " + _range_fix(array.dtype, low, high)
-        )
+        ), None
     if np.issubdtype(array.dtype, np.floating) and high <= 1.0 and low < high:
-        warnings.warn(
+        return None, (
             f"`{name}` hold float values in [0, 1], but the explainer expects raw "
             "pixels in [0, 255]: multiply them by 255 (the networks' own "
-            "preprocessing scales them).",
-            stacklevel=3,
+            "preprocessing scales them)."
         )
+    return None, None
 
 
 def _range_fix(dtype, low, high):

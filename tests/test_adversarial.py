@@ -227,6 +227,11 @@ def test_pixels_in_0_1_warn():
     images = random_images(2).astype("float32") / 255
     with pytest.warns(UserWarning, match=r"multiply them by 255"):
         check_images(images)
+    # `explain` scans the pixels beside its forward pass, and says so too.
+    explainer = tiny_explainer()
+    explainer.mark_trained()
+    with pytest.warns(UserWarning, match=r"multiply them by 255"):
+        explainer.explain(images)
     # A constant image (all black) is no sign of scaling.
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)

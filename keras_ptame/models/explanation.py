@@ -15,13 +15,19 @@ weights through untouched (`jax_predict_function`).
 """
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import keras
 import numpy as np
 from keras import ops
 
 from keras_ptame.models.fills import apply_fill, fill_components, resize_like
-from keras_ptame.validation import check_classes, check_images, unpack_inputs
+from keras_ptame.validation import (
+    check_classes,
+    check_images,
+    pixel_range_problems,
+    unpack_inputs,
+)
 
 # Where `explain` returns maps: at the images' size, or the decoder's.
 RESOLUTIONS = ("input", "decoder")
@@ -199,13 +205,24 @@ class Explaining:
             # `predict` compiles the options in: have it compiled anew.
             self._explain_options = (resolution, normalize)
             self.predict_function = None
-        images = check_images(images)
+        images = check_images(images, pixels=False)
         self.ensure_built(images.shape)
         inputs = images
         if classes is not None:
             classes = check_classes(classes, len(images), self.num_classes)
             inputs = {"images": images, "classes": classes}
-        outputs = self.predict(inputs, batch_size=batch_size, verbose=verbose)
+        # The scan of the pixel values (two passes over them on the host)
+        # runs on a thread while `predict` feeds the accelerator; on a GPU it
+        # took as long as a third of the explanation. Its error still comes
+        # before any map is returned.
+        with ThreadPoolExecutor(1) as pool:
+            problems = pool.submit(pixel_range_problems, images)
+            outputs = self.predict(inputs, batch_size=batch_size, verbose=verbose)
+        error, warning = problems.result()
+        if error:
+            raise ValueError(error)
+        if warning:
+            warnings.warn(warning, stacklevel=3)
         return {key: np.asarray(value) for key, value in outputs.items()}
 
     def make_predict_function(self, force=False):
@@ -258,12 +275,8 @@ class Explaining:
         just the size. A mixture collapses a class only if each of its fills
         predicts it.
         """
-        images = unpack_inputs(x)[0]
-        if hasattr(images, "__array__") and not hasattr(images, "element_spec"):
-            images = check_images(images[:8])
-        elif self.fill == "black" and self.input_size is not None:
-            images = np.zeros((1, *self.input_size, 3), "float32")
-        else:
+        images = self._fill_probe(unpack_inputs(x)[0])
+        if images is None:
             return
         found = None
         for fill in fill_components(self.fill):
@@ -272,6 +285,26 @@ class Explaining:
         message = fill_warning(found, self.fill)
         if message:
             warnings.warn(message, stacklevel=3)
+
+    def _fill_probe(self, images):
+        """The images `warn_about_fill` probes, or `None` to probe none.
+
+        The black fill's image is black whatever the data: it is probed once
+        per image size (a pass of the classifier, run eagerly, that each
+        short `fit` would otherwise pay again), the other fills on the first
+        images of an array.
+        """
+        if self.fill == "black":
+            size = self.input_size
+            if hasattr(images, "shape") and None not in tuple(images.shape)[1:3]:
+                size = tuple(int(n) for n in tuple(images.shape)[1:3])
+            if size is None or size in self._fill_probed:
+                return None
+            self._fill_probed.add(size)
+            return np.zeros((1, *size, 3), "float32")
+        if hasattr(images, "__array__") and not hasattr(images, "element_spec"):
+            return check_images(images[:8])
+        return None
 
 
 def jax_predict_function(model):

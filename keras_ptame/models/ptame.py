@@ -131,6 +131,8 @@ class PTAME(Explaining, Pretrained, keras.Model):
         self._built_size = None
         # `predict` compiles these options of `explain` in.
         self._explain_options = ("input", "minmax")
+        # Image sizes whose black fill image `warn_about_fill` has probed.
+        self._fill_probed = set()
         if self.num_classes is not None:
             self.decoder = self._make_decoder()
         self.perturbation_loss = PerturbationLoss()

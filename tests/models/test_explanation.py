@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import keras_ptame as kp
+from keras_ptame.models import explanation
 from tests.helpers import IMAGE_SIZE, random_images, tiny_explainer, to_numpy
 
 
@@ -138,6 +139,28 @@ def test_fit_warns_about_the_classes_the_fill_predicts():
     explainer.compile()
     with pytest.warns(UserWarning, match=r"predicts class 0 \(probability 0\.88\)"):
         explainer.fit(random_images(4), epochs=1, batch_size=4, verbose=0)
+
+
+def test_the_black_fill_is_probed_once_per_image_size(monkeypatch):
+    probed = []
+    probe = explanation.fill_predictions
+
+    def counting(backbone, images, fill):
+        probed.append(tuple(images.shape))
+        return probe(backbone, images, fill)
+
+    monkeypatch.setattr(explanation, "fill_predictions", counting)
+    classifier = black_predicts_class_zero()
+    features = keras.Model(classifier.input, classifier.layers[1].output)
+    explainer = kp.PTAME(classifier, kp.AuxiliaryExtractor(features))
+    explainer.compile()
+    with pytest.warns(UserWarning, match="predicts class 0"):
+        explainer.fit(random_images(4), epochs=1, batch_size=4, verbose=0)
+    # The black image is the same for any data: a second fit asks no more.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        explainer.fit(random_images(4, seed=1), epochs=1, batch_size=4, verbose=0)
+    assert probed == [(1, IMAGE_SIZE, IMAGE_SIZE, 3)]
 
 
 def test_fit_is_quiet_when_the_fill_predicts_nothing_confidently():
