@@ -5,7 +5,9 @@
 #      weights (no download), 224x224, batches of 32; images/s of the bare
 #      classifier's forward pass, `explain` and a training step, and ratios;
 #      JAX once more with 8 batches per compiled call (`steps_per_execution`);
-#   2. the three notebooks' offline mode as plain Python, where TensorFlow
+#   2. benchmarks/profile_explain.py under JAX: where `explain`'s time goes
+#      (public calls against the compiled parts on the device);
+#   3. the three notebooks' offline mode as plain Python, where TensorFlow
 #      (which their offline path needs: tf.data, mocked tfds) is installed.
 # It writes $OUT/gpu_check.md (the card's name from nvidia-smi, the tables,
 # each notebook's outcome) and $OUT/*.log, and prints the Markdown.
@@ -93,9 +95,23 @@ speed() {  # speed LABEL ARGS...: one speed.py run; its rows join rows.md
   fi
 }
 
+profile() {  # profile_explain.py under JAX, its table into profile.md
+  local limit
+  if ! limit=$(budget); then
+    echo "profile_explain.py: skipped: under a minute of GPU_CHECK_TOTAL left" >"$OUT/profile.md"
+    return
+  fi
+  KERAS_BACKEND=jax timeout "$limit" "$PYTHON" benchmarks/profile_explain.py \
+    --batch-size "${SIZE[1]}" --image-size "${SIZE[3]}" --batches "${SIZE[5]}" --repeats "${SIZE[9]}" \
+    --output "$OUT/profile.md" >"$OUT/profile.log" 2>&1 ||
+    echo "profile_explain.py failed (exit $?): $(tail -n 1 "$OUT/profile.log")" >"$OUT/profile.md"
+}
+
 rm -f "$OUT/rows.md" "$OUT/header.md"
+# What was never measured on a GPU comes first, in case the time runs out.
 for backend in $BACKENDS; do
   speed "$backend" --backends "$backend"
+  [ "$backend" = jax ] && profile
 done
 if [[ " $BACKENDS " == *" jax "* ]]; then
   speed jax_steps8 --backends jax --steps-per-execution 8
@@ -104,6 +120,10 @@ cat "$OUT/header.md" "$OUT/rows.md" >>"$REPORT" 2>/dev/null
 echo >>"$REPORT"
 echo "Targets: explain / classifier >= 0.6, train / classifier >= 0.25." >>"$REPORT"
 echo >>"$REPORT"
+if [ -s "$OUT/profile.md" ]; then
+  cat "$OUT/profile.md" >>"$REPORT"
+  echo >>"$REPORT"
+fi
 
 echo "## Notebooks, offline mode, as plain Python" >>"$REPORT"
 echo >>"$REPORT"

@@ -18,7 +18,9 @@ times in one process:
   on the device, with the weights passed as arguments as `predict` passes
   them (closed over, they would be compiled in as constants, which XLA may
   fold): classifier, auxiliary network, decoder for one class, the whole
-  explanation with maps at input or at decoder resolution.
+  explanation with maps at input or at decoder resolution;
+- copying one call's maps off the device as `predict` does at its end, as
+  float32 and as uint8, and Keras' concatenation of the copies on the host.
 Each figure is the median of `--repeats` timed runs after one compiling run:
 wall time, and the CPU time of the calling thread (the host work that must
 keep up with the device; on a CPU it includes compute run inline).
@@ -170,6 +172,38 @@ def _device_parts(classifier, explainer, batch):
     return timed
 
 
+def _host_copies(batches, image_size, batch_size):
+    """Copying maps off the device as `predict` does, as timed callables.
+
+    One call's maps, `batches` arrays `(batch_size, H, W)` on the device,
+    copied to host memory one by one (`np.asarray`, as `predict` does at its
+    end), as float32 and as uint8; and Keras' `np.concatenate` of the copies.
+    Each timed run copies fresh device arrays: a JAX array keeps its first
+    host copy.
+    """
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    shape = (batch_size, image_size, image_size)
+    maps = [jnp.full(shape, 0.5, "float32") + i for i in range(batches)]
+    fresh = jax.jit(lambda m: m * 1.0)
+    as_uint8 = jax.jit(lambda m: (m * 255).astype("uint8"))
+    copies = [np.asarray(m) for m in maps]
+
+    def copy(convert):
+        outputs = [convert(m) for m in maps]
+        return [np.asarray(o) for o in outputs]
+
+    return {
+        "maps of a call to host memory, float32 (host)": lambda: copy(fresh),
+        "maps of a call to host memory, uint8 (host)": lambda: copy(as_uint8),
+        "concatenating a call's float32 maps (host, numpy)": lambda: np.concatenate(
+            copies
+        ),
+    }
+
+
 def _public_calls(classifier, explainer, images, batch_size):
     import keras
 
@@ -218,6 +252,9 @@ def profile(batch_size, image_size, batches, repeats, thin=False):
     for name, f in _device_parts(classifier, explainer, batch).items():
         wall, cpu = _median_ms(f, repeats)
         rows.append((name, wall / batch_size, cpu / batch_size))
+    for name, f in _host_copies(batches, image_size, batch_size).items():
+        wall, cpu = _median_ms(f, repeats)
+        rows.append((name, wall / len(images), cpu / len(images)))
     return rows
 
 
