@@ -11,7 +11,7 @@ in bold in `evaluation_winners.md`.
 
 ```
 KERAS_BACKEND=jax python benchmarks/tune_compare.py --output benchmarks/tuned \\
-    --max-trials 30 --max-seconds 7200
+    --max-trials 20 --trial-epochs 3     # the README's table (resumable: --reuse)
 python benchmarks/tune_compare.py --quick --max-trials 2   # a pipeline check
 ```
 
