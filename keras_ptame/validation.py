@@ -65,11 +65,22 @@ def check_pixel_range(array, name="images"):
     whose values all lie in [0, 1] are most likely scaled already and get a
     warning, since the explainer would see them as almost black.
     """
-    error, warning = pixel_range_problems(array, name)
+    # Warned at the caller of `check_images`, its one caller.
+    report_pixel_problems(pixel_range_problems(array, name), stacklevel=4)
+
+
+def report_pixel_problems(problems, stacklevel=2):
+    """Raises the error of a `pixel_range_problems` result, or warns its warning.
+
+    Args:
+        problems: `(error, warning)`, each a message or `None`.
+        stacklevel: the warning's `stacklevel`, counted from this function.
+    """
+    error, warning = problems
     if error:
         raise ValueError(error)
     if warning:
-        warnings.warn(warning, stacklevel=3)
+        warnings.warn(warning, stacklevel=stacklevel)
 
 
 def pixel_range_problems(array, name="images"):

@@ -26,6 +26,7 @@ from keras_ptame.validation import (
     check_classes,
     check_images,
     pixel_range_problems,
+    report_pixel_problems,
     unpack_inputs,
 )
 
@@ -218,11 +219,8 @@ class Explaining:
         with ThreadPoolExecutor(1) as pool:
             problems = pool.submit(pixel_range_problems, images)
             outputs = self.predict(inputs, batch_size=batch_size, verbose=verbose)
-        error, warning = problems.result()
-        if error:
-            raise ValueError(error)
-        if warning:
-            warnings.warn(warning, stacklevel=3)
+        # Warned at the caller of `explain`.
+        report_pixel_problems(problems.result(), stacklevel=4)
         return {key: np.asarray(value) for key, value in outputs.items()}
 
     def make_predict_function(self, force=False):
