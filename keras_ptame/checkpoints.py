@@ -39,16 +39,21 @@ class StateDict:
     Args:
         arrays: dict of str to numpy arrays.
         prefix: str. The prefix this view reads under. Defaults to `""`.
+        source: str. What the weights came from, for the messages. Defaults
+            to `"the checkpoint"`.
     """
 
-    def __init__(self, arrays, prefix="", used=None, assigned=None):
+    def __init__(self, arrays, prefix="", used=None, assigned=None, source=None):
         self.arrays = arrays
         self.prefix = prefix
+        self.source = source or "the checkpoint"
         self.used = set() if used is None else used
         self.assigned = set() if assigned is None else assigned
 
     def under(self, prefix):
-        return StateDict(self.arrays, self.prefix + prefix, self.used, self.assigned)
+        return StateDict(
+            self.arrays, self.prefix + prefix, self.used, self.assigned, self.source
+        )
 
     def names(self):
         """The keys below this view's prefix, without it."""
@@ -66,13 +71,13 @@ class StateDict:
         key = self.prefix + name
         if key not in self.arrays:
             raise ValueError(
-                f"The checkpoint lacks the key {key!r} that this architecture "
-                "needs. It is not in the layout expected."
+                f"The key {key!r}, which this architecture needs, is not in "
+                f"{self.source}. It is not in the layout expected."
             )
         value = self.arrays[key]
         if shape is not None and tuple(value.shape) != tuple(shape):
             raise ValueError(
-                f"The checkpoint's key {key!r} does not fit: shape "
+                f"The key {key!r} of {self.source} does not fit: shape "
                 f"{tuple(value.shape)}, expected {tuple(shape)}."
             )
         if use:
@@ -85,8 +90,8 @@ class StateDict:
             value = np.reshape(value, tuple(variable.shape))
         if tuple(variable.shape) != tuple(value.shape):
             raise ValueError(
-                f"The checkpoint's key {self.prefix + name!r} does not fit: shape "
-                f"{value.shape} after conversion, the Keras weight "
+                f"The key {self.prefix + name!r} of {self.source} does not fit: "
+                f"shape {value.shape} after conversion, the Keras weight "
                 f"{variable.path!r} has {tuple(variable.shape)}."
             )
         variable.assign(value.astype(variable.dtype))
@@ -97,7 +102,7 @@ class StateDict:
         unset = [v.path for v in model.weights if id(v) not in self.assigned]
         if unset:
             raise ValueError(
-                f"The checkpoint has no weights under {self.prefix!r} for "
+                f"There are no weights under {self.prefix!r} in {self.source} for "
                 f"{len(unset)} weights of the Keras network, e.g. {unset[:3]}. It "
                 "is not in the layout expected."
             )
@@ -107,9 +112,9 @@ class StateDict:
         unused = [k for k in unused if k not in self.used]
         if unused:
             raise ValueError(
-                f"The checkpoint's key {unused[0]!r} does not fit the architecture "
-                f"read from it ({len(unused)} such keys: {unused[:5]}). It is not "
-                "in the layout expected."
+                f"The key {unused[0]!r} of {self.source} does not fit the "
+                f"architecture read from it ({len(unused)} such keys: "
+                f"{unused[:5]}). It is not in the layout expected."
             )
 
 
@@ -148,10 +153,10 @@ def torchvision_classifier(weights, image_size=224, name="classifier"):
     if "conv_proj.weight" in weights and "heads.head.weight" in weights:
         return vit_classifier(weights, image_size, name)
     names = weights.names()
+    key = weights.prefix + (names[0] if names else "")
     raise ValueError(
-        "The classifier's weights are not a torchvision ResNet, VGG or ViT: "
-        f"the key {weights.prefix + (names[0] if names else '')!r} does not fit "
-        "any of them."
+        f"The classifier's weights in {weights.source} are not a torchvision "
+        f"ResNet, VGG or ViT: the key {key!r} does not fit any of them."
     )
 
 
@@ -329,8 +334,8 @@ def _vgg_convs(weights):
     if any(n.startswith("features.") and n.endswith("running_mean") for n in names):
         bad = next(n for n in names if n.endswith("running_mean"))
         raise ValueError(
-            f"The checkpoint's key {weights.prefix + bad!r} does not fit: VGG with "
-            "batch normalisation is not supported."
+            f"The key {weights.prefix + bad!r} of {weights.source} does not fit: "
+            "VGG with batch normalisation is not supported."
         )
     indices = sorted(
         {
@@ -348,8 +353,8 @@ def _vgg_convs(weights):
             blocks.append([index])
         else:
             raise ValueError(
-                f"The checkpoint's key {weights.prefix}features.{index}.weight does "
-                "not fit the torchvision VGG layout."
+                f"The key {weights.prefix}features.{index}.weight of "
+                f"{weights.source} does not fit the torchvision VGG layout."
             )
     return blocks
 

@@ -47,12 +47,36 @@ def add_overwrite(parser, what="--output"):
 
 
 def add_model(parser):
-    """`--model`: the explainer, as every subcommand that takes one loads it."""
+    """`--model`: the explainer, as every subcommand that takes one loads it,
+    and the options of an authors' checkpoint (`add_checkpoint_weights`)."""
     parser.add_argument(
         "--model",
         required=True,
         help="the trained explainer: a .keras file, a preset folder written by "
-        "save_to_preset, or a preset handle (kaggle://..., hf://...)",
+        "save_to_preset, a preset handle (kaggle://..., hf://...), or a "
+        "checkpoint the P-TAME authors published (.ckpt), with "
+        "--classifier-weights and --auxiliary-weights",
+    )
+    add_checkpoint_weights(parser)
+
+
+def add_checkpoint_weights(parser):
+    """`--classifier-weights`, `--auxiliary-weights`: the torchvision networks
+    of a P-TAME authors' checkpoint, which holds the decoder alone."""
+    parser.add_argument(
+        "--classifier-weights",
+        default=None,
+        metavar="PATH",
+        help="for a P-TAME authors' checkpoint (.ckpt): torchvision's "
+        "IMAGENET1K_V1 weights file of the classifier it explains "
+        "(resnet50-0676ba61.pth, vgg16-397923af.pth or vit_b_16-c867db91.pth)",
+    )
+    parser.add_argument(
+        "--auxiliary-weights",
+        default=None,
+        metavar="PATH",
+        help="for a P-TAME authors' checkpoint (.ckpt): torchvision's "
+        "IMAGENET1K_V1 ResNet-18 weights file (resnet18-f37072fd.pth)",
     )
 
 

@@ -4,9 +4,18 @@ import zipfile
 
 import numpy as np
 
-from keras_ptame.cli.arguments import add_unsafe, positive_int
+from keras_ptame.cli.arguments import (
+    add_checkpoint_weights,
+    add_unsafe,
+    positive_int,
+)
 from keras_ptame.cli.errors import UsageError, one_line
-from keras_ptame.cli.loading import METHOD_FORMS, load_keras_model, make_explainer
+from keras_ptame.cli.loading import (
+    CHECKPOINT_SUFFIXES,
+    METHOD_FORMS,
+    load_keras_model,
+    make_explainer,
+)
 from keras_ptame.evaluation import evaluate
 from keras_ptame.metrics.imputation import IMPUTATIONS
 
@@ -43,6 +52,14 @@ def add_parser(subcommands):
         "--output", default="evaluation", help="output folder (default: %(default)s)"
     )
     _add_scoring_options(parser)
+    add_checkpoint_weights(parser)
+    parser.add_argument(
+        "--image-size",
+        type=positive_int,
+        default=None,
+        help="side in pixels that the P-TAME authors' checkpoints among the "
+        "methods (NAME=PATH.ckpt) are imported for (default: 224)",
+    )
     add_unsafe(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.set_defaults(run=run)
@@ -84,10 +101,18 @@ def _add_scoring_options(parser):
 def run(args):
     """Evaluates the methods `args` name; writes and prints the table."""
     safe_mode = not args.unsafe
+    checkpoint_options = _checkpoint_options(args)
     classifier = load_keras_model(args.classifier, "classifier", safe_mode)
     data = _read_npz(args.data, args.limit)
     explainers = dict(
-        make_explainer(spec, classifier, args.batch_size, args.seed, safe_mode)
+        make_explainer(
+            spec,
+            classifier,
+            args.batch_size,
+            args.seed,
+            safe_mode,
+            checkpoint_options=checkpoint_options,
+        )
         for spec in args.method
     )
     table = evaluate(
@@ -106,6 +131,27 @@ def run(args):
         print(table.to_markdown())
         print("Per explained class (`flat`: maps that found no evidence):\n")
         print(table.per_class.to_markdown())
+
+
+def _checkpoint_options(args):
+    """The options of the authors' checkpoints, refused if no method is one."""
+    options = {
+        "--classifier-weights": args.classifier_weights,
+        "--auxiliary-weights": args.auxiliary_weights,
+        "--image-size": args.image_size,
+    }
+    given = [flag for flag, value in options.items() if value is not None]
+    methods = [spec.partition("=")[2] for spec in args.method if "=" in spec]
+    if given and not any(m.endswith(CHECKPOINT_SUFFIXES) for m in methods):
+        raise UsageError(
+            f"{' and '.join(given)}: only for a P-TAME authors' checkpoint "
+            "among the methods (--method NAME=PATH.ckpt), and none is."
+        )
+    return {
+        "classifier_weights": args.classifier_weights,
+        "auxiliary_weights": args.auxiliary_weights,
+        "image_size": args.image_size,
+    }
 
 
 def _read_npz(path, limit):

@@ -75,8 +75,9 @@ def _add_picture_options(parser):
         "--image-size",
         type=positive_int,
         default=None,
-        help="side in pixels the images are resized to (default: the "
-        "explainer's input size)",
+        help="side in pixels the images are resized to, and that a P-TAME "
+        "authors' checkpoint (.ckpt) is imported for (default: the explainer's "
+        "input size; 224 for a checkpoint)",
     )
     parser.add_argument(
         "--batch-size",
@@ -105,7 +106,13 @@ def run(args):
     leaves `--output` as it was.
     """
     _check_picture_options(args)
-    explainer = load_explainer(args.model, safe_mode=not args.unsafe)
+    explainer = load_explainer(
+        args.model,
+        safe_mode=not args.unsafe,
+        classifier_weights=args.classifier_weights,
+        auxiliary_weights=args.auxiliary_weights,
+        image_size=args.image_size,
+    )
     size = _image_size(explainer, args.image_size)
     files = find_images(args.inputs)
     names = _output_names(files, args.inputs)

@@ -9,8 +9,8 @@ from keras_ptame.cli.arguments import (
     add_unsafe,
     positive_int,
 )
-from keras_ptame.cli.errors import track_outputs, wrote
-from keras_ptame.cli.loading import load_explainer
+from keras_ptame.cli.errors import UsageError, track_outputs, wrote
+from keras_ptame.cli.loading import CHECKPOINT_SUFFIXES, load_explainer
 
 
 def add_parser(subcommands):
@@ -39,7 +39,9 @@ def add_parser(subcommands):
         nargs=2,
         metavar=("HEIGHT", "WIDTH"),
         default=None,
-        help="input size of the signatures (default: the explainer's)",
+        help="input size of the signatures, and that a P-TAME authors' "
+        "checkpoint (.ckpt) is imported for, square (default: the explainer's; "
+        "224 for a checkpoint)",
     )
     add_overwrite(parser)
     parser.add_argument(
@@ -53,7 +55,13 @@ def add_parser(subcommands):
 
 def run(args):
     """Exports the explainer `args.model` to `args.output`."""
-    explainer = load_explainer(args.model, safe_mode=not args.unsafe)
+    explainer = load_explainer(
+        args.model,
+        safe_mode=not args.unsafe,
+        classifier_weights=args.classifier_weights,
+        auxiliary_weights=args.auxiliary_weights,
+        image_size=_checkpoint_size(args),
+    )
     explainer.warn_if_untrained()
     track_outputs()
     before = _stamp(args.output)
@@ -74,6 +82,19 @@ def run(args):
     print(
         f"Exported a SavedModel to {path} (signatures: {', '.join(export.SIGNATURES)})."
     )
+
+
+def _checkpoint_size(args):
+    """The side an authors' checkpoint is imported for, from `--image-size`."""
+    if args.image_size is None or not args.model.endswith(CHECKPOINT_SUFFIXES):
+        return None
+    height, width = args.image_size
+    if height != width:
+        raise UsageError(
+            "An authors' checkpoint is imported for square images: --image-size "
+            f"needs HEIGHT = WIDTH. Received: {height} {width}"
+        )
+    return height
 
 
 def _stamp(path):

@@ -13,32 +13,79 @@ from keras_ptame import baselines
 from keras_ptame.cli.errors import UsageError, one_line
 from keras_ptame.layers.auxiliary_extractor import AuxiliaryExtractor
 from keras_ptame.layers.backbone import Backbone
+from keras_ptame.models.official_checkpoint import (
+    MissingNetworkWeights,
+    missing_weights_message,
+)
 from keras_ptame.models.ptame import PTAME
 
 # The `--method` forms of `ptame evaluate`, for its help and its errors.
 METHOD_FORMS = (
-    "NAME=PATH.keras, rise[:MASKS], gradcam:LAYER, gradient, random or centre"
+    "NAME=PATH.keras (or an authors' NAME=PATH.ckpt), rise[:MASKS], "
+    "gradcam:LAYER, gradient, random or centre"
 )
 
+# The files `load_explainer` reads as the P-TAME authors' checkpoints.
+CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
 
-def load_explainer(path, safe_mode=True):
-    """Loads a `PTAME` from a `.keras` file or an explainer preset.
+# How the CLI passes the networks of a checkpoint that holds the decoder alone.
+CHECKPOINT_FLAGS = {
+    "classifier": "--classifier-weights",
+    "auxiliary": "--auxiliary-weights",
+}
+
+
+def load_explainer(
+    path,
+    safe_mode=True,
+    classifier_weights=None,
+    auxiliary_weights=None,
+    image_size=None,
+):
+    """Loads a `PTAME` from a `.keras` file, a preset or the authors' checkpoint.
 
     Args:
         path: str or path-like: a `.keras` file saved with `explainer.save`,
-            a folder saved with `explainer.save_to_preset`, or a preset
-            handle (`kaggle://...`, `hf://...`).
+            a folder saved with `explainer.save_to_preset`, a preset handle
+            (`kaggle://...`, `hf://...`), or a checkpoint the P-TAME authors
+            published (`.ckpt`; see `PTAME.from_official_checkpoint`).
         safe_mode: bool. Keras' `safe_mode`. Defaults to `True`.
+        classifier_weights: optional str, the torchvision weights file of
+            the classifier of an authors' checkpoint. Defaults to `None`.
+        auxiliary_weights: optional str, the torchvision weights file of
+            the auxiliary ResNet-18 of an authors' checkpoint. Defaults to
+            `None`.
+        image_size: optional int, the square image size an authors'
+            checkpoint is imported for. Defaults to `None` (224, the
+            authors').
 
     Returns:
         The `keras_ptame.PTAME`.
 
     Raises:
         FileNotFoundError: `path` does not exist.
-        UsageError: `path` is not a complete `.keras` file or preset holding
-            a `PTAME`.
+        UsageError: `path` is not a complete `.keras` file, preset or
+            checkpoint holding a `PTAME`, or the weights options are given
+            for a file that is not a checkpoint.
     """
     path = os.fspath(path)
+    if path.endswith(CHECKPOINT_SUFFIXES):
+        return _import_checkpoint(
+            path, classifier_weights, auxiliary_weights, image_size
+        )
+    given = [
+        flag
+        for flag, value in (
+            ("--classifier-weights", classifier_weights),
+            ("--auxiliary-weights", auxiliary_weights),
+        )
+        if value is not None
+    ]
+    if given:
+        raise UsageError(
+            f"{' and '.join(given)}: only for a P-TAME authors' checkpoint "
+            f"(.ckpt), which {path!r} is not."
+        )
     if "://" in path or os.path.isfile(os.path.join(path, "config.json")):
         return _load_preset(path, safe_mode)
     if not os.path.exists(path):
@@ -55,6 +102,38 @@ def load_explainer(path, safe_mode=True):
             "explainer."
         )
     return model
+
+
+def _import_checkpoint(path, classifier_weights, auxiliary_weights, image_size):
+    """The authors' checkpoint `path` as a `PTAME`, with one-line errors."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No such checkpoint file: {path!r}")
+    try:
+        return PTAME.from_official_checkpoint(
+            path,
+            classifier_weights=classifier_weights,
+            auxiliary_weights=auxiliary_weights,
+            image_size=224 if image_size is None else image_size,
+        )
+    except MissingNetworkWeights as error:
+        # Named without its folder, or not at all: errors are cut at 500
+        # characters, and this one must keep its end.
+        message = missing_weights_message(
+            repr(os.path.basename(path)), error.missing, CHECKPOINT_FLAGS
+        )
+        if len(message) > 500:
+            message = missing_weights_message(
+                "The checkpoint", error.missing, CHECKPOINT_FLAGS
+            )
+        raise UsageError(message) from error
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError) as error:
+        raise UsageError(
+            f"Cannot import the P-TAME authors' checkpoint {path!r}: {one_line(error)}"
+        ) from error
+    except ImportError as error:
+        raise UsageError(one_line(error)) from error
 
 
 def _load_preset(path, safe_mode):
@@ -128,12 +207,14 @@ def load_auxiliary(source, layer_names=None, image_size=None):
     )
 
 
-def make_explainer(spec, classifier, batch_size=32, seed=0, safe_mode=True):
+def make_explainer(
+    spec, classifier, batch_size=32, seed=0, safe_mode=True, checkpoint_options=None
+):
     """Builds one explainer to evaluate from a `--method` spec.
 
-    Specs: `NAME=PATH.keras` (a saved P-TAME explainer, loaded by
-    `load_explainer`, in the row NAME), `rise` or `rise:MASKS`,
-    `gradcam:LAYER`, `gradient`, `random`, `centre`.
+    Specs: `NAME=PATH.keras` (a saved P-TAME explainer, or the authors'
+    `NAME=PATH.ckpt`, loaded by `load_explainer`, in the row NAME), `rise`
+    or `rise:MASKS`, `gradcam:LAYER`, `gradient`, `random`, `centre`.
 
     Args:
         spec: str, the spec.
@@ -143,6 +224,9 @@ def make_explainer(spec, classifier, batch_size=32, seed=0, safe_mode=True):
             to `0`.
         safe_mode: bool. Keras' `safe_mode` for `NAME=PATH.keras`. Defaults
             to `True`.
+        checkpoint_options: optional dict of `load_explainer`'s
+            `classifier_weights`, `auxiliary_weights` and `image_size`, for
+            the authors' checkpoints. Defaults to `None`.
 
     Returns:
         A tuple `(name, explainer)`.
@@ -151,7 +235,10 @@ def make_explainer(spec, classifier, batch_size=32, seed=0, safe_mode=True):
         name, path = spec.split("=", 1)
         if not name:
             raise UsageError(f"--method {spec!r} needs a name: NAME=PATH.keras")
-        return name, load_explainer(path, safe_mode=safe_mode)
+        options = checkpoint_options or {}
+        if not path.endswith(CHECKPOINT_SUFFIXES):
+            options = {}
+        return name, load_explainer(path, safe_mode=safe_mode, **options)
     kind, _, argument = spec.partition(":")
     if kind == "rise":
         masks = _count(argument, spec) if argument else 4000

@@ -5,19 +5,26 @@ explainers for VGG-16, ResNet-50 and ViT-B/16 as PyTorch Lightning
 checkpoints, under academic, non-commercial terms. A checkpoint's
 `"state_dict"` holds, under `net.`:
 
-- `backbone.*`: the torchvision classifier explained;
-- `attention.attention.*`: the torchvision ResNet-18 auxiliary network, read
-  after its four stages `layer1..layer4`;
 - `attention.convs.{i}`, `attention.bns.{i}`: the decoder's per-scale 1x1
   convolutions and batch normalisations (PyTorch's defaults);
 - `attention.fuser`: the bias-free 1x1 fuser, `(num_classes, 960, 1, 1)`.
 
-`load_official_checkpoint` rebuilds all of it in Keras: the networks as
-keras-hub architectures with the checkpoint's weights (see
+That is all the files they publish hold: their saver drops the networks, and
+their loader takes them from torchvision's ImageNet weights
+(`IMAGENET1K_V1`): the classifier explained (ResNet-50, VGG-16 or ViT-B/16)
+and the auxiliary ResNet-18, read after its four stages `layer1..layer4`.
+So `load_official_checkpoint` takes those two networks' weights as
+torchvision's own files (bare state dicts: `resnet50-0676ba61.pth`,
+`resnet18-f37072fd.pth`, ...). A checkpoint saved with the whole model's
+state dict also holds them, as `backbone.*` and `attention.attention.*`,
+and is read alone. Keys of networks compiled with `torch.compile` (with
+`_orig_mod.`) are read as the module's own.
+
+The networks are rebuilt as keras-hub architectures (see
 `keras_ptame.checkpoints`), each with the ImageNet normalisation the authors
 used as its preprocessing (so raw pixels in [0, 255] go in), and the decoder
 with the authors' numerics (batch normalisation epsilon 1e-5, repeated
-bilinear doubling). Reading the file needs PyTorch (any Keras backend runs
+bilinear doubling). Reading the files needs PyTorch (any Keras backend runs
 the result); nothing is downloaded.
 """
 
@@ -34,6 +41,11 @@ CLASSIFIER = "net.backbone."
 AUXILIARY = "net.attention.attention."
 DECODER = "net.attention."
 _DECODER_PARTS = ("convs.", "bns.", "fuser.")
+# `torch.compile` keeps the module it wraps as `_orig_mod`; the authors'
+# training module keeps its compiled network as `compiled_net`, a second
+# name for `net` (the same tensors, saved twice).
+COMPILED = "_orig_mod."
+COMPILED_NET = "compiled_net." + COMPILED
 
 # The authors' decoder: PyTorch's BatchNorm2d defaults (momentum 0.1 is
 # Keras' 0.9) and features upsampled by repeated bilinear doubling.
@@ -43,44 +55,123 @@ AUTHORS_NUMERICS = {
     "upsampling": "doubling",
 }
 
+# The torchvision weights (`IMAGENET1K_V1`) the authors trained with, as
+# torchvision names its files: the classifiers, then the auxiliary network.
+CLASSIFIER_FILES = {
+    "ResNet-50": "resnet50-0676ba61.pth",
+    "VGG-16": "vgg16-397923af.pth",
+    "ViT-B/16": "vit_b_16-c867db91.pth",
+}
+AUXILIARY_FILE = "resnet18-f37072fd.pth"
+TORCH_HUB_FOLDER = "~/.cache/torch/hub/checkpoints/"
 
-def load_official_checkpoint(cls, checkpoint, image_size=224, **kwargs):
+# How each network's weights are passed, in Python (the CLI has its own).
+PYTHON_OPTIONS = {
+    "classifier": "`classifier_weights`",
+    "auxiliary": "`auxiliary_weights`",
+}
+
+
+class MissingNetworkWeights(ValueError):
+    """A checkpoint holds the decoder alone and a network's weights are missing.
+
+    Args:
+        checkpoint: str. The checkpoint, for the message.
+        missing: tuple of `"classifier"` and/or `"auxiliary"`.
+    """
+
+    def __init__(self, checkpoint, missing):
+        self.checkpoint = checkpoint
+        self.missing = tuple(missing)
+        super().__init__(missing_weights_message(checkpoint, self.missing))
+
+
+def missing_weights_message(checkpoint, missing, options=None):
+    """What a decoder-only checkpoint needs, and how to pass it.
+
+    Args:
+        checkpoint: str. The checkpoint, as the message names it.
+        missing: tuple of `"classifier"` and/or `"auxiliary"`.
+        options: optional dict from those to how each is passed. Defaults
+            to `PYTHON_OPTIONS`.
+    """
+    options = options or PYTHON_OPTIONS
+    classifiers = [f"{k} {v}" for k, v in CLASSIFIER_FILES.items()]
+    parts = {
+        "classifier": f"the classifier with {options['classifier']} "
+        f"({', '.join(classifiers[:-1])} or {classifiers[-1]})",
+        "auxiliary": f"ResNet-18 with {options['auxiliary']} ({AUXILIARY_FILE})",
+    }
+    wanted = " and ".join(parts[name] for name in missing)
+    return (
+        f"{checkpoint} holds the decoder alone, as the P-TAME authors publish "
+        "it: pass the torchvision IMAGENET1K_V1 networks it was trained with, "
+        f"{wanted}, from {TORCH_HUB_FOLDER} or saved by "
+        'torch.save(torchvision.models.resnet18(weights="IMAGENET1K_V1")'
+        ".state_dict(), PATH)."
+    )
+
+
+def load_official_checkpoint(
+    cls,
+    checkpoint,
+    classifier_weights=None,
+    auxiliary_weights=None,
+    image_size=224,
+    **kwargs,
+):
     """Builds an explainer of class `cls` from the authors' checkpoint.
 
     Args:
         cls: the explainer class (`PTAME` or a subclass).
         checkpoint: a path to the authors' Lightning checkpoint (`.ckpt`), a
             file holding its state dict alone, or the state dict itself.
+        classifier_weights: optional torchvision state dict of the
+            classifier (a file saved with `torch.save`, as torchvision's
+            `resnet50-0676ba61.pth`, or the dict). Needed when `checkpoint`
+            holds the decoder alone, refused when it holds a classifier.
+            Defaults to `None`.
+        auxiliary_weights: optional torchvision state dict of the ResNet-18
+            (`resnet18-f37072fd.pth`), as `classifier_weights`. Defaults to
+            `None`.
         image_size: int. The square size of the images the explainer takes
             (the authors': 224). Defaults to `224`.
-        **kwargs: passed to `cls` (`name`, ...).
+        **kwargs: passed to `cls` (`name`, ...); `decoder_options` are laid
+            over the authors' numerics.
 
     Returns:
         A built explainer of class `cls` with the checkpoint's weights.
     """
     weights = read_state_dict(checkpoint)
     _check_layout(weights)
-    num_classes = weights.shape(DECODER + "fuser.weight")[0]
-    classifier = checkpoints.torchvision_classifier(
-        weights.under(CLASSIFIER), image_size
+    decoder = weights.under(DECODER)
+    classifier, auxiliary = _networks(
+        weights, checkpoint, classifier_weights, auxiliary_weights
     )
-    if classifier.output_shape[-1] != num_classes:
+    _check_auxiliary(auxiliary, decoder)
+    num_classes = decoder.shape("fuser.weight")[0]
+    network = checkpoints.torchvision_classifier(classifier, image_size)
+    if network.output_shape[-1] != num_classes:
         raise ValueError(
             f"The checkpoint's key {DECODER + 'fuser.weight'!r} gives "
-            f"{num_classes} class maps, but its classifier has "
-            f"{classifier.output_shape[-1]} classes."
+            f"{num_classes} class maps, but the classifier in {classifier.source} "
+            f"has {network.output_shape[-1]} classes."
         )
     backbone = Backbone(
-        classifier,
+        network,
         preprocessor=checkpoints.imagenet_converter("classifier_normalization"),
         name="backbone",
     )
-    extractor = auxiliary_extractor(weights.under(AUXILIARY), image_size)
-    kwargs.setdefault("decoder_options", AUTHORS_NUMERICS)
+    extractor = auxiliary_extractor(auxiliary, image_size)
+    kwargs["decoder_options"] = {
+        **AUTHORS_NUMERICS,
+        **(kwargs.get("decoder_options") or {}),
+    }
     explainer = cls(backbone, extractor, num_classes=num_classes, **kwargs)
     explainer.build((None, image_size, image_size, 3))
-    port_decoder(explainer.decoder, weights.under(DECODER))
-    weights.check_all_used()
+    port_decoder(explainer.decoder, decoder)
+    for part in (weights, classifier, auxiliary):
+        part.check_all_used()
     return explainer
 
 
@@ -121,7 +212,9 @@ def _check_layout(weights):
                 f"The checkpoint's key {key!r} does not fit the P-TAME authors' "
                 f"layout: every key starts with {CLASSIFIER!r} (the classifier), "
                 f"{AUXILIARY!r} (the auxiliary ResNet-18) or "
-                f"{DECODER!r}{{convs, bns, fuser}} (the decoder)."
+                f"{DECODER!r}{{convs, bns, fuser}} (the decoder). (A torchvision "
+                "weights file is passed as the classifier's or the auxiliary "
+                "network's weights.)"
             )
     if DECODER + "fuser.weight" not in weights:
         raise ValueError(
@@ -130,34 +223,117 @@ def _check_layout(weights):
         )
 
 
+# === The networks' weights ===
+
+
+def _networks(weights, checkpoint, classifier_weights, auxiliary_weights):
+    """The classifier's and the auxiliary network's weights, each from one place."""
+    found = {}
+    for name, prefix, given in (
+        ("classifier", CLASSIFIER, classifier_weights),
+        ("auxiliary", AUXILIARY, auxiliary_weights),
+    ):
+        held = any(key.startswith(prefix) for key in weights.names())
+        if held and given is not None:
+            raise ValueError(
+                f"The checkpoint holds the {name} network (its keys under "
+                f"{prefix!r}), and {name} weights were passed too "
+                f"({_describe(given)}): give them once. The checkpoint's own "
+                "are those its decoder was trained with."
+            )
+        if held:
+            found[name] = weights.under(prefix)
+        elif given is not None:
+            found[name] = read_state_dict(given, what=f"{name} weights")
+    missing = [name for name in ("classifier", "auxiliary") if name not in found]
+    if missing:
+        raise MissingNetworkWeights(_describe(checkpoint, "The checkpoint"), missing)
+    return found["classifier"], found["auxiliary"]
+
+
+def _describe(source, otherwise="given as a dict"):
+    if isinstance(source, (str, os.PathLike)):
+        return repr(os.fspath(source))
+    return otherwise
+
+
+def _check_auxiliary(weights, decoder):
+    """Refuses an auxiliary network whose features the decoder cannot take."""
+    if "layer1.0.conv1.weight" not in weights:
+        names = weights.names()
+        raise ValueError(
+            f"The auxiliary network's weights in {weights.source} are not a "
+            "torchvision ResNet (the authors': ResNet-18, "
+            f"{AUXILIARY_FILE}): the key "
+            f"{weights.prefix + (names[0] if names else '')!r} does not fit."
+        )
+    last = "conv3" if "layer1.0.conv3.weight" in weights else "conv2"
+    stages = [f"layer{stage}.0.{last}.weight" for stage in range(1, 5)]
+    widths = tuple(weights.shape(name)[0] for name in stages if name in weights)
+    count = 0
+    while f"convs.{count}.weight" in decoder:
+        count += 1
+    expected = tuple(decoder.shape(f"convs.{i}.weight")[1] for i in range(count))
+    if widths != expected:
+        raise ValueError(
+            f"The auxiliary network in {weights.source} gives features of "
+            f"{widths} channels, but the checkpoint's decoder convolutions "
+            f"{DECODER}convs.{{0..{count - 1}}}.weight take {expected}: the "
+            f"authors' auxiliary network is torchvision's ResNet-18 "
+            f"({AUXILIARY_FILE})."
+        )
+
+
 # === Reading PyTorch files ===
 
 
-def read_state_dict(checkpoint):
+def read_state_dict(checkpoint, what="checkpoint"):
     """Reads a PyTorch checkpoint into a `StateDict` of float32 numpy arrays.
+
+    `torch.compile`'s `_orig_mod.` is taken out of the keys.
 
     Args:
         checkpoint: a path to a file saved with `torch.save` (a Lightning
-            checkpoint with a `"state_dict"`, or a bare state dict), or a
-            dict of names to tensors or arrays.
+            checkpoint with a `"state_dict"`, or a bare state dict; `~` is
+            expanded), or a dict of names to tensors or arrays.
+        what: str. What the weights are, for the messages. Defaults to
+            `"checkpoint"`.
 
     Returns:
         A `StateDict`.
     """
+    source = f"the {what}"
     if isinstance(checkpoint, (str, os.PathLike)):
-        checkpoint = _torch_load(os.fspath(checkpoint))
+        path = os.path.expanduser(os.fspath(checkpoint))
+        source += f" {path!r}"
+        checkpoint = _torch_load(path, what)
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
         checkpoint = checkpoint["state_dict"]
     if not isinstance(checkpoint, dict) or not checkpoint:
         raise ValueError(
-            "A checkpoint must be a state dict (names to tensors) or hold one "
-            f"under 'state_dict'. Received: {type(checkpoint).__name__}"
+            f"The {what} must be a state dict (names to "
+            "tensors) or hold one under 'state_dict'. Received: "
+            f"{type(checkpoint).__name__}"
         )
-    arrays = {str(key): _to_numpy(value) for key, value in checkpoint.items()}
-    return checkpoints.StateDict(arrays)
+    arrays = {}
+    for key, value in checkpoint.items():
+        name, value = _uncompiled(str(key)), _to_numpy(value)
+        if name in arrays and not np.array_equal(arrays[name], value):
+            raise ValueError(
+                f"The key {key!r} of {source} is the key {name!r} of a network "
+                "compiled with torch.compile, which holds other values."
+            )
+        arrays[name] = value
+    return checkpoints.StateDict(arrays, source=source)
 
 
-def _torch_load(path):
+def _uncompiled(key):
+    if key.startswith(COMPILED_NET):
+        key = "net." + key[len(COMPILED_NET) :]
+    return key.replace(COMPILED, "")
+
+
+def _torch_load(path, what):
     try:
         import torch
     except ImportError as error:
@@ -166,7 +342,7 @@ def _torch_load(path):
             "`pip install torch`), whatever the Keras backend."
         ) from error
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"No checkpoint file at {path!r}.")
+        raise FileNotFoundError(f"No {what} file at {path!r}.")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:

@@ -28,29 +28,58 @@ class Pretrained:
     """
 
     @classmethod
-    def from_official_checkpoint(cls, checkpoint, image_size=224, **kwargs):
+    def from_official_checkpoint(
+        cls,
+        checkpoint,
+        classifier_weights=None,
+        auxiliary_weights=None,
+        image_size=224,
+        **kwargs,
+    ):
         """Imports an explainer that the P-TAME authors trained and published.
 
-        Rebuilds their PyTorch Lightning checkpoint (VGG-16, ResNet-50 or
-        ViT-B/16) on any backend, with the authors' preprocessing and
-        decoder numerics, so raw pixels go in; reading it needs PyTorch. See
+        The authors' checkpoints (VGG-16, ResNet-50 or ViT-B/16) hold the
+        decoder alone; the classifier and the ResNet-18 auxiliary network
+        are torchvision's ImageNet weights (`IMAGENET1K_V1`), passed as
+        torchvision's own files. All three are rebuilt on any backend, with
+        the authors' preprocessing and decoder numerics, so raw pixels go
+        in; reading them needs PyTorch. See
         `keras_ptame.models.official_checkpoint`.
 
         Args:
             checkpoint: a path to the checkpoint (`.ckpt`), to a file holding
                 its state dict alone, or the state dict itself.
+            classifier_weights: the classifier's torchvision state dict: a
+                file saved with `torch.save` (torchvision's
+                `resnet50-0676ba61.pth`, `vgg16-397923af.pth` or
+                `vit_b_16-c867db91.pth`), or the dict. Needed when the
+                checkpoint holds no classifier (the authors' files), refused
+                when it holds one. Defaults to `None`.
+            auxiliary_weights: the ResNet-18's torchvision state dict
+                (`resnet18-f37072fd.pth`), as `classifier_weights`. Defaults
+                to `None`.
             image_size: int. The square size of the images the explainer
                 takes. Defaults to `224` (the authors').
             **kwargs: passed to the constructor (`name`, ...).
 
         Examples:
         ```python
-        explainer = kp.PTAME.from_official_checkpoint("resnet50.ckpt")
+        # torchvision keeps the files it downloads in ~/.cache/torch/hub/checkpoints/.
+        explainer = kp.PTAME.from_official_checkpoint(
+            "resnet50.ckpt",
+            classifier_weights="resnet50-0676ba61.pth",
+            auxiliary_weights="resnet18-f37072fd.pth",
+        )
         maps = explainer.explain(images)   # raw pixels (N, 224, 224, 3)
         ```
         """
         explainer = load_official_checkpoint(
-            cls, checkpoint, image_size=image_size, **kwargs
+            cls,
+            checkpoint,
+            classifier_weights=classifier_weights,
+            auxiliary_weights=auxiliary_weights,
+            image_size=image_size,
+            **kwargs,
         )
         explainer.mark_trained()
         return explainer

@@ -2,9 +2,11 @@
 
 The checkpoints are made here, with random weights, in the authors' layout
 (`net.backbone.*`, `net.attention.attention.*`, `net.attention.{convs, bns,
-fuser}`); the reference is a functional torch forward pass written from the
-description of the authors' model (torchvision ResNet/VGG/ViT, the decoder
-with repeated x2 bilinear upsampling, ImageNet normalisation).
+fuser}`), and as the authors publish them: their saver keeps the decoder
+alone, and the networks come as torchvision's weight files. The reference is
+a functional torch forward pass written from the description of the
+authors' model (torchvision ResNet/VGG/ViT, the decoder with repeated x2
+bilinear upsampling, ImageNet normalisation).
 """
 
 import math
@@ -467,3 +469,234 @@ def test_a_vit_of_unknown_width_is_refused():
 def test_a_missing_file_is_reported(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.ckpt"):
         kp.PTAME.from_official_checkpoint(str(tmp_path / "missing.ckpt"))
+
+
+# === The files the authors publish: the decoder, and torchvision's weights ===
+
+
+def authors_saver(state):
+    """`state` as the authors' `on_save_checkpoint` leaves it: the decoder."""
+    dropped = ("backbone", "_orig_mod", "net.attention.attention")
+    return {k: v for k, v in state.items() if not any(d in k for d in dropped)}
+
+
+def network(state, prefix):
+    """A network's torchvision state dict, taken out of a whole checkpoint."""
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def write_published(state, folder):
+    """Writes `state` as the authors' files: a Lightning checkpoint of the
+    decoder, and the two networks' torchvision `.pth` files (bare state
+    dicts, as torchvision's own). Returns the paths."""
+    paths = [folder / name for name in ("explainer.ckpt", "net.pth", "aux.pth")]
+    lightning = {
+        "state_dict": authors_saver(state),
+        "epoch": 7,
+        "global_step": 8000,
+        "pytorch-lightning_version": "2.4.0",
+        "hyper_parameters": {"compile": False, "feature_contribution": False},
+    }
+    torch.save(lightning, paths[0])
+    torch.save(network(state, "net.backbone."), paths[1])
+    torch.save(network(state, "net.attention.attention."), paths[2])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def published(imported, tmp_path_factory):
+    """`imported`'s checkpoint as the authors publish it, and its import."""
+    state, _ = imported
+    paths = write_published(state, tmp_path_factory.mktemp("published"))
+    assert sorted(torch.load(paths[0])["state_dict"]) == sorted(
+        k for k in state if k.startswith(("net.attention.convs", "net.attention.bns"))
+    ) + ["net.attention.fuser.weight"]
+    explainer = kp.PTAME.from_official_checkpoint(
+        str(paths[0]), classifier_weights=paths[1], auxiliary_weights=str(paths[2]),
+        image_size=64,
+    )  # fmt: skip
+    return paths, explainer
+
+
+def test_the_published_files_give_the_reference_s_maps_and_classes(imported, published):
+    state, whole = imported
+    _, explainer = published
+    images = _images(count=4, seed=7)
+    raw = to_numpy(explainer.decoder(explainer.extractor(images)))
+    expected_raw, expected = reference_maps(state, images)
+    assert raw.shape == (4, 16, 16, 10)
+    _close(raw, expected_raw)
+    np.testing.assert_allclose(
+        to_numpy(explainer.decoder.normalize(raw)), expected, atol=1e-4
+    )
+    logits = resnet_logits(network(state, "net.backbone."), normalise(images))
+    outputs = explainer.explain_outputs(images)
+    np.testing.assert_array_equal(outputs["classes"], logits.numpy().argmax(-1))
+    expected_outputs = whole.explain_outputs(images)
+    np.testing.assert_array_equal(outputs["classes"], expected_outputs["classes"])
+    np.testing.assert_allclose(outputs["maps"], expected_outputs["maps"], atol=1e-5)
+    assert explainer.decoder.upsampling == "doubling"
+    assert [n.epsilon for n in explainer.decoder.norms] == [1e-5] * 4
+    assert explainer.is_trained
+
+
+def test_the_networks_weights_may_be_state_dicts(imported):
+    state, _ = imported
+    explainer = kp.PTAME.from_official_checkpoint(
+        authors_saver(state),
+        classifier_weights=network(state, "net.backbone."),
+        auxiliary_weights={
+            k: v.numpy() for k, v in network(state, "net.attention.attention.").items()
+        },
+        image_size=64,
+    )
+    images = _images(count=2, seed=9)
+    expected_raw, _ = reference_maps(state, images)
+    _close(to_numpy(explainer.decoder(explainer.extractor(images))), expected_raw)
+
+
+def test_keys_of_compiled_networks_are_read(imported):
+    state, _ = imported
+    # The authors' module, compiled: `compiled_net` holds `net` a second time.
+    compiled = dict(state)
+    compiled.update({"compiled_net._orig_mod." + k[4:]: v for k, v in state.items()})
+    images = _images(count=2, seed=10)
+    expected_raw, _ = reference_maps(state, images)
+    explainer = kp.PTAME.from_official_checkpoint(compiled, image_size=64)
+    _close(to_numpy(explainer.decoder(explainer.extractor(images))), expected_raw)
+    # torchvision networks compiled before their state dict was taken.
+    explainer = kp.PTAME.from_official_checkpoint(
+        {k.replace("net.attention.", "net.attention._orig_mod."): v
+         for k, v in authors_saver(state).items()},
+        classifier_weights={
+            "_orig_mod." + k: v for k, v in network(state, "net.backbone.").items()
+        },
+        auxiliary_weights={
+            "_orig_mod." + k: v
+            for k, v in network(state, "net.attention.attention.").items()
+        },
+        image_size=64,
+    )  # fmt: skip
+    _close(to_numpy(explainer.decoder(explainer.extractor(images))), expected_raw)
+
+
+def test_a_compiled_copy_that_differs_is_refused_by_name(imported):
+    state, _ = imported
+    compiled = dict(state)
+    compiled["compiled_net._orig_mod.attention.fuser.weight"] = torch.zeros(
+        10, 960, 1, 1
+    )
+    with pytest.raises(ValueError, match="compiled_net._orig_mod.attention.fuser"):
+        kp.PTAME.from_official_checkpoint(compiled, image_size=64)
+
+
+def test_the_published_checkpoint_alone_says_which_weights_to_pass(published):
+    paths, _ = published
+    with pytest.raises(ValueError) as caught:
+        kp.PTAME.from_official_checkpoint(str(paths[0]), image_size=64)
+    message = str(caught.value)
+    for part in (
+        str(paths[0]),
+        "decoder alone",
+        "IMAGENET1K_V1",
+        "ResNet-50 resnet50-0676ba61.pth",
+        "VGG-16 vgg16-397923af.pth",
+        "ViT-B/16 vit_b_16-c867db91.pth",
+        "(resnet18-f37072fd.pth)",
+        "~/.cache/torch/hub/checkpoints/",
+        'torch.save(torchvision.models.resnet18(weights="IMAGENET1K_V1")',
+        "the classifier with `classifier_weights`",
+        "ResNet-18 with `auxiliary_weights`",
+    ):
+        assert part in message, part
+    assert caught.value.missing == ("classifier", "auxiliary")
+    with pytest.raises(ValueError) as caught:
+        kp.PTAME.from_official_checkpoint(
+            paths[0], classifier_weights=paths[1], image_size=64
+        )
+    assert caught.value.missing == ("auxiliary",)
+    assert "`auxiliary_weights`" in str(caught.value)
+    assert "classifier_weights" not in str(caught.value)
+
+
+def test_a_network_given_twice_is_refused_naming_both(imported, published):
+    state, _ = imported
+    paths, _ = published
+    with pytest.raises(ValueError, match="net.backbone.") as caught:
+        kp.PTAME.from_official_checkpoint(
+            state, classifier_weights=paths[1], image_size=64
+        )
+    assert str(paths[1]) in str(caught.value)
+    with pytest.raises(ValueError, match="net.attention.attention."):
+        kp.PTAME.from_official_checkpoint(
+            state, auxiliary_weights=network(state, "net.attention.attention.")
+        )
+
+
+def test_an_auxiliary_network_the_decoder_cannot_read_is_refused(imported, tmp_path):
+    state, _ = imported
+    decoder = authors_saver(state)
+    classifier = network(state, "net.backbone.")
+    path = tmp_path / "resnet50.pth"
+    torch.save(resnet_weights((1, 1, 1, 1), bottleneck=True, num_classes=5), path)
+    with pytest.raises(ValueError, match="resnet50.pth") as caught:
+        kp.PTAME.from_official_checkpoint(
+            decoder, classifier_weights=classifier, auxiliary_weights=path
+        )
+    message = str(caught.value)
+    assert "(256, 512, 1024, 2048)" in message and "(64, 128, 256, 512)" in message
+    assert "net.attention.convs" in message
+    with pytest.raises(ValueError, match="features.0.weight"):
+        kp.PTAME.from_official_checkpoint(
+            decoder, classifier_weights=classifier, auxiliary_weights=vgg_weights()
+        )
+
+
+def test_a_classifier_of_other_classes_is_refused(imported, tmp_path):
+    state, _ = imported
+    path = tmp_path / "seven_classes.pth"
+    torch.save(resnet_weights(num_classes=7), path)
+    with pytest.raises(ValueError, match="10 class maps") as caught:
+        kp.PTAME.from_official_checkpoint(
+            authors_saver(state),
+            classifier_weights=path,
+            auxiliary_weights=network(state, "net.attention.attention."),
+            image_size=64,
+        )
+    assert "seven_classes.pth" in str(caught.value)
+    assert "7 classes" in str(caught.value)
+
+
+def test_a_weights_key_that_fits_nothing_is_refused_by_name(imported, tmp_path):
+    state, _ = imported
+    auxiliary = network(state, "net.attention.attention.")
+    assert "fc.weight" in auxiliary  # torchvision's, unused: accepted
+    classifier = network(state, "net.backbone.")
+    classifier["layer1.0.conv9.weight"] = torch.zeros(3)
+    path = tmp_path / "classifier.pth"
+    torch.save(classifier, path)
+    with pytest.raises(ValueError, match="'layer1.0.conv9.weight' of the classifier"):
+        kp.PTAME.from_official_checkpoint(
+            authors_saver(state),
+            classifier_weights=path,
+            auxiliary_weights=auxiliary,
+            image_size=64,
+        )
+    auxiliary["layer4.0.conv9.weight"] = torch.zeros(3)
+    with pytest.raises(ValueError, match="'layer4.0.conv9.weight' of the auxiliary"):
+        kp.PTAME.from_official_checkpoint(
+            authors_saver(state),
+            classifier_weights=network(state, "net.backbone."),
+            auxiliary_weights=auxiliary,
+            image_size=64,
+        )
+
+
+def test_a_missing_weights_file_is_reported(imported, tmp_path, monkeypatch):
+    state, _ = imported
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="classifier weights file") as caught:
+        kp.PTAME.from_official_checkpoint(
+            authors_saver(state), classifier_weights="~/nowhere.pth"
+        )
+    assert str(tmp_path / "nowhere.pth") in str(caught.value)  # `~` expanded
