@@ -148,15 +148,16 @@ def train_explainer(config, setup, models, train_images, verbose):
     import keras
 
     from keras_ptame.losses.perturbation_loss import PerturbationLoss
-    from keras_ptame.recipes import one_cycle
+    from keras_ptame.recipes import one_cycle_adamw
 
     keras.utils.set_random_seed(config.seed + 2 + setup.get("seed", 0))
     explainer = build_explainer(config, setup, models)
     epochs = setup.get("epochs", config.explainer_epochs)
     steps = -(-config.train_count // config.batch_size) * epochs
     explainer.compile(
-        optimizer=keras.optimizers.AdamW(
-            one_cycle(config.explainer_learning_rate, steps), amsgrad=True
+        # The authors' optimiser, with Keras' default weight decay.
+        optimizer=one_cycle_adamw(
+            config.explainer_learning_rate, steps, weight_decay=0.004
         ),
         loss=PerturbationLoss(**{**config.loss_settings(), **setup.get("loss", {})}),
     )

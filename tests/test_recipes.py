@@ -1,3 +1,5 @@
+import math
+
 import keras
 import pytest
 
@@ -25,9 +27,33 @@ def test_resnet_recipe_has_the_authors_settings():
     }
     assert (recipe.epochs, recipe.batch_size, recipe.image_size) == (1, 32, 224)
     optimizer = recipe.optimizer(steps_per_epoch=100)
-    assert isinstance(optimizer, keras.optimizers.AdamW)
+    assert isinstance(optimizer, kp.optimizers.CyclingAdamW)
     assert optimizer.amsgrad
+    assert optimizer.epsilon == 1e-8
     assert optimizer.weight_decay == pytest.approx(0.000242666)
+
+
+def test_recipe_optimizer_is_the_authors_adamw_under_one_cycle_lr():
+    torch = pytest.importorskip("torch")
+    recipe = kp.recipes.get("vgg_16_imagenet")
+    optimizer = recipe.optimizer(steps_per_epoch=30)
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    reference = torch.optim.AdamW(
+        [parameter], lr=1e-4, weight_decay=recipe.weight_decay, amsgrad=True
+    )
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        reference, max_lr=recipe.learning_rate, total_steps=30
+    )
+    group = reference.param_groups[0]
+    assert (optimizer.epsilon, optimizer.beta_2) == (group["eps"], group["betas"][1])
+    assert optimizer.weight_decay == group["weight_decay"] and optimizer.amsgrad
+    for step in range(30):
+        rate = float(keras.ops.convert_to_numpy(optimizer._learning_rate(step)))
+        beta_1 = float(keras.ops.convert_to_numpy(optimizer.beta_1(step)))
+        assert rate == pytest.approx(group["lr"], rel=1e-6)
+        assert beta_1 == pytest.approx(group["betas"][0], rel=1e-6)
+        reference.step()
+        scheduler.step()
 
 
 def test_vit_recipe_has_no_border_and_a_larger_area_power():
@@ -65,9 +91,16 @@ def test_one_cycle_warms_up_then_decays_to_almost_nothing():
     schedule = kp.recipes.one_cycle(2e-3, total_steps=50, warmup_fraction=0.2)
     rates = [float(keras.ops.convert_to_numpy(schedule(step))) for step in range(51)]
     assert rates[0] == pytest.approx(2e-3 / 25, rel=1e-3)
-    assert rates.index(max(rates)) == 10
+    # The warm-up ends at step 0.2 * 50 - 1, as in PyTorch.
+    assert rates.index(max(rates)) == 9
     assert max(rates) == pytest.approx(2e-3, rel=1e-3)
-    assert rates[-1] == pytest.approx(2e-3 * 1e-4, rel=1e-2)
+    # PyTorch's final_div_factor: the last rate is the first one / 1e4.
+    assert rates[-2] == pytest.approx(2e-3 / 25 / 1e4, rel=1e-5)
+    assert rates[-1] == rates[-2]  # past the end it stays there
+    # A cosine warm-up, not a linear one.
+    low, high = 2e-3 / 25, 2e-3
+    cosine = (high + low) / 2 - (high - low) / 2 * math.cos(math.pi * 5 / 9)
+    assert rates[5] == pytest.approx(cosine, rel=1e-5)
 
 
 @pytest.mark.parametrize(

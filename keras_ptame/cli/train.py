@@ -348,8 +348,9 @@ def _count_batches(batches, source, batch_size):
 
 def _compile(explainer, recipe, epochs, steps, learning_rate):
     if recipe is None:
+        # `PTAME.compile`'s default, at the rate asked for.
         optimizer = keras.optimizers.AdamW(
-            learning_rate=learning_rate or 1e-4, amsgrad=True
+            learning_rate=learning_rate or 1e-4, amsgrad=True, epsilon=1e-8
         )
         explainer.compile(optimizer=optimizer)
         return

@@ -22,7 +22,7 @@ from keras_ptame.layers.backbone import Backbone
 from keras_ptame.losses.perturbation_loss import PerturbationLoss
 from keras_ptame.metrics.localization import mass_inside, pointing_game
 from keras_ptame.models.ptame import PTAME
-from keras_ptame.recipes import one_cycle
+from keras_ptame.recipes import one_cycle, one_cycle_adamw
 
 # The phases of `run`, with the line logged as each begins.
 PHASES = {
@@ -191,8 +191,9 @@ def _train_explainer(config, data, classifier, auxiliary, verbose):
     )
     steps = -(-config.train_count // config.batch_size) * config.explainer_epochs
     explainer.compile(
-        optimizer=keras.optimizers.AdamW(
-            one_cycle(config.explainer_learning_rate, steps), amsgrad=True
+        # The authors' optimiser, with Keras' default weight decay.
+        optimizer=one_cycle_adamw(
+            config.explainer_learning_rate, steps, weight_decay=0.004
         ),
         loss=PerturbationLoss(**config.loss_settings()),
     )

@@ -1,15 +1,21 @@
+import math
+
 import keras
 from keras import ops
 
-UPSAMPLING = ("resize", "doubling")
+UPSAMPLING = ("doubling", "resize")
+INITIALIZATION = ("torch", "keras")
 
 # The numerics of decoders saved before these options existed: Keras'
-# BatchNormalization defaults and one-step resizing. A saved config without
-# the options is read with these, so that it gives the same maps as before.
+# BatchNormalization defaults, one-step resizing and Keras' initialisers. A
+# saved config without the options is read with these, so that it gives the
+# same maps as before (the initialisation only matters before weights load;
+# it is kept so that the config says how the decoder was made).
 LEGACY_OPTIONS = {
     "batch_norm_epsilon": 1e-3,
     "batch_norm_momentum": 0.99,
     "upsampling": "resize",
+    "initialization": "keras",
 }
 
 
@@ -18,26 +24,40 @@ class MaskDecoder(keras.layers.Layer):
     """The trainable part of P-TAME: feature maps in, one raw map per class out.
 
     For each feature map `f_i` the decoder computes
-    `g_i = ReLU(BN(Conv1x1_i(f_i)) + f_i)`, resizes every `g_i` bilinearly to the
-    spatial size of the finest map, concatenates them on the channel axis and
-    applies a bias-free 1x1 "fuser" convolution to `num_classes` channels. The
-    output is raw (pre-sigmoid) class maps at the finest resolution.
+    `g_i = ReLU(BN(Conv1x1_i(f_i)) + f_i)`, upsamples every `g_i` bilinearly to
+    the spatial size of the finest map, concatenates them on the channel axis
+    and applies a bias-free 1x1 "fuser" convolution to `num_classes`
+    channels. The output is raw (pre-sigmoid) class maps at the finest
+    resolution.
+
+    The defaults are the authors' numerics (their PyTorch code); each one
+    that may be changed is one argument.
 
     The batch normalisation defaults are the authors' (PyTorch's
     `BatchNorm2d`: epsilon `1e-5`, momentum `0.1`, i.e. Keras momentum `0.9`),
     so that imported weights give the same maps and the running statistics
     keep up over a one-epoch training run.
 
-    Two ways of upsampling are offered. The paper (and the authors' code)
-    doubles each map repeatedly with bilinear interpolation (half-pixel
-    centres, PyTorch's `align_corners=False`) until it reaches the finest
-    size: `upsampling="doubling"`, the paper-faithful choice, used for
-    checkpoints imported from the authors. A ratio that is not a power of two
-    is doubled as far as it goes and then resized the rest of the way.
-    Doubling needs the feature sizes to be known when the model is traced
-    (fixed-size inputs). `upsampling="resize"` resizes bilinearly in one step:
-    the same as doubling for a ratio of 2, slightly different for larger
-    ratios, and it works for any ratio and for sizes known only at run time.
+    Upsampling: the authors double each map repeatedly with bilinear
+    interpolation (half-pixel centres, PyTorch's `align_corners=False`,
+    `log2(finest / size)` times): `upsampling="doubling"`, the default.
+    Where the scales do not allow doubling: a ratio that is not a power of
+    two (e.g. 8 to 3) is doubled as far as it goes (3 to 6) and then resized
+    in one step the rest of the way (6 to 8). Doubling needs the sizes known
+    when the model is traced (fixed-size inputs; under TensorFlow a `tf.data`
+    pipeline may leave them open: `tf.ensure_shape` fixes them); unknown
+    sizes raise a `ValueError` that says so. `upsampling="resize"` (our
+    choice, and what decoders saved before the option existed use) resizes
+    in one step: the same as doubling for a ratio of 2, up to ~0.3 apart in
+    raw maps for larger ratios.
+
+    Initialisation: the authors' convolutions are PyTorch's `nn.Conv2d` with
+    its default initialisation, kernels and biases uniform in
+    `±1/sqrt(fan_in)` (`fan_in` = input channels for a 1x1 convolution):
+    `initialization="torch"`, the default. `initialization="keras"` (our
+    earlier default) uses Keras' Glorot-uniform kernels and zero biases.
+    Batch normalisation starts at gamma 1 and beta 0 either way (PyTorch's
+    and Keras' defaults agree).
 
     Because the fuser is linear and comes after the last nonlinearity, the maps
     of a subset of classes are the full maps sliced. Pass `classes` to compute
@@ -46,16 +66,23 @@ class MaskDecoder(keras.layers.Layer):
 
     Args:
         num_classes: int. Number of classes of the explained classifier.
-        epsilon: float. Added to the denominator of the per-map min-max
-            normalisation used by `normalize`. Defaults to `1e-8`.
+        epsilon: float. The least denominator of the per-map min-max
+            normalisation used by `normalize`, `(x - min) / max(max - min,
+            epsilon)` as in the authors' code. Defaults to `1e-8`.
         batch_norm_epsilon: float. Epsilon of the batch normalisation layers.
             Defaults to `1e-5` (the authors').
         batch_norm_momentum: float. Momentum of the batch normalisation
             layers' running statistics, in Keras' convention. Defaults to
             `0.9` (the authors' PyTorch momentum `0.1`).
-        upsampling: str. `"resize"` (one bilinear resize to the finest size)
-            or `"doubling"` (repeated bilinear x2, as in the paper). Defaults
-            to `"resize"`.
+        upsampling: str. `"doubling"` (repeated bilinear x2, the authors')
+            or `"resize"` (one bilinear resize to the finest size). Defaults
+            to `"doubling"`.
+        initialization: str. `"torch"` (PyTorch's `Conv2d` defaults, the
+            authors') or `"keras"` (Glorot-uniform kernels, zero biases).
+            Defaults to `"torch"`.
+        seed: optional int. Seed of the initial weights; each kernel and
+            bias draws from its own seed derived from it. Defaults to `None`
+            (drawn from Keras' global seed, `keras.utils.set_random_seed`).
         **kwargs: Standard layer arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -74,9 +101,9 @@ class MaskDecoder(keras.layers.Layer):
     maps = decoder(features)                              # (2, 8, 8, 10)
     some = decoder(features, classes=np.array([3, 7]))    # (2, 8, 8, 2)
 
-    # The paper's upsampling, for weights imported from the authors.
-    paper = kp.MaskDecoder(num_classes=10, upsampling="doubling")
-    maps = paper(features)                                # (2, 8, 8, 10)
+    # One-step resizing and Keras' initialisers instead of the authors'.
+    ours = kp.MaskDecoder(num_classes=10, upsampling="resize", initialization="keras")
+    maps = ours(features)                                 # (2, 8, 8, 10)
     ```
     """
 
@@ -86,7 +113,9 @@ class MaskDecoder(keras.layers.Layer):
         epsilon=1e-8,
         batch_norm_epsilon=1e-5,
         batch_norm_momentum=0.9,
-        upsampling="resize",
+        upsampling="doubling",
+        initialization="torch",
+        seed=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -100,11 +129,18 @@ class MaskDecoder(keras.layers.Layer):
                 f"`upsampling` must be one of {UPSAMPLING}. "
                 f"Received: upsampling={upsampling!r}"
             )
+        if initialization not in INITIALIZATION:
+            raise ValueError(
+                f"`initialization` must be one of {INITIALIZATION}. "
+                f"Received: initialization={initialization!r}"
+            )
         self.num_classes = num_classes
         self.epsilon = epsilon
         self.batch_norm_epsilon = batch_norm_epsilon
         self.batch_norm_momentum = batch_norm_momentum
         self.upsampling = upsampling
+        self.initialization = initialization
+        self.seed = seed
         self.convs = []
         self.norms = []
         self.fuser = None
@@ -121,6 +157,7 @@ class MaskDecoder(keras.layers.Layer):
                 use_bias=True,
                 name=f"conv_{index}",
                 dtype=self.dtype_policy,
+                **self._initializers(channels, 2 * index),
             )
             conv.build(shape)
             norm = keras.layers.BatchNormalization(
@@ -139,8 +176,34 @@ class MaskDecoder(keras.layers.Layer):
             use_bias=False,
             name="fuser",
             dtype=self.dtype_policy,
+            kernel_initializer=self._initializers(
+                total_channels, 2 * len(features_shape)
+            )["kernel_initializer"],
         )
         self.fuser.build((None, None, None, total_channels))
+
+    def _initializers(self, fan_in, offset):
+        """Kernel and bias initialisers of a 1x1 convolution over `fan_in`
+        channels; `offset` numbers its two seeds."""
+        seeds = (None, None)
+        if self.seed is not None:
+            seeds = (self.seed + offset, self.seed + offset + 1)
+        if self.initialization == "keras":
+            return {
+                "kernel_initializer": keras.initializers.GlorotUniform(seeds[0]),
+                "bias_initializer": "zeros",
+            }
+        # PyTorch's `kaiming_uniform_(a=sqrt(5))`: a bound of sqrt(1 / fan_in),
+        # and its bias bound 1 / sqrt(fan_in): the same for both.
+        bound = 1.0 / math.sqrt(fan_in)
+        return {
+            "kernel_initializer": keras.initializers.VarianceScaling(
+                scale=1.0 / 3.0, mode="fan_in", distribution="uniform", seed=seeds[0]
+            ),
+            "bias_initializer": keras.initializers.RandomUniform(
+                -bound, bound, seed=seeds[1]
+            ),
+        }
 
     def fused_features(self, features, training=None):
         """Returns the concatenated residual features that the fuser reads."""
@@ -180,11 +243,16 @@ class MaskDecoder(keras.layers.Layer):
             return ops.image.resize(g, target, interpolation="bilinear")
         size = tuple(g.shape[1:3])
         if None in size or not all(isinstance(t, int) for t in target):
+            if isinstance(g, keras.KerasTensor):
+                # A symbolic call needs only the shape, which is the target's.
+                return ops.image.resize(g, target, interpolation="bilinear")
             raise ValueError(
                 "`upsampling='doubling'` needs feature maps whose sizes are known "
                 "when the model is traced. Received: a map of size "
                 f"{size} to upsample to {target}. Give the explainer fixed-size "
-                "inputs, or use `upsampling='resize'`."
+                "inputs (for a `tf.data` pipeline that leaves the image size "
+                "open: `dataset.map(lambda x: tf.ensure_shape(x, (None, H, W, "
+                "3)))`)."
             )
         height, width = size
         while 2 * height <= target[0] and 2 * width <= target[1]:
@@ -219,7 +287,8 @@ class MaskDecoder(keras.layers.Layer):
         maps = ops.cast(maps, "float32")
         low = ops.min(maps, axis=(1, 2), keepdims=True)
         high = ops.max(maps, axis=(1, 2), keepdims=True)
-        return (maps - low) / (high - low + self.epsilon)
+        # The authors' form: the range, at least epsilon (not range + epsilon).
+        return (maps - low) / ops.maximum(high - low, self.epsilon)
 
     def compute_output_shape(self, features_shape, classes_shape=None):
         finest = features_shape[_finest_index(features_shape)]
@@ -235,6 +304,8 @@ class MaskDecoder(keras.layers.Layer):
                 "batch_norm_epsilon": self.batch_norm_epsilon,
                 "batch_norm_momentum": self.batch_norm_momentum,
                 "upsampling": self.upsampling,
+                "initialization": self.initialization,
+                "seed": self.seed,
             }
         )
         return config

@@ -45,9 +45,19 @@ def test_layers_follow_the_method():
     assert len(decoder.trainable_weights) == 3 * 4 + 1
 
 
-def test_forward_matches_a_numpy_reference():
+def _doubled(g, size):
+    """The authors' upsampling, written out: x2 while it fits, then resize."""
+    height, width = g.shape[1:3]
+    while 2 * height <= size[0] and 2 * width <= size[1]:
+        height, width = 2 * height, 2 * width
+        g = ops.image.resize(g, (height, width), interpolation="bilinear")
+    return ops.image.resize(g, size, interpolation="bilinear")
+
+
+@pytest.mark.parametrize("upsampling", ["doubling", "resize"])
+def test_forward_matches_a_numpy_reference(upsampling):
     features = _features(batch=2)
-    decoder = kp.MaskDecoder(num_classes=3)
+    decoder = kp.MaskDecoder(num_classes=3, upsampling=upsampling)
     decoder(features)
     # Give BN non-trivial statistics so the reference checks them too.
     rng = np.random.default_rng(1)
@@ -66,7 +76,10 @@ def test_forward_matches_a_numpy_reference():
             to_numpy(norm.moving_variance) + norm.epsilon
         ) * to_numpy(norm.gamma) + to_numpy(norm.beta)
         g = np.maximum(y + f, 0)
-        g = to_numpy(ops.image.resize(g, (8, 8), interpolation="bilinear"))
+        if upsampling == "doubling":
+            g = to_numpy(_doubled(g, (8, 8)))
+        else:
+            g = to_numpy(ops.image.resize(g, (8, 8), interpolation="bilinear"))
         scales.append(g)
     expected = np.concatenate(scales, -1) @ to_numpy(decoder.fuser.kernel)[0, 0]
     actual = to_numpy(decoder(features, training=False))
@@ -155,28 +168,124 @@ def test_batch_norm_follows_the_authors_by_default():
     decoder(_features())
     assert all(norm.epsilon == 1e-5 for norm in decoder.norms)
     assert all(norm.momentum == 0.9 for norm in decoder.norms)
-    assert decoder.upsampling == "resize"
+
+
+def test_upsampling_and_initialization_follow_the_authors_by_default():
+    decoder = kp.MaskDecoder(num_classes=2)
+    assert decoder.upsampling == "doubling"
+    assert decoder.initialization == "torch"
 
 
 def test_config_saved_before_the_numerics_options_keeps_the_old_numerics():
     config = kp.MaskDecoder(num_classes=3, name="old").get_config()
-    for key in ("batch_norm_epsilon", "batch_norm_momentum", "upsampling"):
+    for key in (
+        "batch_norm_epsilon",
+        "batch_norm_momentum",
+        "upsampling",
+        "initialization",
+    ):
         del config[key]
     old = kp.MaskDecoder.from_config(config)
     old(_features())
     assert [norm.epsilon for norm in old.norms] == [1e-3] * 3
     assert [norm.momentum for norm in old.norms] == [0.99] * 3
     assert old.upsampling == "resize"
+    assert old.initialization == "keras"
+    assert old.get_config()["initialization"] == "keras"
 
 
-def test_numerics_options_survive_a_config_round_trip():
+@pytest.mark.parametrize("upsampling", ["doubling", "resize"])
+@pytest.mark.parametrize("initialization", ["torch", "keras"])
+def test_numerics_options_survive_a_config_round_trip(upsampling, initialization):
     decoder = kp.MaskDecoder(
         num_classes=3,
         batch_norm_epsilon=1e-4,
         batch_norm_momentum=0.5,
-        upsampling="doubling",
+        upsampling=upsampling,
+        initialization=initialization,
+        seed=11,
     )
-    assert_round_trip(decoder, _features()[:2])
+    revived = assert_round_trip(decoder, _features()[:2])
+    assert (revived.upsampling, revived.initialization, revived.seed) == (
+        upsampling,
+        initialization,
+        11,
+    )
+
+
+# === Initialisation ===
+
+
+def _wide_features(channels=(64, 32)):
+    rng = np.random.default_rng(0)
+    return [
+        rng.normal(size=(1, 4, 4, channels[0])).astype("float32"),
+        rng.normal(size=(1, 2, 2, channels[1])).astype("float32"),
+    ]
+
+
+def test_torch_initialization_has_torch_s_conv2d_bounds():
+    torch = pytest.importorskip("torch")
+    decoder = kp.MaskDecoder(num_classes=200, seed=0)
+    decoder(_wide_features())
+    # Kernels and biases of every convolution (fuser included): uniform in
+    # +-1/sqrt(fan_in), as PyTorch's own `nn.Conv2d` draws them.
+    for layer, fan_in in [(decoder.convs[0], 64), (decoder.convs[1], 32)]:
+        reference = torch.nn.Conv2d(fan_in, fan_in, 1)
+        for ours, theirs in [
+            (layer.kernel, reference.weight),
+            (layer.bias, reference.bias),
+        ]:
+            _assert_uniform(to_numpy(ours), 1 / np.sqrt(fan_in))
+            _assert_uniform(theirs.detach().numpy(), 1 / np.sqrt(fan_in))
+    _assert_uniform(to_numpy(decoder.fuser.kernel), 1 / np.sqrt(96))
+    assert decoder.fuser.bias is None
+
+
+def _assert_uniform(values, bound):
+    values = values.ravel()
+    assert np.abs(values).max() <= bound
+    # Spread over the whole interval: not a narrower or normal draw.
+    assert np.abs(values).max() > 0.9 * bound
+    np.testing.assert_allclose(values.std(), bound / np.sqrt(3), rtol=0.2)
+
+
+def test_keras_initialization_is_glorot_with_zero_biases():
+    decoder = kp.MaskDecoder(num_classes=200, initialization="keras", seed=0)
+    decoder(_wide_features())
+    assert all(np.all(to_numpy(conv.bias) == 0) for conv in decoder.convs)
+    # Glorot uniform: +-sqrt(6 / (fan_in + fan_out)).
+    _assert_uniform(to_numpy(decoder.convs[0].kernel), np.sqrt(6 / 128))
+    _assert_uniform(to_numpy(decoder.fuser.kernel), np.sqrt(6 / (96 + 200)))
+
+
+def test_a_seed_makes_the_initial_weights_reproducible():
+    def initial(**kwargs):
+        decoder = kp.MaskDecoder(num_classes=5, **kwargs)
+        decoder(_wide_features())
+        return [to_numpy(w) for w in decoder.trainable_weights]
+
+    first, again, other = initial(seed=3), initial(seed=3), initial(seed=4)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    assert not np.allclose(first[0], other[0])
+    # Each kernel and bias draws its own values.
+    assert not np.allclose(first[0][0, 0, :32, :32], first[4][0, 0])
+    keras.utils.set_random_seed(9)
+    unseeded = initial()
+    keras.utils.set_random_seed(9)
+    for a, b in zip(unseeded, initial()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_initializers_serialize_in_safe_mode():
+    decoder = kp.MaskDecoder(num_classes=3, seed=1)
+    decoder(_features())
+    for conv in [*decoder.convs, decoder.fuser]:
+        revived = keras.saving.deserialize_keras_object(
+            keras.saving.serialize_keras_object(conv), safe_mode=True
+        )
+        assert revived.get_config() == conv.get_config()
 
 
 def _torch_doubling(x, times):
@@ -198,11 +307,12 @@ def test_doubling_matches_repeated_torch_bilinear_doubling():
         doubled, _torch_doubling(coarse, 3), rtol=1e-5, atol=1e-5
     )
     # One-step resizing is a different interpolation for a ratio of 8 ...
-    resized = to_numpy(kp.MaskDecoder(num_classes=2).upsample(coarse, (16, 24)))
+    resizing = kp.MaskDecoder(num_classes=2, upsampling="resize")
+    resized = to_numpy(resizing.upsample(coarse, (16, 24)))
     assert np.abs(resized - doubled).max() > 1e-2
     # ... and the same one for a ratio of 2.
     np.testing.assert_allclose(
-        to_numpy(kp.MaskDecoder(num_classes=2).upsample(coarse, (4, 6))),
+        to_numpy(resizing.upsample(coarse, (4, 6))),
         _torch_doubling(coarse, 1),
         rtol=1e-5,
         atol=1e-5,
@@ -223,10 +333,26 @@ def test_doubling_finishes_a_ratio_that_is_not_a_power_of_two_by_resizing():
     assert tuple(decoder(_features()).shape) == (3, 8, 8, 2)
 
 
-def test_doubling_refuses_sizes_unknown_when_traced():
-    decoder = kp.MaskDecoder(num_classes=2, upsampling="doubling")
-    with pytest.raises(ValueError, match="known"):
-        decoder.upsample(keras.KerasTensor((1, None, None, 3)), (8, 8))
+def test_doubling_needs_sizes_known_when_traced():
+    decoder = kp.MaskDecoder(num_classes=2)
+    # A symbolic call needs only the shape.
+    spec = decoder.upsample(keras.KerasTensor((1, None, None, 3)), (8, 8))
+    assert tuple(spec.shape) == (1, 8, 8, 3)
+    if keras.config.backend() != "tensorflow":
+        return  # JAX and PyTorch always trace with known sizes
+    import tensorflow as tf
+
+    traced = tf.function(
+        lambda g: decoder.upsample(g, (8, 8)),
+        input_signature=[tf.TensorSpec((1, None, None, 3))],
+    )
+    with pytest.raises(ValueError, match="ensure_shape"):
+        traced(np.zeros((1, 2, 2, 3), "float32"))
+
+
+def test_rejects_unknown_initialization():
+    with pytest.raises(ValueError, match="initialization"):
+        kp.MaskDecoder(num_classes=2, initialization="he")
 
 
 def test_rejects_unknown_upsampling():

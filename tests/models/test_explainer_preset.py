@@ -41,7 +41,7 @@ def test_a_preset_holds_config_weights_and_metadata(tmp_path):
     assert config["registered_name"] == "keras_ptame>PTAME"
     # The classifier and the auxiliary network travel inside the preset.
     assert "classifier" in json.dumps(config["config"]["backbone"])
-    assert config["config"]["decoder_options"]["upsampling"] == "resize"
+    assert config["config"]["decoder_options"]["upsampling"] == "doubling"
     metadata = json.loads((tmp_path / "preset" / "metadata.json").read_text())
     assert metadata["class_name"] == "PTAME"
     assert metadata["keras_ptame_version"] == kp.__version__
