@@ -6,7 +6,12 @@ import pytest
 
 from keras_ptame.baselines import CentreMaps, RandomMaps
 from keras_ptame.evaluation import EvaluationTable, evaluate, load_data
-from tests.helpers.known_classifiers import OBJECT, object_classifier, object_images
+from tests.helpers.known_classifiers import (
+    OBJECT,
+    object_classifier,
+    object_images,
+    sigmoid,
+)
 
 
 class FixedMaps:
@@ -43,7 +48,7 @@ def test_table_rows_columns_and_known_values(tmp_path):
         "AD100", "IC100", "AD50", "IC50", "AD15", "IC15",
         "MoRF10", "MoRF30", "MoRF50", "MoRF70", "MoRF",
         "LeRF10", "LeRF30", "LeRF50", "LeRF70", "LeRF",
-        "pointing_game", "mass_inside", "seconds",
+        "pointing_game", "mass_inside", "flat", "seconds",
     ]  # fmt: skip
     perfect, inverted = table.rows["perfect"], table.rows["inverted"]
     assert perfect["pointing_game"] == 100.0 and inverted["pointing_game"] == 0.0
@@ -52,6 +57,7 @@ def test_table_rows_columns_and_known_values(tmp_path):
         85.0
     )
     assert perfect["MoRF30"] == 0.0
+    assert perfect["flat"] == inverted["flat"] == 0.0
     assert perfect["seconds"] >= 0.0
     # Every explainer is asked for the classifier's prediction (class 0).
     assert all((calls == 0).all() for calls in explainers["perfect"].calls)
@@ -62,6 +68,7 @@ def test_table_rows_columns_and_known_values(tmp_path):
     assert float(rows[0]["mass_inside"]) == 100.0
     markdown = (tmp_path / "evaluation.md").read_text()
     assert "| perfect |" in markdown and "noisy linear imputation" in markdown
+    assert "as the P-TAME authors' code selects them" in markdown
     assert "removed shares [0, .1, .3, .5, .7, 1]" in markdown
 
 
@@ -80,7 +87,7 @@ def test_without_ground_truth_and_with_curves_and_telea():
     )
     assert table.columns == [
         "AD100", "IC100", "MoRF50", "MoRF", "LeRF50", "LeRF",
-        "deletion", "insertion", "seconds",
+        "deletion", "insertion", "flat", "seconds",
     ]  # fmt: skip
     markdown = table.to_markdown()
     assert "Telea" in markdown and "removed shares [0, .5, 1]" in markdown
@@ -171,3 +178,59 @@ def test_per_class_rows_show_the_class_whose_maps_are_flat(tmp_path):
     markdown = (tmp_path / "evaluation_per_class.md").read_text()
     assert "| ptame / class 1 | 3 | 100.00 |" in markdown
     assert (tmp_path / "evaluation_per_class.csv").exists()
+
+
+def test_flat_maps_of_a_ptame_are_scored_as_their_minmax_maps():
+    from keras_ptame.metrics import confidence_metrics
+    from tests.helpers import random_images, tiny_explainer
+
+    # A threshold of 1 flags every map flat; their min-max maps still rank
+    # pixels, and those are what the authors score.
+    explainer = tiny_explainer(evidence_threshold=1.0)
+    images = random_images(4)
+    classifier = explainer.backbone
+    options = dict(fractions=(1.0, 0.5), percentages=(50,), noise=0.0, verbose=0)
+    table = evaluate({"ptame": explainer}, classifier, images, **options)
+    row = table.rows["ptame"]
+    assert row["flat"] == 100.0
+    minmax = explainer.explain(images, zero_flat=False)
+    assert np.all(minmax.max(axis=(1, 2)) > 0.5)
+    expected = confidence_metrics(classifier, images, minmax, fractions=(1.0, 0.5))
+    for key, value in expected.items():
+        assert row[key] == pytest.approx(value, abs=1e-4)
+    assert "scored as their min-max maps" in table.to_markdown()
+    assert table.per_class.rows[next(iter(table.per_class.rows))]["flat"] == 100.0
+    # By option, the zeros `explain` returns: AD scores the black image.
+    zeros = evaluate(
+        {"ptame": explainer}, classifier, images, flat_maps="zeros", **options
+    )
+    black = confidence_metrics(
+        classifier, images, np.zeros(images.shape[:3]), fractions=(1.0,)
+    )
+    assert zeros.rows["ptame"]["AD100"] == pytest.approx(black["AD100"], abs=1e-4)
+    assert zeros.rows["ptame"]["flat"] == 100.0
+    assert "scored as the zeros" in zeros.to_markdown()
+    with pytest.raises(ValueError, match="flat_maps"):
+        evaluate({"ptame": explainer}, classifier, images, flat_maps="nan", verbose=0)
+    with pytest.raises(ValueError, match="selection"):
+        evaluate({"ptame": explainer}, classifier, images, selection="top", verbose=0)
+
+
+def test_rank_selection_by_option():
+    images, masks = _data()
+    options = dict(noise=0.0, percentages=(10,), fractions=(0.15,), verbose=0)
+    data = {"images": images, "masks": masks}
+    classifier = object_classifier()
+    # A binary map: the authors' threshold keeps none of its tied pixels.
+    authors = evaluate({"perfect": FixedMaps(OBJECT)}, classifier, data, **options)
+    rank = evaluate(
+        {"perfect": FixedMaps(OBJECT)}, classifier, data, selection="rank", **options
+    )
+    # Object on black: Y = sigmoid(4 - 1); nothing kept: logit0 = 0; ten
+    # object pixels kept: logit0 = 4 * 10 / 16.
+    y = sigmoid(3.0)
+    ad = authors.rows["perfect"]["AD15"]
+    assert ad == pytest.approx(100 * (y - sigmoid(-1.0)) / y, rel=1e-4)
+    ad = rank.rows["perfect"]["AD15"]
+    assert ad == pytest.approx(100 * (y - sigmoid(1.5)) / y, rel=1e-4)
+    assert "round(share * pixels)" in rank.to_markdown()

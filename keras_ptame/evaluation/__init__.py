@@ -9,7 +9,8 @@ python -m keras_ptame.evaluation --classifier classifier.keras \\
 Rows are methods; columns are AD and IC at 100/50/15% kept, ROAD accuracy
 most and least relevant first (per percentage, and the trapezoid summary),
 the pointing game and the map mass inside the object (when ground truth is
-given) and seconds per explanation. The table is written as Markdown and CSV.
+given), the share of flat maps and seconds per explanation. The table is
+written as Markdown and CSV.
 """
 
 import keras
@@ -21,9 +22,14 @@ from keras_ptame.metrics.confidence import FRACTIONS
 from keras_ptame.metrics.imputation import check_imputation
 from keras_ptame.metrics.localization import ground_truth_masks
 from keras_ptame.metrics.road import PERCENTAGES
+from keras_ptame.metrics.selection import check_selection
 from keras_ptame.scoring import as_backbone, check_batch_size, explained_classes
 
 __all__ = ["LEGEND", "EvaluationTable", "evaluate", "load_data"]
+
+# How `evaluate` scores the maps a `PTAME` flags flat: as their min-max maps
+# (the authors'), or as the zeros `explain` returns.
+FLAT_MAPS = ("minmax", "zeros")
 
 
 def evaluate(
@@ -42,6 +48,8 @@ def evaluate(
     output_dir=None,
     verbose=1,
     seed=0,
+    flat_maps="minmax",
+    selection="threshold",
 ):
     """Scores several explainers of one classifier on the same images.
 
@@ -49,6 +57,13 @@ def evaluate(
     `batch_size` images per call. The first call (set-up, compilation) is
     not timed; the seconds per explanation are the median over the other
     calls of `batch_size` images.
+
+    By default the maps are scored as the P-TAME authors' evaluation code
+    scores them: a `PTAME`'s maps as its `explain` computes them (the
+    authors' inference), flat ones included as their min-max maps
+    (`flat_maps`), and the pixels AD/IC keep and ROAD removes chosen by their
+    rule (`selection`). The column `flat` gives each method's share of maps
+    flagged flat (a `PTAME`'s `flat` output) or constant (any other method).
 
     Args:
         explainers: dict name -> object with `explain(images, classes=None)`
@@ -64,8 +79,11 @@ def evaluate(
             `(1.0, 0.5, 0.15)`.
         percentages: percentages removed for ROAD. Defaults to
             `(10, 30, 50, 70)`.
-        imputation: str. ROAD's fill: `"linear"` (noisy linear imputation) or
-            `"telea"` (OpenCV). Defaults to `"linear"`.
+        imputation: str. ROAD's fill: `"linear"` (noisy linear imputation,
+            ROAD's own), `"telea"` (OpenCV inpainting as the P-TAME authors'
+            code does, their default) or `"telea_exact"` (keras_ptame's
+            earlier Telea, kept pixels exact); see
+            `keras_ptame.metrics.telea_imputation`. Defaults to `"linear"`.
         noise: float. Noise of the linear imputation. Defaults to `0.01`.
         curves: bool. Whether to add deletion and insertion areas. Defaults
             to `False`.
@@ -74,6 +92,17 @@ def evaluate(
             written there. Defaults to `None`.
         verbose: int. 1 shows a progress bar, 0 nothing. Defaults to `1`.
         seed: int. Seed of the ROAD noise. Defaults to `0`.
+        flat_maps: str. How the maps a `PTAME` flags flat are scored:
+            `"minmax"` as their min-max maps, as the authors score every map
+            (`explain_outputs(..., zero_flat=False)`); `"zeros"` as the all-zero
+            maps `explain` returns (AD then scores a black image, and ROAD
+            removes pixels by ties). Other explainers' maps are scored as
+            `explain` returns them either way. Defaults to `"minmax"`.
+        selection: str. Which pixels AD/IC keep and ROAD removes:
+            `"threshold"` (the authors' rule: strictly beyond a k-th value,
+            ties together) or `"rank"` (exactly the share named, ties in
+            raster order); see `keras_ptame.metrics.selection`. Defaults to
+            `"threshold"`.
 
     Returns:
         An `EvaluationTable`.
@@ -102,6 +131,11 @@ def evaluate(
     """
     _check_explainers(explainers)
     imputation = check_imputation(imputation)
+    selection = check_selection(selection)
+    if flat_maps not in FLAT_MAPS:
+        raise ValueError(
+            f"`flat_maps` must be one of {FLAT_MAPS}. Received: flat_maps={flat_maps!r}"
+        )
     batch_size = check_batch_size(batch_size)
     images, truth = _images_and_truth(load_data(data, masks, boxes), box_format)
     backbone = as_backbone(classifier)
@@ -117,6 +151,8 @@ def evaluate(
         curves=bool(curves),
         batch_size=batch_size,
         seed=seed,
+        flat_maps=flat_maps,
+        selection=selection,
     )
     progress = keras.utils.Progbar(
         len(explainers) * scorer.steps, verbose=verbose, unit_name="step"

@@ -3,8 +3,8 @@
 An average over all images hides a class whose maps collapsed: a class the
 classifier predicts on the fill image alone (a black image) may get flat
 maps, all zeros, while every other class is explained well. So each method
-also gets one row per class: how many images, the share of flat maps (no
-contrast: they found no evidence), Average Drop and Increase in Confidence
+also gets one row per class: how many images, the share of flat maps (flagged
+by the explainer, or constant: they found no evidence), Average Drop and Increase in Confidence
 with the whole map kept, and the localisation scores when the objects are
 known.
 """
@@ -21,7 +21,16 @@ def flat_maps(maps):
     return np.ptp(maps.reshape(len(maps), -1), axis=1) == 0
 
 
-def per_class_rows(backbone, images, maps, classes, truth=None, batch_size=32):
+def per_class_rows(
+    backbone,
+    images,
+    maps,
+    classes,
+    truth=None,
+    batch_size=32,
+    flat=None,
+    selection="threshold",
+):
     """One row per explained class: dict class -> dict column -> float.
 
     Args:
@@ -31,13 +40,18 @@ def per_class_rows(backbone, images, maps, classes, truth=None, batch_size=32):
         classes: int `(N,)` the class each map explains.
         truth: optional bool `(N, H, W)` object masks.
         batch_size: int. Images per classifier call.
+        flat: optional bool `(N,)`: the maps flagged flat (the explainer's
+            own flags). Defaults to `None` (the constant maps).
+        selection: str. The pixel rule of AD/IC (see
+            `keras_ptame.metrics.confidence_metrics`). Defaults to
+            `"threshold"`.
 
     Returns:
         `{class: {"count", "flat", "AD100", "IC100"[, "pointing_game",
         "mass_inside"]}}`, percentages but for `count`, classes in order.
     """
     classes = np.asarray(classes)
-    flat = flat_maps(maps)
+    flat = flat_maps(maps) if flat is None else np.asarray(flat, bool)
     rows = {}
     for label in np.unique(classes):
         chosen = classes == label
@@ -50,6 +64,7 @@ def per_class_rows(backbone, images, maps, classes, truth=None, batch_size=32):
                 classes[chosen],
                 (1.0,),
                 batch_size,
+                selection,
             )
         )
         if truth is not None:

@@ -7,7 +7,7 @@ import time
 import keras
 import numpy as np
 
-from keras_ptame.evaluation.per_class import per_class_rows
+from keras_ptame.evaluation.per_class import flat_maps, per_class_rows
 from keras_ptame.maps import check_maps
 from keras_ptame.metrics.confidence import confidence_metrics
 from keras_ptame.metrics.deletion import deletion_insertion
@@ -35,6 +35,8 @@ class Scorer:
     curves: bool
     batch_size: int
     seed: int
+    flat_maps: str = "minmax"
+    selection: str = "threshold"
 
     @property
     def phases(self):
@@ -56,18 +58,35 @@ class Scorer:
         return 1 + len(self.phases)
 
     def score(self, explainer, progress):
-        """The rows of one explainer: dict column -> value, and per class."""
-        maps, seconds = _timed_explain(
-            explainer, self.images, self.classes, self.batch_size
+        """The rows of one explainer: dict column -> value, and per class.
+
+        The row ends with `flat`, the share of maps flagged flat (an
+        explainer with `explain_outputs`, such as `PTAME`) or constant (any
+        other), and `seconds`.
+        """
+        maps, flat, seconds = _timed_explain(
+            explainer,
+            self.images,
+            self.classes,
+            self.batch_size,
+            zero_flat=self.flat_maps == "zeros",
         )
         progress.add(1)
         row = {}
         for phase in self.phases:
             row.update(phase(maps))
             progress.add(1)
+        row["flat"] = 100.0 * float(flat.mean())
         row["seconds"] = seconds
         per_class = per_class_rows(
-            self.backbone, self.images, maps, self.classes, self.truth, self.batch_size
+            self.backbone,
+            self.images,
+            maps,
+            self.classes,
+            self.truth,
+            self.batch_size,
+            flat=flat,
+            selection=self.selection,
         )
         return row, per_class
 
@@ -79,6 +98,7 @@ class Scorer:
             self.classes,
             self.fractions,
             self.batch_size,
+            self.selection,
         )
 
     def road(self, maps, order):
@@ -94,6 +114,7 @@ class Scorer:
             noise=self.noise,
             batch_size=self.batch_size,
             seed=self.seed,
+            selection=self.selection,
         )
 
     def deletion_insertion(self, maps):
@@ -121,8 +142,26 @@ def notes(scorer):
     count, height, width = scorer.images.shape[:3]
     fill = {
         "linear": f"noisy linear imputation (noise {scorer.noise})",
-        "telea": "OpenCV Telea inpainting",
+        "telea": "OpenCV Telea inpainting as the P-TAME authors' code does "
+        "(radius 3, the whole image truncated to 8 bits)",
+        "telea_exact": "OpenCV Telea inpainting, radius 5, kept pixels exact "
+        "(keras_ptame's earlier fill, not the authors')",
     }[scorer.imputation]
+    selection = {
+        "threshold": "as the P-TAME authors' code selects them (strictly "
+        "beyond the map's k-th value, k = int(share * pixels); pixels tied "
+        "there go together)",
+        "rank": "exactly round(share * pixels) per map, ties in raster order "
+        "(not the authors' rule)",
+    }[scorer.selection]
+    flat = {
+        "minmax": "`flat`: the share of maps flagged flat (no evidence found) "
+        "or constant; flagged maps are scored as their min-max maps, as the "
+        "authors score every map, not as the zeros `explain` returns",
+        "zeros": "`flat`: the share of maps flagged flat (no evidence found) "
+        "or constant; flagged maps are scored as the zeros `explain` returns "
+        "(the authors score their min-max maps)",
+    }[scorer.flat_maps]
     shares = [0, *(p / 100 for p in scorer.percentages), 1]
     shares = ", ".join(_short(share) for share in shares)
     return [
@@ -134,6 +173,8 @@ def notes(scorer):
         f"ROAD fills removed pixels by {fill}; the summary (`MoRF`, `LeRF`) is the "
         f"trapezoid area over removed shares [{shares}] with accuracy 1 at 0 and "
         "0 at 1.",
+        f"Pixels kept (AD/IC) and removed (ROAD) are chosen {selection}.",
+        f"{flat}.",
     ]
 
 
@@ -143,28 +184,53 @@ def _short(share):
     return text[1:] if text.startswith("0.") else text
 
 
-def _timed_explain(explainer, images, classes, batch_size):
-    """Maps for all images, and seconds per image.
+def _timed_explain(explainer, images, classes, batch_size, zero_flat=False):
+    """Maps for all images, which of them are flat, and seconds per image.
+
+    An explainer with `explain_outputs` (a `PTAME`) gives its own `flat`
+    flags, and its maps with the flagged ones normalised as the others
+    (`zero_flat=False`) or all zeros; any other explainer's maps are flat
+    where they are constant.
 
     The first batch sets up and compiles, so it is not timed (a single batch
     is explained a second time, timed). The seconds are the median over the
     timed batches of full size: a smaller last batch may retrace for its new
     shape, which a long run would not pay per image.
     """
-    maps, timings = [], []
+    explain = _explain_function(explainer, zero_flat)
+    maps, flags, timings = [], [], []
     for start in range(0, len(images), batch_size):
         stop = min(start + batch_size, len(images))
         clock = time.perf_counter()
-        maps.append(
-            np.asarray(explainer.explain(images[start:stop], classes[start:stop]))
-        )
+        found, flat = explain(images[start:stop], classes[start:stop])
         timings.append((stop - start, (time.perf_counter() - clock) / (stop - start)))
+        maps.append(found)
+        flags.append(flat)
     timed = timings[1:]
     if not timed:
         clock = time.perf_counter()
-        explainer.explain(images, classes)
+        explain(images, classes)
         timed = [(len(images), (time.perf_counter() - clock) / len(images))]
     full = [seconds for size, seconds in timed if size == batch_size] or [
         seconds for _, seconds in timed
     ]
-    return check_maps(np.concatenate(maps, axis=0), images), float(np.median(full))
+    maps = check_maps(np.concatenate(maps, axis=0), images)
+    return maps, np.concatenate(flags), float(np.median(full))
+
+
+def _explain_function(explainer, zero_flat):
+    """`(images, classes) -> (maps, flat)` for any explainer."""
+    outputs = getattr(explainer, "explain_outputs", None)
+    if callable(outputs):
+
+        def explain(images, classes):
+            found = outputs(images, classes, zero_flat=zero_flat)
+            return np.asarray(found["maps"]), np.asarray(found["flat"], bool)
+
+    else:
+
+        def explain(images, classes):
+            found = np.asarray(explainer.explain(images, classes))
+            return found, flat_maps(found)
+
+    return explain

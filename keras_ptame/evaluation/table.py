@@ -18,7 +18,7 @@ LEGEND = {
     "insertion": "insertion curve area, probability (higher is better)",
     "seconds": "seconds per explanation, wall clock (lower is better)",
     "count": "images explained for the class",
-    "flat": "maps without contrast (no evidence found), %",
+    "flat": "maps flagged flat by the explainer, or constant (no evidence found), %",
 }
 
 

@@ -17,7 +17,9 @@ class PerturbationLoss:
       resolution: the other classes' maps are pushed down too.
     - `S = [sum |M[:, i+1, j] - M[:, i, j]|^p + sum |M[:, i, j+1] - M[:, i, j]|^p
       + border * sum(edge pixels^p)] / (p * B)` over the same `M`, with
-      `p = smoothness_power`; each pixel on the map's outer frame counts once.
+      `p = smoothness_power`; the edge sum runs over the four edges (top and
+      bottom rows, left and right columns), so the four corners count twice,
+      as in the authors' code.
     - `D = mean(-log(1 - softmax(deleted_logits)[t]))`, off by default: the
       classifier's logits on the image with its map's content removed
       (`image * (1 - M) + fill * M`) must lose `t`, the "deletion game" of
@@ -142,10 +144,16 @@ class PerturbationLoss:
         horizontal = ops.sum(ops.power(ops.abs(maps[:, :, 1:] - maps[:, :, :-1]), p))
         total = vertical + horizontal
         if self.border:
-            # Each pixel of the outer frame once: all pixels minus the interior.
+            # The four edges, each whole: the corners count twice (the
+            # authors' sum of the four edge rows and columns).
             powered = ops.power(maps, p)
-            frame = ops.sum(powered) - ops.sum(powered[:, 1:-1, 1:-1])
-            total = total + self.border * frame
+            edges = (
+                ops.sum(powered[:, 0])
+                + ops.sum(powered[:, -1])
+                + ops.sum(powered[:, :, 0])
+                + ops.sum(powered[:, :, -1])
+            )
+            total = total + self.border * edges
         return total / (p * batch)
 
     def get_config(self):

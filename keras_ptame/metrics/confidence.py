@@ -2,22 +2,29 @@
 
 import numpy as np
 
-from keras_ptame.maps import ranking
 from keras_ptame.metrics.inputs import prepare
+from keras_ptame.metrics.selection import above_kth, check_selection, top_pixels
 from keras_ptame.scoring import class_scores
 
 FRACTIONS = (1.0, 0.5, 0.15)
 
 
-def keep_top_fraction(maps, fraction):
+def keep_top_fraction(maps, fraction, selection="threshold"):
     """Keeps the `fraction` most salient pixels of each map, zeroes the rest.
 
-    Exactly `round(fraction * H * W)` pixels are kept per map (ties broken in
-    raster order) and keep their soft values.
+    The kept pixels keep their soft values. With `selection="threshold"`
+    (the authors' rule) the pixels kept are those strictly above the
+    `int(H * W * (1 - fraction))`-th smallest value of the map (all of them
+    at `fraction=1`): `H * W - k` pixels without ties, fewer with ties at the
+    threshold (a constant map keeps none below 100%). With
+    `selection="rank"` exactly `round(fraction * H * W)` pixels are kept,
+    ties broken in raster order (see `keras_ptame.metrics.selection`).
 
     Args:
         maps: array `(N, H, W)`.
         fraction: float in (0, 1].
+        selection: str. `"threshold"` or `"rank"`. Defaults to
+            `"threshold"`.
 
     Returns:
         float32 numpy array `(N, H, W)`.
@@ -26,16 +33,15 @@ def keep_top_fraction(maps, fraction):
         raise ValueError(
             f"`fraction` must lie in (0, 1]. Received: fraction={fraction}"
         )
+    check_selection(selection)
     maps = np.asarray(maps, dtype=np.float32)
+    if selection == "threshold":
+        return np.where(above_kth(maps, 1 - fraction), maps, 0.0).astype(np.float32)
     count, height, width = maps.shape
     kept = int(round(fraction * height * width))
-    flat = maps.reshape(count, -1)
     if kept == height * width:
         return maps.copy()
-    order = ranking(maps)[:, :kept]
-    out = np.zeros_like(flat)
-    np.put_along_axis(out, order, np.take_along_axis(flat, order, axis=1), axis=1)
-    return out.reshape(maps.shape)
+    return np.where(top_pixels(maps, kept), maps, 0.0).astype(np.float32)
 
 
 def average_drop(original, masked):
@@ -59,13 +65,21 @@ def increase_in_confidence(original, masked):
 
 
 def confidence_metrics(
-    classifier, images, maps, classes=None, fractions=FRACTIONS, batch_size=32
+    classifier,
+    images,
+    maps,
+    classes=None,
+    fractions=FRACTIONS,
+    batch_size=32,
+    selection="threshold",
 ):
     """AD and IC at each share of pixels kept, as the P-TAME paper reports them.
 
     For each fraction, the top pixels of each map are kept with their soft
     values (the rest zeroed), the map is multiplied into the raw image and the
     image rescored. Scores are softmax probabilities of the explained class.
+    With the default `selection`, the pixels kept and the scores follow the
+    authors' `ADIC` (see `keep_top_fraction`).
 
     Args:
         classifier: a `Backbone` or a Keras model on raw pixels returning
@@ -76,6 +90,9 @@ def confidence_metrics(
             classifier's prediction on the images).
         fractions: floats in (0, 1]. Defaults to `(1.0, 0.5, 0.15)`.
         batch_size: int. Images per classifier call. Defaults to `32`.
+        selection: str. Which pixels are kept: `"threshold"` (the authors'
+            rule) or `"rank"` (exact counts), see `keep_top_fraction`.
+            Defaults to `"threshold"`.
 
     Returns:
         A dict `{"AD100": ..., "IC100": ..., "AD50": ..., ...}` of percentages
@@ -97,12 +114,13 @@ def confidence_metrics(
     scores = confidence_metrics(classifier, images, maps)   # {"AD100": ..., ...}
     ```
     """
+    check_selection(selection)
     backbone, images, maps, classes, original = prepare(
         classifier, images, maps, classes, batch_size
     )
     results = {}
     for fraction in fractions:
-        kept = keep_top_fraction(maps, fraction)
+        kept = keep_top_fraction(maps, fraction, selection)
         masked, _ = class_scores(
             backbone, images * kept[..., None], classes, batch_size
         )

@@ -2,9 +2,14 @@
 
 import numpy as np
 
-from keras_ptame.maps import ranking
 from keras_ptame.metrics.imputation import check_imputation, impute
 from keras_ptame.metrics.inputs import prepare
+from keras_ptame.metrics.selection import (
+    above_kth,
+    below_kth,
+    check_selection,
+    top_pixels,
+)
 from keras_ptame.scoring import class_scores
 
 PERCENTAGES = (10, 30, 50, 70)
@@ -33,12 +38,18 @@ def road_summary(accuracies, percentages=PERCENTAGES):
     return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2))
 
 
-def removal_masks(maps, percentage, order="morf"):
+def removal_masks(maps, percentage, order="morf", selection="threshold"):
     """Boolean masks `(N, H, W)` of the pixels ROAD removes at `percentage`.
 
-    `"morf"` removes the most relevant pixels first, `"lerf"` the least;
-    exactly `round(percentage / 100 * H * W)` pixels per map (ties in raster
-    order).
+    `"morf"` removes the most relevant pixels first, `"lerf"` the least.
+    With `selection="threshold"` (the authors' rule, on `p = percentage /
+    100`), MoRF keeps the pixels strictly below the `int(H * W * (1 - p))`-th
+    smallest value of the map and LeRF those strictly above the
+    `int(H * W * p)`-th: without ties MoRF removes `H * W - k + 1` pixels and
+    LeRF `k`, and every pixel tied at the threshold is removed too (a
+    constant map loses all its pixels). With `selection="rank"` exactly
+    `round(p * H * W)` pixels go, ties in raster order (see
+    `keras_ptame.metrics.selection`).
     """
     if order not in ORDERS:
         raise ValueError(f"`order` must be one of {ORDERS}. Received: order={order!r}")
@@ -46,13 +57,15 @@ def removal_masks(maps, percentage, order="morf"):
         raise ValueError(
             f"`percentage` must lie in [0, 100]. Received: percentage={percentage}"
         )
-    maps = np.asarray(maps)
-    count, height, width = maps.shape
-    removed = int(round(percentage / 100 * height * width))
-    order_ = ranking(maps, descending=order == "morf")[:, :removed]
-    masks = np.zeros((count, height * width), dtype=bool)
-    np.put_along_axis(masks, order_, True, axis=1)
-    return masks.reshape(maps.shape)
+    check_selection(selection)
+    maps = np.asarray(maps, dtype=np.float32)
+    share = percentage / 100
+    if selection == "threshold":
+        if order == "morf":
+            return ~below_kth(maps, 1 - share)
+        return ~above_kth(maps, share)
+    removed = int(round(share * maps[0].size))
+    return top_pixels(maps, removed, descending=order == "morf")
 
 
 def road(
@@ -66,13 +79,17 @@ def road(
     noise=0.01,
     batch_size=32,
     seed=0,
+    selection="threshold",
 ):
     """ROAD accuracies and their summary for one removal order.
 
     At each percentage, that share of each image's pixels (most relevant first
     for `"morf"`, least relevant first for `"lerf"`) is removed and filled by
     `imputation`; the score is the share of images whose prediction is still
-    the explained class. For MoRF lower is better, for LeRF higher.
+    the explained class. For MoRF lower is better, for LeRF higher. With
+    `imputation="telea"` and the default `selection`, the pixels removed, the
+    fill and the summary follow the authors' `ROAD` with their default
+    imputer.
 
     Args:
         classifier: a `Backbone` or a Keras model on raw pixels returning
@@ -84,14 +101,19 @@ def road(
         order: str. `"morf"` or `"lerf"`. Defaults to `"morf"`.
         percentages: percentages of pixels removed. Defaults to
             `(10, 30, 50, 70)`.
-        imputation: str. `"linear"` (noisy linear imputation, ROAD's own) or
-            `"telea"` (OpenCV inpainting, the P-TAME authors' default).
-            Defaults to `"linear"`.
+        imputation: str. `"linear"` (noisy linear imputation, ROAD's own),
+            `"telea"` (OpenCV inpainting as the P-TAME authors' code
+            does, their default) or `"telea_exact"` (keras_ptame's earlier
+            Telea: kept pixels exact), see
+            `keras_ptame.metrics.telea_imputation`. Defaults to `"linear"`.
         noise: float. Noise of the linear imputation on a [0, 1] scale.
             Defaults to `0.01`.
         batch_size: int. Images per classifier call. Defaults to `32`.
         seed: int. Seed of the imputation noise; image `i` at percentage `p`
             always gets the same noise, whatever the batching. Defaults to `0`.
+        selection: str. Which pixels are removed: `"threshold"` (the
+            authors' rule) or `"rank"` (exact counts), see `removal_masks`.
+            Defaults to `"threshold"`.
 
     Returns:
         A dict: `"accuracy"`, a dict percentage -> accuracy in [0, 1], and
@@ -115,12 +137,13 @@ def road(
     ```
     """
     check_imputation(imputation)
+    check_selection(selection)
     backbone, images, maps, classes, _ = prepare(
         classifier, images, maps, classes, batch_size
     )
     accuracy = {}
     for percentage in percentages:
-        removed = removal_masks(maps, percentage, order)
+        removed = removal_masks(maps, percentage, order, selection)
         kept = 0
         # Impute a batch at a time so that host memory stays bounded.
         for start in range(0, len(images), batch_size):
@@ -160,6 +183,7 @@ def road_scores(
     noise=0.01,
     batch_size=32,
     seed=0,
+    selection="threshold",
 ):
     """ROAD of both removal orders, as the columns of a results table.
 
@@ -181,13 +205,15 @@ def road_scores(
             is a column too, before its summary. Defaults to `True`.
         percentages: percentages of pixels removed. Defaults to
             `(10, 30, 50, 70)`.
-        imputation: str. `"linear"` or `"telea"` (see `road`). Defaults to
-            `"linear"`.
+        imputation: str. `"linear"`, `"telea"` or `"telea_exact"` (see
+            `road`). Defaults to `"linear"`.
         noise: float. Noise of the linear imputation on a [0, 1] scale.
             Defaults to `0.01`.
         batch_size: int. Images per classifier call. Defaults to `32`.
         seed: int. Seed of the imputation noise (see `road`). Defaults to
             `0`.
+        selection: str. `"threshold"` or `"rank"` (see `removal_masks`).
+            Defaults to `"threshold"`.
 
     Returns:
         A dict column -> float in [0, 100], for each order in `orders`: with
@@ -229,6 +255,7 @@ def road_scores(
             noise=noise,
             batch_size=batch_size,
             seed=seed,
+            selection=selection,
         )
         tag = TAGS[order]
         if accuracies:

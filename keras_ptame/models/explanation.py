@@ -8,7 +8,8 @@ Min-max normalising such a map stretches float noise into a full-contrast map
 that looks as confident as any other. So each map reports its *evidence*, the
 contrast of its sigmoid map (peak minus floor, in [0, 1]); a map whose
 evidence is below the explainer's threshold comes back flat (all zeros) and
-flagged, never stretched.
+flagged, never stretched, unless asked (`zero_flat=False`: `kp.evaluate` asks,
+to score the min-max maps the authors score).
 
 `Explaining` also compiles `predict`'s step: under JAX, one that passes the
 weights through untouched (`jax_predict_function`).
@@ -32,15 +33,32 @@ from keras_ptame.validation import (
 
 # Where `explain` returns maps: at the images' size, or the decoder's.
 RESOLUTIONS = ("input", "decoder")
-# How `explain` scales maps: the authors' min-max of the decoder's raw maps
-# (flat maps zeroed), their sigmoid taken after upsampling (the same pixel
-# order, values of the mask the decoder was trained to keep the class with;
-# flat maps zeroed), or the trained-space sigmoid maps as they are.
-NORMALIZATIONS = ("minmax", "sigmoid", "none")
+# How `explain` scales maps. `"minmax"`, the authors' inference: each raw map
+# min-max normalised at the decoder's resolution, then upsampled bilinearly.
+# `"minmax_upsampled"`, keras_ptame's earlier default: upsampled first, then
+# min-max normalised, so that every map spans [0, 1] exactly (the authors'
+# maps may miss 0 and 1 by a little, where their extremes fall between the
+# decoder's pixel centres). `"sigmoid"`: their sigmoid taken after upsampling
+# (the values of the mask the decoder was trained to keep the class with, the
+# same pixel order as both min-max maps). `"none"`: the trained-space sigmoid
+# maps as they are.
+NORMALIZATIONS = ("minmax", "minmax_upsampled", "sigmoid", "none")
 # On benchmarks/honest_maps.py, every class whose maps localise has a median
 # evidence of 0.38 or more (10th percentile 0.31), every collapsed class 0.017
-# or less (90th percentile 0.022). (A decoder with random weights is not flat:
-# an untrained explainer is warned about instead.)
+# or less (90th percentile 0.022). (An untrained explainer is warned about
+# separately: its random maps' evidence depends on the initialisation's
+# scale, about 0.09 to 0.13 for a tiny decoder with PyTorch's defaults.)
+# Contrast, not the peak: a map saturated high everywhere (raw in [4, 10])
+# has no sigmoid contrast either, though its min-max map, blind to a shift of
+# the raw map, may localise. benchmarks/evidence_saturation.py found none on
+# the demo's explainers (0 of 1,200 held-out maps, two classifiers): every
+# map flagged there was empty (sigmoid peak below 0.1, the 24 and 106 maps
+# of the class the fill image predicts), and their min-max maps never hit the
+# object (pointing game 0.000, chance 0.08) though their raw range was wide
+# (median 9.1 and 5.7). A peak rule flagged the same maps there, but would
+# pass a constant mid-level map (0.5 everywhere, no evidence either), so the
+# rule stays; `zero_flat=False` (and `kp.evaluate`, which scores min-max
+# maps) still gives a flagged map's min-max map.
 EVIDENCE_THRESHOLD = 0.1
 # A class the fill image alone predicts more likely than all others together
 # is warned about before training: keeping nothing already costs the
@@ -55,7 +73,15 @@ def evidence(maps):
     return ops.max(maps, axis=(1, 2)) - ops.min(maps, axis=(1, 2))
 
 
-def finish_maps(raw, images, threshold, minmax, resolution="input", normalize="minmax"):
+def finish_maps(
+    raw,
+    images,
+    threshold,
+    minmax,
+    resolution="input",
+    normalize="minmax",
+    zero_flat=True,
+):
     """The outputs of `explain` from the decoder's raw maps `(B, h, w, 1)`.
 
     Args:
@@ -65,7 +91,9 @@ def finish_maps(raw, images, threshold, minmax, resolution="input", normalize="m
         minmax: the min-max normalisation of `(B, h, w, 1)` maps (the
             decoder's `normalize`, with the authors' epsilon).
         resolution: `"input"` or `"decoder"`, see `RESOLUTIONS`.
-        normalize: `"minmax"`, `"sigmoid"` or `"none"`, see `NORMALIZATIONS`.
+        normalize: one of `NORMALIZATIONS`.
+        zero_flat: bool. Whether flat maps come back all zeros (not with
+            `normalize="none"`, which returns the sigmoid maps as they are).
 
     Returns:
         A dict: `maps` `(B, H, W)`, `evidence` `(B,)` and `flat` `(B,)` bool.
@@ -76,16 +104,20 @@ def finish_maps(raw, images, threshold, minmax, resolution="input", normalize="m
     # contrast, and the flag must not depend on `resolution`.
     found = evidence(sigmoid)[:, 0]
     flat = ops.less(found, threshold)
-    maps = sigmoid if normalize == "none" else raw
+    if normalize == "minmax":
+        # The authors' order: normalised where the decoder draws, then
+        # upsampled (bilinear weights sum to one: the maps stay in [0, 1]).
+        maps = minmax(raw)
+    else:
+        maps = sigmoid if normalize == "none" else raw
     if resolution == "input":
-        # Normalised after upsampling, so that every map spans [0, 1] exactly.
         maps = resize_like(maps, images)
     if normalize == "sigmoid":
         # After upsampling: the pixels keep the order of the min-max maps.
         maps = ops.sigmoid(maps)
-    elif normalize == "minmax":
+    elif normalize == "minmax_upsampled":
         maps = minmax(maps)
-    if normalize != "none":
+    if normalize != "none" and zero_flat:
         maps = ops.where(flat[:, None, None, None], ops.zeros_like(maps), maps)
     return {"maps": maps[..., 0], "evidence": found, "flat": flat}
 
@@ -147,6 +179,7 @@ class Explaining:
         verbose=0,
         resolution="input",
         normalize="minmax",
+        zero_flat=True,
     ):
         """One saliency map per image, for its predicted class or `classes`.
 
@@ -161,22 +194,39 @@ class Explaining:
                 `"decoder"`: at the decoder's (a quarter of the side with
                 ResNet-18 features), a sixteenth of the data to copy off an
                 accelerator. Defaults to `"input"`.
-            normalize: str. `"minmax"` (the authors' inference): each
-                map min-max normalised to [0, 1], and a map that found no
-                evidence all zeros (see `explain_outputs`); `"sigmoid"`:
-                the sigmoid of the decoder's maps taken after upsampling,
-                the mask the decoder was trained to keep the class with
-                (background near 0, the same pixel order as `"minmax"`;
-                flat maps all zeros); `"none"`: the sigmoid maps the
-                decoder was trained with, as they are. Defaults to
-                `"minmax"`.
+            normalize: str. `"minmax"`, the authors' inference (for every
+                map not flagged `flat`, or all with `zero_flat=False`): each
+                raw map min-max normalised to [0, 1] at the decoder's
+                resolution, then upsampled bilinearly (half-pixel centres)
+                to the images' size; its values stay in [0, 1] but need
+                not reach 0 and 1 exactly, where a map's extremes fall
+                between the decoder's pixel centres. `"minmax_upsampled"`, keras_ptame's
+                earlier default: upsampled first, then min-max normalised,
+                so that every map spans [0, 1] exactly (the same pixel order
+                as `"minmax"`: both are increasing affine functions of the
+                upsampled raw map). `"sigmoid"`: the sigmoid of the
+                upsampled raw maps, the mask the decoder was trained to keep
+                the class with (background near 0, the same pixel order).
+                `"none"`: the sigmoid maps the decoder was trained with, as
+                they are. Defaults to `"minmax"`.
+            zero_flat: bool. Whether a map that found no evidence (`flat`,
+                see `explain_outputs`) comes back all zeros, rather than
+                normalised as any other (the authors' inference, which
+                stretches its noise to look as confident as a real map).
+                Ignored with `normalize="none"`. Defaults to `True`.
 
         Returns:
             numpy float32 `(N, H, W)` maps in [0, 1] (`(N, h, w)` at the
             decoder's resolution).
         """
         outputs = self.explain_outputs(
-            images, classes, batch_size, verbose, resolution, normalize
+            images,
+            classes,
+            batch_size,
+            verbose,
+            resolution,
+            normalize,
+            zero_flat,
         )
         return outputs["maps"]
 
@@ -188,6 +238,7 @@ class Explaining:
         verbose=0,
         resolution="input",
         normalize="minmax",
+        zero_flat=True,
     ):
         """Like `explain`, but returns a dict of numpy arrays.
 
@@ -198,13 +249,15 @@ class Explaining:
             floor) of each sigmoid map; `flat` `(N,)` bool, `evidence` below
             `evidence_threshold`: the classifier kept its prediction with
             (almost) nothing of the image, so the map holds no evidence and
-            is returned all zeros rather than stretched noise.
+            is returned all zeros rather than stretched noise (unless
+            `zero_flat=False`).
         """
         check_option("resolution", resolution, RESOLUTIONS)
         check_option("normalize", normalize, NORMALIZATIONS)
-        if (resolution, normalize) != self._explain_options:
+        options = (resolution, normalize, bool(zero_flat))
+        if options != self._explain_options:
             # `predict` compiles the options in: have it compiled anew.
-            self._explain_options = (resolution, normalize)
+            self._explain_options = options
             self.predict_function = None
         images = check_images(images, pixels=False)
         self.ensure_built(images.shape)

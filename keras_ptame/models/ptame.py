@@ -130,7 +130,7 @@ class PTAME(Explaining, Pretrained, keras.Model):
         self.decoder = None
         self._built_size = None
         # `predict` compiles these options of `explain` in.
-        self._explain_options = ("input", "minmax")
+        self._explain_options = ("input", "minmax", True)
         # Image sizes whose black fill image `warn_about_fill` has probed.
         self._fill_probed = set()
         if self.num_classes is not None:
@@ -250,7 +250,12 @@ class PTAME(Explaining, Pretrained, keras.Model):
         return outputs
 
     def explain_batch(
-        self, images, classes=None, resolution="input", normalize="minmax"
+        self,
+        images,
+        classes=None,
+        resolution="input",
+        normalize="minmax",
+        zero_flat=True,
     ):
         """The inference forward pass on a batch of tensors (see `explain`)."""
         images = ops.cast(images, "float32")
@@ -269,6 +274,7 @@ class PTAME(Explaining, Pretrained, keras.Model):
             self.decoder.normalize,
             resolution,
             normalize,
+            zero_flat,
         )
         return {"classes": classes, "scores": scores, **outputs}
 
@@ -282,14 +288,15 @@ class PTAME(Explaining, Pretrained, keras.Model):
         """Configures training. `loss` defaults to `PerturbationLoss()`.
 
         Args:
-            optimizer: a Keras optimizer. Defaults to the paper's
-                `AdamW(1e-4, amsgrad=True)`.
+            optimizer: a Keras optimizer. Defaults to Keras' `AdamW(1e-4,
+                amsgrad=True, epsilon=1e-8)`: the authors' rate and epsilon, held
+                constant (`kp.recipes.one_cycle_adamw` is their whole optimiser).
             loss: a `PerturbationLoss`. Defaults to `PerturbationLoss()`.
             **kwargs: passed to `keras.Model.compile` (`jit_compile`,
                 `steps_per_execution`, ...).
         """
         if optimizer is None:
-            optimizer = keras.optimizers.AdamW(learning_rate=1e-4, amsgrad=True)
+            optimizer = keras.optimizers.AdamW(1e-4, amsgrad=True, epsilon=1e-8)
         if isinstance(loss, dict):
             loss = keras.saving.deserialize_keras_object(loss)
         if loss is None:

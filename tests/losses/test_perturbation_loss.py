@@ -10,7 +10,7 @@ def _value(x):
 
 
 def _reference_smoothness(maps, p, border):
-    """The spec's S, written pixel by pixel."""
+    """The spec's S, written pixel by pixel: each edge whole, corners twice."""
     batch, height, width, count = maps.shape
     total = 0.0
     for b in range(batch):
@@ -22,8 +22,8 @@ def _reference_smoothness(maps, p, border):
                         total += abs(m[i + 1, j] - m[i, j]) ** p
                     if j + 1 < width:
                         total += abs(m[i, j + 1] - m[i, j]) ** p
-                    if i in (0, height - 1) or j in (0, width - 1):
-                        total += border * m[i, j] ** p
+                    edges = (i == 0) + (i == height - 1) + (j == 0) + (j == width - 1)
+                    total += edges * border * m[i, j] ** p
     return total / (p * batch)
 
 

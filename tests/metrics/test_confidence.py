@@ -39,9 +39,10 @@ def test_keep_top_fraction_keeps_soft_values_of_the_top_pixels():
 def test_perfect_map():
     # Keeping the object and dropping the background (negative evidence)
     # raises logit0 to 4: O = sigmoid(3) > Y at 100%; at 15% the 10 kept
-    # object pixels give logit0 = 4 * 10 / 16.
+    # object pixels give logit0 = 4 * 10 / 16 (exact counts: the authors'
+    # threshold keeps no pixel of a binary map, all tied at 1).
     scores = confidence_metrics(
-        object_classifier(), object_images(), object_maps(OBJECT)
+        object_classifier(), object_images(), object_maps(OBJECT), selection="rank"
     )
     assert scores["AD100"] == pytest.approx(0.0)
     assert scores["IC100"] == pytest.approx(100.0)
@@ -61,11 +62,11 @@ def test_inverted_map():
 
 def test_constant_maps():
     classifier, images = object_classifier(), object_images()
-    ones = confidence_metrics(classifier, images, object_maps(1.0))
+    ones = confidence_metrics(classifier, images, object_maps(1.0), selection="rank")
     assert ones["AD100"] == pytest.approx(0.0, abs=1e-4)
     assert ones["IC100"] == 0.0
-    # Ties keep raster order: at 50% rows 0-3 (object + 16 of 48 background
-    # pixels), at 15% ten pixels (6 object, 4 background).
+    # Exact counts, ties in raster order: at 50% rows 0-3 (object + 16 of 48
+    # background pixels), at 15% ten pixels (6 object, 4 background).
     assert ones["IC50"] == 100.0
     expected = 100 * (Y - sigmoid(4 * 6 / 16 - 2 * 4 / 48 - 1)) / Y
     assert ones["AD15"] == pytest.approx(expected, rel=1e-4)
@@ -96,3 +97,41 @@ def test_explicit_classes_and_bad_maps():
         confidence_metrics(classifier, images, np.ones((2, 4, 4)))
     with pytest.raises(ValueError, match="classes"):
         confidence_metrics(classifier, images, object_maps(1.0), classes=[0, 5])
+
+
+def _reference_kept(maps, fraction):
+    """The authors' rule, written out: strictly above the k-th smallest."""
+    flat = maps.reshape(len(maps), -1)
+    k = int(flat.shape[1] * (1 - fraction))
+    if k == 0:
+        return np.ones(maps.shape, bool)
+    threshold = np.sort(flat, axis=1)[:, k - 1 : k]
+    return (flat > threshold).reshape(maps.shape)
+
+
+@pytest.mark.parametrize("fraction, count", [(1.0, 50176), (0.5, 25088), (0.15, 7527)])
+def test_the_default_keeps_what_the_authors_threshold_keeps(fraction, count):
+    # At 224x224 without ties: H * W - int(H * W * (1 - fraction)) pixels,
+    # one more than round(fraction * H * W) at 15%.
+    maps = np.random.default_rng(0).random((2, 224, 224)).astype("float32")
+    kept = keep_top_fraction(maps, fraction)
+    assert [np.count_nonzero(m) for m in kept] == [count, count]
+    expected = _reference_kept(maps, fraction)
+    np.testing.assert_array_equal(kept != 0, expected)
+    np.testing.assert_array_equal(kept[expected], maps[expected])
+    rank = keep_top_fraction(maps, fraction, selection="rank")
+    assert np.count_nonzero(rank[0]) == round(fraction * 224 * 224)
+
+
+def test_the_authors_threshold_drops_every_tied_pixel():
+    maps = np.full((1, 4, 4), 0.5, "float32")
+    assert not np.any(keep_top_fraction(maps, 0.5))
+    np.testing.assert_array_equal(keep_top_fraction(maps, 1.0), maps)
+    assert np.count_nonzero(keep_top_fraction(maps, 0.5, selection="rank")) == 8
+    # A constant map at 50% scores the black image by default.
+    classifier, images = object_classifier(), object_images()
+    scores = confidence_metrics(classifier, images, object_maps(1.0), fractions=(0.5,))
+    black = sigmoid(0.0 - 1.0)  # logit0 = 0, logit1 = 1: class 0 at sigmoid(-1)
+    assert scores["AD50"] == pytest.approx(100 * (Y - black) / Y, rel=1e-4)
+    with pytest.raises(ValueError, match="selection"):
+        keep_top_fraction(maps, 0.5, selection="top")

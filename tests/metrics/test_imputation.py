@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from keras_ptame.metrics import noisy_linear_imputation, telea_imputation
-from keras_ptame.metrics.imputation import NEIGHBOURS
+from keras_ptame.metrics.imputation import NEIGHBOURS, impute
 
 
 def _weighted_mean_of_neighbours(image, row, col):
@@ -115,7 +115,61 @@ def test_telea_fills_only_removed_pixels():
     removed = np.zeros((32, 32), bool)
     removed[10:14, 4:8] = True
     filled = telea_imputation(image, removed)
+    # Whole levels: the authors' truncation leaves them as they are.
     np.testing.assert_array_equal(filled[~removed], image[~removed])
     # Inside the flat left half the fill is the flat value (OpenCV's
     # 8-bit arithmetic is off by a level or two).
     np.testing.assert_allclose(filled[removed], 90.0, atol=3.0)
+
+
+def _image_and_holes(seed=0, size=48):
+    rng = np.random.default_rng(seed)
+    image = rng.uniform(0, 255, (size, size, 3)).astype("float32")
+    removed = rng.random((size, size)) < 0.3
+    return image, removed
+
+
+def test_telea_default_is_the_authors_radius_three_and_truncation():
+    cv2 = pytest.importorskip("cv2")
+    image, removed = _image_and_holes()
+    filled = telea_imputation(image, removed)
+    # Their evaluation: the [0, 1] image times 255 truncated to uint8 (in
+    # BGR order), radius 3, the whole result divided back.
+    unit = image / np.float32(255.0)
+    bgr = (unit[..., ::-1] * 255).astype(np.uint8)
+    mask = removed.astype(np.uint8) * 255
+    theirs = cv2.inpaint(bgr, mask, inpaintRadius=3, flags=cv2.INPAINT_TELEA)
+    theirs = theirs[..., ::-1].astype(np.float32) / 255.0
+    np.testing.assert_allclose(filled / 255.0, theirs, atol=1e-6)
+    # Kept pixels are truncated too, never rounded up.
+    assert np.all(filled[~removed] <= image[~removed])
+    np.testing.assert_array_equal(filled[~removed], np.floor(image[~removed]))
+    # A whole level is kept as it is (uint8 in, the same out where kept).
+    whole = np.floor(image)
+    np.testing.assert_array_equal(
+        telea_imputation(whole, removed)[~removed], whole[~removed]
+    )
+    # Radius 5 would fill some pixels differently.
+    other = cv2.inpaint(
+        np.floor(image).astype(np.uint8),
+        removed.astype(np.uint8),
+        5,
+        cv2.INPAINT_TELEA,
+    )
+    assert np.any(other[removed] != filled[removed])
+
+
+def test_telea_exact_is_the_earlier_fill():
+    cv2 = pytest.importorskip("cv2")
+    image, removed = _image_and_holes(seed=1)
+    filled = telea_imputation(image, removed, radius=5, exact=True)
+    # Kept pixels exact; removed ones from the rounded image, radius 5.
+    np.testing.assert_array_equal(filled[~removed], image[~removed])
+    rounded = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    painted = cv2.inpaint(rounded, removed.astype(np.uint8), 5, cv2.INPAINT_TELEA)
+    np.testing.assert_array_equal(filled[removed], painted[removed])
+    # The same through `impute`, by name.
+    np.testing.assert_array_equal(impute(image, removed, method="telea_exact"), filled)
+    np.testing.assert_array_equal(
+        impute(image, removed, method="telea"), telea_imputation(image, removed)
+    )

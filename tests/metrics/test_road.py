@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from keras_ptame.metrics import removal_masks, road, road_scores, road_summary
+from keras_ptame.metrics.road import PERCENTAGES
 from tests.helpers.known_classifiers import (
     OBJECT,
     object_classifier,
@@ -25,12 +26,54 @@ def test_summary_by_hand():
 
 def test_removal_masks_count_and_order():
     maps = np.arange(16, dtype="float32").reshape(1, 4, 4)
+    # The authors' rule: MoRF keeps what lies below the int(16 * .75) = 12th
+    # smallest value (11 pixels), LeRF what lies above the int(16 * .25) =
+    # 4th (12 pixels).
     morf = removal_masks(maps, 25, "morf")
     lerf = removal_masks(maps, 25, "lerf")
+    assert morf.sum() == 5 and lerf.sum() == 4
+    assert morf[0, 3].all() and morf[0, 2, 3] and lerf[0, 0].all()
+    # Exact counts by option.
+    morf = removal_masks(maps, 25, "morf", selection="rank")
+    lerf = removal_masks(maps, 25, "lerf", selection="rank")
     assert morf.sum() == lerf.sum() == 4
     assert morf[0, 3].all() and lerf[0, 0].all()
     with pytest.raises(ValueError, match="order"):
         removal_masks(maps, 25, "up")
+    with pytest.raises(ValueError, match="selection"):
+        removal_masks(maps, 25, "morf", selection="top")
+
+
+@pytest.mark.parametrize(
+    "order, counts",
+    [("morf", (5019, 15054, 25089, 35125)), ("lerf", (5017, 15052, 25088, 35123))],
+)
+def test_removal_counts_at_224_follow_the_authors(order, counts):
+    maps = np.random.default_rng(0).random((2, 224, 224)).astype("float32")
+    flat = maps.reshape(2, -1)
+    for percentage, count in zip(PERCENTAGES, counts, strict=True):
+        removed = removal_masks(maps, percentage, order)
+        assert removed.reshape(2, -1).sum(axis=1).tolist() == [count, count]
+        # Written out: kth value (from 1) of k = int(n * share), strict.
+        share = percentage / 100
+        k = int(flat.shape[1] * (1 - share if order == "morf" else share))
+        threshold = np.sort(flat, axis=1)[:, k - 1 : k]
+        kept = flat < threshold if order == "morf" else flat > threshold
+        np.testing.assert_array_equal(removed.reshape(2, -1), ~kept)
+        rank = removal_masks(maps, percentage, order, selection="rank")
+        assert rank[0].sum() == round(share * 224 * 224)
+
+
+def test_the_authors_rule_removes_every_tied_pixel():
+    maps = np.full((1, 8, 8), 0.3, "float32")
+    for order in ("morf", "lerf"):
+        assert removal_masks(maps, 10, order).all()
+        assert removal_masks(maps, 10, order, selection="rank").sum() == 6
+    # Nothing removed at 0% least relevant first; everything at 100%.
+    ramp = np.arange(64, dtype="float32").reshape(1, 8, 8)
+    assert not removal_masks(ramp, 0, "lerf").any()
+    assert removal_masks(ramp, 100, "lerf").all()
+    assert removal_masks(ramp, 100, "morf").all()
 
 
 def test_perfect_map():
@@ -76,6 +119,10 @@ def test_telea_option():
         classifier, images, object_maps(~OBJECT), order="morf", imputation="telea"
     )
     assert result["summary"] == pytest.approx(0.85)
+    exact = road(
+        classifier, images, object_maps(~OBJECT), order="morf", imputation="telea_exact"
+    )
+    assert exact["summary"] == pytest.approx(0.85)
     with pytest.raises(ValueError, match="imputation"):
         road(classifier, images, object_maps(OBJECT), imputation="zeros")
 

@@ -13,10 +13,12 @@ from tests.helpers import IMAGE_SIZE, random_images, tiny_explainer, to_numpy
 
 def explainer_blind_to(blind_class):
     """A tiny explainer whose decoder holds nothing for `blind_class`: its
-    maps are constant, as those of a class that needs no evidence."""
+    maps are constant, as those of a class that needs no evidence. The other
+    classes' maps get contrast well above the threshold whatever the
+    decoder's initialisation (scaled up tenfold)."""
     explainer = tiny_explainer()
     explainer.ensure_built((None, IMAGE_SIZE, IMAGE_SIZE, 3))
-    kernel = to_numpy(explainer.decoder.fuser.kernel)
+    kernel = 10.0 * to_numpy(explainer.decoder.fuser.kernel)
     kernel[..., blind_class] = 0.0
     explainer.decoder.fuser.kernel.assign(kernel)
     return explainer
@@ -29,11 +31,90 @@ def test_a_map_without_evidence_comes_back_flat_and_flagged():
     assert outputs["flat"].tolist() == [True, True, False, False]
     np.testing.assert_allclose(outputs["evidence"][:2], 0.0, atol=1e-6)
     assert np.all(outputs["evidence"][2:] > explainer.evidence_threshold)
-    # Flat maps are zeros, not stretched noise; the others span [0, 1].
+    # Flat maps are zeros, not stretched noise; the others lie in [0, 1].
     assert not np.any(outputs["maps"][:2])
-    np.testing.assert_allclose(outputs["maps"][2:].min(axis=(1, 2)), 0.0, atol=1e-6)
-    np.testing.assert_allclose(outputs["maps"][2:].max(axis=(1, 2)), 1.0, atol=1e-5)
+    assert np.all((outputs["maps"] >= 0) & (outputs["maps"] <= 1 + 1e-6))
     assert not np.any(np.isnan(outputs["maps"]))
+    # Normalised after upsampling (the earlier default), they span [0, 1].
+    spanning = explainer.explain(images, [2, 2, 1, 3], normalize="minmax_upsampled")
+    assert not np.any(spanning[:2])
+    np.testing.assert_allclose(spanning[2:].min(axis=(1, 2)), 0.0, atol=1e-6)
+    np.testing.assert_allclose(spanning[2:].max(axis=(1, 2)), 1.0, atol=1e-5)
+
+
+def _upsample(maps, size):
+    """Bilinear resizing of `(N, h, w)` maps, half-pixel centres, in numpy."""
+
+    def axis_weights(source, target):
+        position = np.maximum((np.arange(target) + 0.5) * source / target - 0.5, 0)
+        low = np.floor(position).astype(int)
+        high = np.minimum(low + 1, source - 1)
+        weights = np.zeros((target, source))
+        np.add.at(weights, (np.arange(target), low), 1 - (position - low))
+        np.add.at(weights, (np.arange(target), high), position - low)
+        return weights
+
+    rows = axis_weights(maps.shape[1], size)
+    cols = axis_weights(maps.shape[2], size)
+    return np.einsum("ih,nhw,jw->nij", rows, maps, cols)
+
+
+def _minmax(maps):
+    low = maps.min(axis=(1, 2), keepdims=True)
+    high = maps.max(axis=(1, 2), keepdims=True)
+    return (maps - low) / np.maximum(high - low, 1e-8)
+
+
+def _raw_maps(explainer, images, classes):
+    explainer.ensure_built(images.shape)
+    features = explainer.extractor(keras.ops.cast(images, "float32"))
+    raw = explainer.decoder(
+        features, classes=np.asarray(classes, "int32")[:, None], training=False
+    )
+    return to_numpy(raw)[..., 0].astype(np.float64)
+
+
+def test_minmax_maps_are_the_authors_minmax_then_upsampling():
+    # No map flagged: all are normalised.
+    explainer = tiny_explainer(evidence_threshold=0.0)
+    images = random_images(3)
+    classes = [0, 1, 3]
+    raw = _raw_maps(explainer, images, classes)
+    assert raw.shape[1] < IMAGE_SIZE  # upsampled from the decoder's size
+    maps = explainer.explain(images, classes)
+    expected = _upsample(_minmax(raw), IMAGE_SIZE)
+    np.testing.assert_allclose(maps, expected, atol=1e-5)
+    np.testing.assert_allclose(
+        explainer.explain(images, classes, resolution="decoder"),
+        _minmax(raw),
+        atol=1e-5,
+    )
+    # The earlier order by option: upsampled, then normalised.
+    upsampled = explainer.explain(images, classes, normalize="minmax_upsampled")
+    np.testing.assert_allclose(
+        upsampled, _minmax(_upsample(raw, IMAGE_SIZE)), atol=1e-5
+    )
+    # Both orders rank the pixels alike: one is an increasing affine
+    # function of the other.
+    for found, other in zip(maps, upsampled, strict=True):
+        slope, offset = np.polyfit(other.ravel(), found.ravel(), 1)
+        assert slope > 0
+        np.testing.assert_allclose(slope * other + offset, found, atol=1e-5)
+
+
+def test_flat_maps_come_unzeroed_on_request():
+    explainer = explainer_blind_to(2)
+    images = random_images(3)
+    classes = [2, 0, 1]
+    outputs = explainer.explain_outputs(images, classes, zero_flat=False)
+    assert outputs["flat"].tolist() == [True, False, False]
+    raw = _raw_maps(explainer, images, classes)
+    np.testing.assert_allclose(
+        outputs["maps"], _upsample(_minmax(raw), IMAGE_SIZE), atol=1e-5
+    )
+    zeroed = explainer.explain(images, classes)
+    assert not np.any(zeroed[0])
+    np.testing.assert_array_equal(zeroed[1:], outputs["maps"][1:])
 
 
 def test_unnormalised_maps_are_the_sigmoid_maps_and_give_the_evidence():

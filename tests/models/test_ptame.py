@@ -150,12 +150,15 @@ def test_other_fills_replace_the_masked_out_pixels(fill):
 
 
 def test_explain_gives_one_map_in_zero_one_per_image_for_its_prediction():
-    explainer = tiny_explainer()
+    # No map flagged flat: random initial weights may give little contrast.
+    explainer = tiny_explainer(evidence_threshold=0.0)
     images = random_images(7)
     maps = explainer.explain(images, batch_size=3)
     assert maps.shape == (7, 16, 16) and maps.dtype == np.float32
     assert maps.min() >= 0.0 and maps.max() <= 1.0 + 1e-6
-    np.testing.assert_allclose(maps.max(axis=(1, 2)), 1.0, atol=1e-5)
+    # Normalised after upsampling (not the default), maps span [0, 1].
+    spanning = explainer.explain(images, batch_size=3, normalize="minmax_upsampled")
+    np.testing.assert_allclose(spanning.max(axis=(1, 2)), 1.0, atol=1e-5)
     outputs = explainer.explain_outputs(images)
     np.testing.assert_array_equal(outputs["classes"], _predictions(explainer, images))
     probabilities = to_numpy(ops.softmax(explainer.backbone(images)))
@@ -165,7 +168,8 @@ def test_explain_gives_one_map_in_zero_one_per_image_for_its_prediction():
 
 
 def test_explain_for_given_classes_matches_the_decoder_maps():
-    explainer = tiny_explainer()
+    # No map flagged flat: random initial weights may give little contrast.
+    explainer = tiny_explainer(evidence_threshold=0.0)
     images = random_images(4)
     classes = np.array([3, 0, 2, 3])
     maps = explainer.explain(images, classes=classes)
@@ -173,18 +177,20 @@ def test_explain_for_given_classes_matches_the_decoder_maps():
     raw = to_numpy(explainer.decoder(features, training=False))
     for b, c in enumerate(classes):
         m = raw[b, :, :, c]
+        # The authors' order: min-max at the decoder's size, then upsampled.
+        m = (m - m.min()) / (m.max() - m.min() + 1e-8)
         up = to_numpy(
             ops.image.resize(m[None, :, :, None], (16, 16), interpolation="bilinear")
         )
         up = up[0, :, :, 0]
-        up = (up - up.min()) / (up.max() - up.min() + 1e-8)
         np.testing.assert_allclose(maps[b], up, rtol=1e-4, atol=1e-5)
     other = explainer.explain(images, classes=(classes + 1) % NUM_CLASSES)
     assert not np.allclose(maps, other)
 
 
 def test_maps_at_the_decoder_s_resolution_are_its_normalised_maps():
-    explainer = tiny_explainer()
+    # No map flagged flat: random initial weights may give little contrast.
+    explainer = tiny_explainer(evidence_threshold=0.0)
     images = random_images(3)
     outputs = explainer.explain_outputs(images, resolution="decoder")
     raw = to_numpy(explainer.decoder(explainer.extractor(images), training=False))
