@@ -6,7 +6,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 BACKENDS ?= tensorflow jax torch
 PYTEST_ARGS ?= -n 2 -q
 
-.PHONY: setup demo test lint compare speed
+.PHONY: setup demo test lint compare speed parity parity-env
 
 setup: $(VENV)/.installed
 
@@ -48,3 +48,30 @@ lint: setup
 dist: setup
 	rm -rf dist
 	$(PY) -m build --no-isolation --outdir dist .
+
+# The authors' package as the reference for parity (benchmarks/parity/): their
+# `ptame` in an environment of its own, never in .venv (their licence is
+# non-commercial: keras_ptame neither ships nor imports it). torchvision
+# needs its matching torch; these two lie on this machine's disk.
+PARITY_VENV ?= .venv-ptame
+PARITY_TORCH ?= torch==2.14.1 torchvision==0.29.1
+PARITY_OUT ?= benchmarks/results/parity
+
+parity-env: $(PARITY_VENV)/.installed
+
+$(PARITY_VENV)/.installed:
+	python3 -m venv $(PARITY_VENV)
+	$(PARITY_VENV)/bin/python -m pip install -q --upgrade pip
+	$(PARITY_VENV)/bin/python -m pip install -q $(PARITY_TORCH)
+	$(PARITY_VENV)/bin/python -m pip install -q "ptame==1.0.2"
+	touch $@
+
+# Their numbers once, then keras_ptame's on every backend; the table goes to
+# $(PARITY_OUT)/parity.md.
+parity: setup parity-env
+	$(PARITY_VENV)/bin/python benchmarks/parity/reference.py --output $(PARITY_OUT)
+	@set -e; for backend in $(BACKENDS); do \
+	  KERAS_BACKEND=$$backend $(PY) benchmarks/parity/check.py \
+	    --reference $(PARITY_OUT) --markdown $(PARITY_OUT)/$$backend.md; \
+	done
+	cat $(PARITY_OUT)/*.md > $(PARITY_OUT)/parity.md
