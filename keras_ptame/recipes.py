@@ -17,7 +17,6 @@ the optimiser (the authors': PyTorch's `AdamW` under `OneCycleLR`), also the dem
 
 import dataclasses
 import json
-import numbers
 
 from keras_ptame.losses.perturbation_loss import PerturbationLoss
 from keras_ptame.optimizers.cycling_adamw import CyclingAdamW
@@ -41,7 +40,7 @@ def one_cycle(peak, total_steps, warmup_fraction=0.3):
         peak: float. The highest learning rate (`max_lr`).
         total_steps: int. Number of optimiser steps of the whole training.
         warmup_fraction: float. Share of the steps spent warming up, in
-            [0, 1). Defaults to `0.3`.
+            [0, 1]. Defaults to `0.3`.
 
     Returns:
         A `keras_ptame.optimizers.OneCycle` schedule.
@@ -54,23 +53,8 @@ def one_cycle(peak, total_steps, warmup_fraction=0.3):
     optimizer = keras.optimizers.AdamW(one_cycle(1e-3, total_steps=500))
     ```
     """
-    if (
-        isinstance(total_steps, bool)
-        or not isinstance(total_steps, numbers.Integral)
-        or total_steps < 1
-    ):
-        raise ValueError(
-            "`total_steps` must be a positive integer. "
-            f"Received: total_steps={total_steps!r}"
-        )
-    if not peak > 0:
-        raise ValueError(f"`peak` must be positive. Received: peak={peak!r}")
-    if not 0 <= warmup_fraction < 1:
-        raise ValueError(
-            "`warmup_fraction` must be in [0, 1). "
-            f"Received: warmup_fraction={warmup_fraction!r}"
-        )
-    return OneCycle.learning_rate(peak, int(total_steps), warmup_fraction)
+    # `OneCycle` checks the arguments.
+    return OneCycle.learning_rate(peak, total_steps, warmup_fraction)
 
 
 def one_cycle_adamw(peak, total_steps, weight_decay, warmup_fraction=0.3):

@@ -109,7 +109,7 @@ def test_one_cycle_warms_up_then_decays_to_almost_nothing():
         ({"peak": 1e-3, "total_steps": 0}, "total_steps"),
         ({"peak": 1e-3, "total_steps": 2.5}, "total_steps"),
         ({"peak": 0.0, "total_steps": 10}, "peak"),
-        ({"peak": 1e-3, "total_steps": 10, "warmup_fraction": 1.0}, "warmup"),
+        ({"peak": 1e-3, "total_steps": 10, "warmup_fraction": 1.5}, "warmup"),
     ],
 )
 def test_one_cycle_rejects_bad_arguments(kwargs, message):

@@ -214,15 +214,21 @@ def explain(module, images):
     }, own
 
 
+def as_built(module):
+    """`module` in its modes as built: the decoder training, both networks
+    in eval mode."""
+    module.train()
+    module.net.backbone.eval()
+    module.net.attention.attention.eval()
+    return module
+
+
 def loss_terms(module, images):
     """The training forward pass and `ClassicLoss`; BN statistics restored."""
     import torch
 
     saved = copy.deepcopy(module.state_dict())
-    net = module.net
-    net.train()
-    net.backbone.eval()
-    net.attention.attention.eval()
+    net = as_built(module).net
     with torch.no_grad():
         out = net(images)
         terms = module.criterion(**out)
@@ -237,10 +243,7 @@ def loss_terms(module, images):
 def gradients(module, images):
     """The loss's gradient for every decoder weight on one batch, by name."""
     saved = copy.deepcopy(module.state_dict())
-    net = module.net
-    net.train()
-    net.backbone.eval()
-    net.attention.attention.eval()
+    net = as_built(module).net
     module.zero_grad()
     loss = module.criterion(**net(images))[0]
     loss.backward()
@@ -355,11 +358,8 @@ def train(args, module, images, precision="32-true", checkpoint=None):
         def on_train_batch_end(self, trainer, module, outputs, batch, index):
             self.loss.append(float(outputs["loss"]))
 
-    # As built: the decoder in training mode, both networks in eval mode
-    # (Lightning keeps the modules' modes as they are).
-    module.train()
-    module.net.backbone.eval()
-    module.net.attention.attention.eval()
+    # Lightning keeps the modules' modes as they are.
+    as_built(module)
     record = Record()
     trainer = lightning.Trainer(
         accelerator="cpu",

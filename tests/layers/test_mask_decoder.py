@@ -226,6 +226,7 @@ def _wide_features(channels=(64, 32)):
 
 def test_torch_initialization_has_torch_s_conv2d_bounds():
     torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
     decoder = kp.MaskDecoder(num_classes=200, seed=0)
     decoder(_wide_features())
     # Kernels and biases of every convolution (fuser included): uniform in
@@ -245,9 +246,11 @@ def test_torch_initialization_has_torch_s_conv2d_bounds():
 def _assert_uniform(values, bound):
     values = values.ravel()
     assert np.abs(values).max() <= bound
-    # Spread over the whole interval: not a narrower or normal draw.
-    assert np.abs(values).max() > 0.9 * bound
-    np.testing.assert_allclose(values.std(), bound / np.sqrt(3), rtol=0.2)
+    # Spread over the whole interval: not a narrower or normal draw. A bias
+    # has only fan_in values: its spread is judged by its extremes alone.
+    assert np.abs(values).max() > 0.8 * bound
+    if values.size >= 500:
+        np.testing.assert_allclose(values.std(), bound / np.sqrt(3), rtol=0.1)
 
 
 def test_keras_initialization_is_glorot_with_zero_biases():
