@@ -19,11 +19,8 @@ import dataclasses
 import json
 
 from keras_ptame.losses.perturbation_loss import PerturbationLoss
-from keras_ptame.optimizers.cycling_adamw import CyclingAdamW
+from keras_ptame.optimizers.cycling_adamw import EPSILON, CyclingAdamW
 from keras_ptame.optimizers.one_cycle import OneCycle
-
-# PyTorch's `AdamW` epsilon, which the authors keep (Keras' default is 1e-7).
-EPSILON = 1e-8
 
 
 def one_cycle(peak, total_steps, warmup_fraction=0.3):

@@ -11,6 +11,15 @@ import numpy as np
 PIXEL_RANGE = (0.0, 255.0)
 
 
+def check_option(name, value, allowed):
+    """Raises `ValueError` unless `value` is one of `allowed`; returns it."""
+    if value not in allowed:
+        raise ValueError(
+            f"`{name}` must be one of {allowed}. Received: {name}={value!r}"
+        )
+    return value
+
+
 def check_image_shape(shape, name="images"):
     """Checks a batch shape `(B, H, W, 3)`; `None` entries are allowed."""
     shape = tuple(shape)

@@ -21,6 +21,7 @@ from keras_ptame.files import atomic_path, check_writable, deferred_interrupts
 from keras_ptame.images import IMAGE_EXTENSIONS, images_in_folder, read_image
 from keras_ptame.layers.backbone import OUTPUT_TYPES
 from keras_ptame.models.ptame import PTAME
+from keras_ptame.optimizers.cycling_adamw import EPSILON
 
 # The paper resizes the shorter side to 256 before cropping 224: the same
 # ratio at any --image-size.
@@ -350,7 +351,7 @@ def _compile(explainer, recipe, epochs, steps, learning_rate):
     if recipe is None:
         # `PTAME.compile`'s default, at the rate asked for.
         optimizer = keras.optimizers.AdamW(
-            learning_rate=learning_rate or 1e-4, amsgrad=True, epsilon=1e-8
+            learning_rate=learning_rate or 1e-4, amsgrad=True, epsilon=EPSILON
         )
         explainer.compile(optimizer=optimizer)
         return

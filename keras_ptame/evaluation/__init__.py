@@ -24,6 +24,7 @@ from keras_ptame.metrics.localization import ground_truth_masks
 from keras_ptame.metrics.road import PERCENTAGES
 from keras_ptame.metrics.selection import check_selection
 from keras_ptame.scoring import as_backbone, check_batch_size, explained_classes
+from keras_ptame.validation import check_option
 
 __all__ = ["LEGEND", "EvaluationTable", "evaluate", "load_data"]
 
@@ -132,10 +133,7 @@ def evaluate(
     _check_explainers(explainers)
     imputation = check_imputation(imputation)
     selection = check_selection(selection)
-    if flat_maps not in FLAT_MAPS:
-        raise ValueError(
-            f"`flat_maps` must be one of {FLAT_MAPS}. Received: flat_maps={flat_maps!r}"
-        )
+    check_option("flat_maps", flat_maps, FLAT_MAPS)
     batch_size = check_batch_size(batch_size)
     images, truth = _images_and_truth(load_data(data, masks, boxes), box_format)
     backbone = as_backbone(classifier)

@@ -3,6 +3,8 @@ import math
 import keras
 from keras import ops
 
+from keras_ptame.validation import check_option
+
 UPSAMPLING = ("doubling", "resize")
 INITIALIZATION = ("torch", "keras")
 
@@ -124,16 +126,8 @@ class MaskDecoder(keras.layers.Layer):
                 "`num_classes` must be a positive integer. "
                 f"Received: num_classes={num_classes!r}"
             )
-        if upsampling not in UPSAMPLING:
-            raise ValueError(
-                f"`upsampling` must be one of {UPSAMPLING}. "
-                f"Received: upsampling={upsampling!r}"
-            )
-        if initialization not in INITIALIZATION:
-            raise ValueError(
-                f"`initialization` must be one of {INITIALIZATION}. "
-                f"Received: initialization={initialization!r}"
-            )
+        check_option("upsampling", upsampling, UPSAMPLING)
+        check_option("initialization", initialization, INITIALIZATION)
         self.num_classes = num_classes
         self.epsilon = epsilon
         self.batch_norm_epsilon = batch_norm_epsilon

@@ -21,18 +21,14 @@ every step removes the share it names whatever the map's ties.
 import numpy as np
 
 from keras_ptame.maps import ranking
+from keras_ptame.validation import check_option
 
 SELECTIONS = ("threshold", "rank")
 
 
 def check_selection(selection):
     """Checks the name of a pixel selection rule: one of `SELECTIONS`."""
-    if selection not in SELECTIONS:
-        raise ValueError(
-            f"`selection` must be one of {SELECTIONS}. "
-            f"Received: selection={selection!r}"
-        )
-    return selection
+    return check_option("selection", selection, SELECTIONS)
 
 
 def kth_smallest(maps, k):

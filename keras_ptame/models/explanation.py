@@ -26,6 +26,7 @@ from keras_ptame.models.fills import apply_fill, fill_components, resize_like
 from keras_ptame.validation import (
     check_classes,
     check_images,
+    check_option,
     pixel_range_problems,
     report_pixel_problems,
     unpack_inputs,
@@ -153,14 +154,6 @@ def fill_warning(predictions, fill):
         "pointing at their objects. Watch the `empty` metric while training, "
         "and see the README, 'Honest maps'."
     )
-
-
-def check_option(name, value, allowed):
-    """Raises `ValueError` unless `value` is one of `allowed`."""
-    if value not in allowed:
-        raise ValueError(
-            f"`{name}` must be one of {allowed}. Received: {name}={value!r}"
-        )
 
 
 class Explaining:

@@ -23,6 +23,7 @@ from keras_ptame.models.explanation import (
 )
 from keras_ptame.models.fills import FILLS, apply_fill, check_fill, is_random
 from keras_ptame.models.pretrained import Pretrained
+from keras_ptame.optimizers.cycling_adamw import EPSILON
 from keras_ptame.validation import (
     check_image_shape,
     check_num_classes,
@@ -296,7 +297,7 @@ class PTAME(Explaining, Pretrained, keras.Model):
                 `steps_per_execution`, ...).
         """
         if optimizer is None:
-            optimizer = keras.optimizers.AdamW(1e-4, amsgrad=True, epsilon=1e-8)
+            optimizer = keras.optimizers.AdamW(1e-4, amsgrad=True, epsilon=EPSILON)
         if isinstance(loss, dict):
             loss = keras.saving.deserialize_keras_object(loss)
         if loss is None:

@@ -3,6 +3,9 @@ import math
 import keras
 from keras import ops
 
+# PyTorch's `AdamW` epsilon, which the authors keep (Keras' default is 1e-7).
+EPSILON = 1e-8
+
 
 @keras.saving.register_keras_serializable(package="keras_ptame")
 class CyclingAdamW(keras.optimizers.AdamW):
@@ -69,7 +72,7 @@ class CyclingAdamW(keras.optimizers.AdamW):
         weight_decay=1e-2,
         beta_1=0.9,
         beta_2=0.999,
-        epsilon=1e-8,
+        epsilon=EPSILON,
         amsgrad=False,
         **kwargs,
     ):
