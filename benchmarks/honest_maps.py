@@ -34,7 +34,7 @@ import time
 import numpy as np
 
 from keras_ptame.datasets.synthetic import shape_names
-from keras_ptame.demo import DARK_CLASS
+from keras_ptame.demo import DARK_CLASS, EXPLAINER_WEIGHT_DECAY
 
 # The demo's settings of the classifier and auxiliary network, held-out
 # images from the demo's held-out seed stream.
@@ -155,9 +155,9 @@ def train_explainer(config, setup, models, train_images, verbose):
     epochs = setup.get("epochs", config.explainer_epochs)
     steps = -(-config.train_count // config.batch_size) * epochs
     explainer.compile(
-        # The authors' optimiser, with Keras' default weight decay.
+        # The demo's optimiser.
         optimizer=one_cycle_adamw(
-            config.explainer_learning_rate, steps, weight_decay=0.004
+            config.explainer_learning_rate, steps, EXPLAINER_WEIGHT_DECAY
         ),
         loss=PerturbationLoss(**{**config.loss_settings(), **setup.get("loss", {})}),
     )

@@ -17,6 +17,7 @@ and the demo shows those maps flagged flat (`metrics.json`'s
 from keras_ptame.demo.config import (
     DARK_CLASS,
     DEFAULTS,
+    EXPLAINER_WEIGHT_DECAY,
     LOSS,
     LOSS_KEYS,
     QUICK,
@@ -30,6 +31,7 @@ __all__ = [
     "CENTRE_SIGMA",
     "DARK_CLASS",
     "DEFAULTS",
+    "EXPLAINER_WEIGHT_DECAY",
     "LOSS",
     "LOSS_KEYS",
     "PHASES",

@@ -12,6 +12,11 @@ from keras_ptame.models.fills import FILL_NAMES, check_fill
 # black fill then looks like a square whose object was removed.
 DARK_CLASS = 0
 
+# The explainer's decoupled weight decay under the authors' optimiser
+# (`one_cycle_adamw`): Keras' `AdamW` default, which the demo trained with
+# before.
+EXPLAINER_WEIGHT_DECAY = 0.004
+
 # Tiny sizes for a pipeline check in seconds; its figures mean nothing.
 QUICK = {
     **dict(image_size=32, train_count=64, test_count=16, batch_size=16, grid_count=8),

@@ -14,7 +14,7 @@ import numpy as np
 from keras_ptame import visualize
 from keras_ptame.baselines.centre_maps import CentreMaps
 from keras_ptame.datasets import synthetic
-from keras_ptame.demo.config import DARK_CLASS, DemoConfig
+from keras_ptame.demo.config import DARK_CLASS, EXPLAINER_WEIGHT_DECAY, DemoConfig
 from keras_ptame.demo.models import AUXILIARY_LAYERS, build_auxiliary, build_classifier
 from keras_ptame.files import atomic_path, write_text
 from keras_ptame.layers.auxiliary_extractor import AuxiliaryExtractor
@@ -191,9 +191,8 @@ def _train_explainer(config, data, classifier, auxiliary, verbose):
     )
     steps = -(-config.train_count // config.batch_size) * config.explainer_epochs
     explainer.compile(
-        # The authors' optimiser, with Keras' default weight decay.
         optimizer=one_cycle_adamw(
-            config.explainer_learning_rate, steps, weight_decay=0.004
+            config.explainer_learning_rate, steps, EXPLAINER_WEIGHT_DECAY
         ),
         loss=PerturbationLoss(**config.loss_settings()),
     )
