@@ -123,6 +123,14 @@ def finish_maps(
     return {"maps": maps[..., 0], "evidence": found, "flat": flat}
 
 
+def in_classes(classes, chosen):
+    """Bool `(B,)`: whether each of `classes` `(B,)` is one of `chosen` (a tuple)."""
+    if not chosen:
+        return ops.zeros(ops.shape(classes), "bool")
+    chosen = ops.convert_to_tensor(np.asarray(chosen, "int32"))
+    return ops.any(ops.equal(ops.cast(classes, "int32")[:, None], chosen[None]), axis=1)
+
+
 def fill_predictions(backbone, images, fill):
     """What the classifier predicts on the fill alone, for `images`' fills.
 
@@ -243,7 +251,12 @@ class Explaining:
             `evidence_threshold`: the classifier kept its prediction with
             (almost) nothing of the image, so the map holds no evidence and
             is returned all zeros rather than stretched noise (unless
-            `zero_flat=False`).
+            `zero_flat=False`); `misranked` `(N,)` bool, a map (not flat) of
+            a class in `misranked_classes`: on the images `fit` checked, its
+            maps did not carry the class (removing their top half cost it no
+            more than removing their bottom half, see
+            `keras_ptame/models/removal_check.py`): typically they cover the
+            background, not the object. The map is returned as it is.
         """
         check_option("resolution", resolution, RESOLUTIONS)
         check_option("normalize", normalize, NORMALIZATIONS)
@@ -295,6 +308,29 @@ class Explaining:
         if self.predict_function is None or force:
             self.predict_function = jax_predict_function(self)
         return self.predict_function
+
+    @property
+    def misranked_classes(self):
+        """Classes whose maps failed the removal check: a sorted tuple.
+
+        Set by the check `fit` runs after each epoch (see
+        `keras_ptame/models/removal_check.py`); `explain_outputs` flags their
+        maps `misranked`. Saved with the explainer.
+        """
+        return self._misranked_classes
+
+    @misranked_classes.setter
+    def misranked_classes(self, value):
+        classes = tuple(sorted({int(c) for c in value}))
+        limit = self.num_classes
+        if any(c < 0 or (limit is not None and c >= limit) for c in classes):
+            raise ValueError(
+                f"`misranked_classes` must be classes in [0, {limit}). "
+                f"Received: {value!r}"
+            )
+        self._misranked_classes = classes
+        # `predict` compiles the classes in.
+        self.predict_function = None
 
     @property
     def evidence_threshold(self):

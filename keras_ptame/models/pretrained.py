@@ -150,6 +150,8 @@ class Pretrained:
         """
         if self._warned_untrained or self._known_trained:
             return
+        if getattr(self, "_fitting", False):
+            return
         if self.is_trained:
             self._known_trained = True
             return
@@ -165,9 +167,13 @@ class Pretrained:
         # Counted on the host from the optimizer's steps: a variable updated
         # inside the compiled step would need every backend's train step.
         start = _steps_of(self)
+        # Callbacks that explain between epochs (the removal check) explain a
+        # decoder in training: nothing to warn about.
+        self._fitting = True
         try:
             return super().fit(*args, **kwargs)
         finally:
+            self._fitting = False
             done = _steps_of(self) - start
             if done > 0:
                 recorded = max(_read_int(self.trained_steps), 0)

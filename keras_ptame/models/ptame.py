@@ -1,3 +1,5 @@
+import warnings
+
 import keras
 from keras import ops
 
@@ -20,9 +22,15 @@ from keras_ptame.models.explanation import (
     Explaining,
     evidence,
     finish_maps,
+    in_classes,
 )
 from keras_ptame.models.fills import FILLS, apply_fill, check_fill, is_random
 from keras_ptame.models.pretrained import Pretrained
+from keras_ptame.models.removal_check import (
+    REMOVAL_CHECK_IMAGES,
+    RemovalCheck,
+    sample_images,
+)
 from keras_ptame.optimizers.cycling_adamw import EPSILON
 from keras_ptame.validation import (
     check_image_shape,
@@ -67,6 +75,9 @@ class PTAME(Explaining, Pretrained, keras.Model):
         evidence_threshold: float. A map whose sigmoid map spans less than
             this (peak minus floor) found no evidence: `explain` returns it
             flat (all zeros) and flags it. Defaults to `0.1`.
+        misranked_classes: the classes whose maps `explain_outputs` flags
+            `misranked` (see there). Defaults to `()`; `fit` sets it from its
+            removal check.
         **kwargs: Standard model arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -76,7 +87,8 @@ class PTAME(Explaining, Pretrained, keras.Model):
             (`logits`, `classes`, `maps`, `masked_logits`); otherwise the
             explanation: `classes`, `scores` (softmax probability of the
             explained class), `maps` `(B, H, W)` in [0, 1], `evidence`
-            `(B,)` and `flat` `(B,)` (see `explain_outputs`).
+            `(B,)`, `flat` `(B,)` and `misranked` `(B,)` (see
+            `explain_outputs`).
 
     Examples:
     ```python
@@ -109,6 +121,7 @@ class PTAME(Explaining, Pretrained, keras.Model):
         fill="black",
         decoder_options=None,
         evidence_threshold=EVIDENCE_THRESHOLD,
+        misranked_classes=(),
         **kwargs,
     ):
         fill = kwargs.pop("baseline", fill)
@@ -128,6 +141,7 @@ class PTAME(Explaining, Pretrained, keras.Model):
         self.fill_seed = keras.random.SeedGenerator() if is_random(fill) else None
         self.decoder_options = dict(decoder_options or {})
         self.evidence_threshold = float(evidence_threshold)
+        self.misranked_classes = misranked_classes
         self.decoder = None
         self._built_size = None
         # `predict` compiles these options of `explain` in.
@@ -277,6 +291,10 @@ class PTAME(Explaining, Pretrained, keras.Model):
             normalize,
             zero_flat,
         )
+        misranked = in_classes(classes, self.misranked_classes)
+        outputs["misranked"] = ops.logical_and(
+            misranked, ops.logical_not(outputs["flat"])
+        )
         return {"classes": classes, "scores": scores, **outputs}
 
     def apply_mask(self, images, mask):
@@ -343,18 +361,53 @@ class PTAME(Explaining, Pretrained, keras.Model):
             loss = loss / tf.distribute.get_strategy().num_replicas_in_sync
         return loss
 
-    def fit(self, x=None, y=None, **kwargs):
+    def fit(self, x=None, y=None, removal_check=REMOVAL_CHECK_IMAGES, **kwargs):
         """Trains the decoder; see `keras.Model.fit`. Labels are ignored.
 
         `x` may be an array of images, a `tf.data.Dataset` (or other Keras
         data source) of images alone or of `(images, labels)`. The first
         batch is checked before training starts.
+
+        Args:
+            removal_check: int. After each epoch, the maps of this many
+                images (of `validation_data` if given, else of `x`; an
+                array's spread over it, a dataset's first) are checked: a
+                class whose maps cost it no more when their top half is
+                removed than when their bottom half is, is flagged
+                (`misranked` in the logs and in `explain_outputs`; see
+                `keras_ptame/models/removal_check.py`). `0` checks nothing.
+                A `tf.data.Dataset` is read once more for them, at the start
+                (its first batches: a shuffle buffer fills once more). Data
+                that cannot be read twice (a generator) is not checked, with
+                a warning. Defaults to `256`.
+            **kwargs: `keras.Model.fit`'s arguments.
         """
         check_training_data(x, self.ensure_built)
         self.warn_about_fill(x)
         if not self.compiled:
             self.compile()
-        return super().fit(x, y, **kwargs)
+        callbacks = list(kwargs.pop("callbacks", None) or [])
+        if removal_check and not any(isinstance(c, RemovalCheck) for c in callbacks):
+            check = self._removal_check(x, kwargs, removal_check)
+            # First, so that the other callbacks see its log.
+            callbacks = ([check] if check else []) + callbacks
+        return super().fit(x, y, callbacks=callbacks, **kwargs)
+
+    def _removal_check(self, x, kwargs, count):
+        """The `RemovalCheck` on a sample of `fit`'s data, or `None`."""
+        data = kwargs.get("validation_data")
+        data = x if data is None else data
+        images = sample_images(data, int(count))
+        if images is None:
+            warnings.warn(
+                "The removal check (`fit(removal_check=...)`) reads an array or "
+                f"a `tf.data.Dataset`; it cannot read {type(data).__name__} "
+                "twice, so no class is checked. Pass `callbacks=[keras_ptame."
+                "models.removal_check.RemovalCheck(images)]` with some images.",
+                stacklevel=3,
+            )
+            return None
+        return RemovalCheck(images)
 
     # === Export ===
 
@@ -456,6 +509,7 @@ class PTAME(Explaining, Pretrained, keras.Model):
             "num_classes": self.num_classes,
             "fill": self.fill,
             "evidence_threshold": self.evidence_threshold,
+            "misranked_classes": list(self.misranked_classes),
             "decoder_options": numerics_of(self.decoder)
             if self.decoder is not None
             else self.decoder_options,

@@ -1,0 +1,322 @@
+"""Does a class's map carry the class? The removal check.
+
+A P-TAME map ranks the pixels by what the classifier needs to keep its
+prediction. Removing the map's top half should then cost the class more than
+removing its bottom half. Training alone does not ensure it: the objective asks
+that the image *kept* by the map keeps the class, and with the black fill a
+black hole in the shape of the object can be enough for the classifier to name
+the class. The decoder may then settle on maps that cover the background and
+leave out the object, on every image of a class, with as much evidence
+(contrast) as any good map: the inverse of an explanation.
+
+The check removes each half of the map in turn and asks the classifier again.
+The removed pixels are filled from the kept ones (push-pull interpolation: each
+hole takes the mean colour of the pixels kept around it, coarse to fine), not
+with the fill, whose hole would show the object's shape again (the leak that
+ROAD's imputation was designed against). A map carries its class when the
+class loses clearly more without the map's top half than without its bottom
+half; a map that does not is *misranked*: inverted (the background ranked
+first) or ranking pixels that do not matter to the class (as for a class the
+fill image alone predicts, which needs nothing kept). A class is flagged
+`misranked` when most of its checked maps are. Flat maps (no evidence, see
+`explanation.py`) are not checked: they are flagged already.
+"""
+
+import warnings
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_ptame.validation import unpack_inputs
+
+# The share of each map's pixels removed: its top half, then its bottom half.
+REMOVED_SHARE = 0.5
+# A map carries its class when removing its top half costs the class at
+# least this share of its probability (on the whole image) more than
+# removing its bottom half. On benchmarks/object_maps.py every class whose
+# maps point at the objects had a median of -0.85 or lower, every class whose
+# maps missed them -0.09 or higher.
+MARGIN = 0.25
+# A class is flagged when more than this share of its checked maps is
+# misranked (its median map is), out of at least `MIN_CHECKED` maps.
+MISRANKED_SHARE = 0.5
+MIN_CHECKED = 4
+# The images `PTAME.fit` checks after each epoch.
+REMOVAL_CHECK_IMAGES = 256
+
+
+def fill_from_kept(images, keep):
+    """`images` with the pixels where `keep` is False filled from the kept ones.
+
+    Push-pull interpolation: the kept pixels are averaged down a pyramid of
+    halvings, and each level fills what it lacks from the level above, so a
+    hole takes the mean colour of the pixels kept around it, smoothly and
+    whatever its shape.
+
+    Args:
+        images: float array `(B, H, W, C)`.
+        keep: bool array `(B, H, W)`.
+
+    Returns:
+        float32 array `(B, H, W, C)`, equal to `images` where `keep`.
+    """
+    weight = np.asarray(keep, "float32")[..., None]
+    values = np.asarray(images, "float32") * weight
+    pyramid = [(values, weight)]
+    while max(values.shape[1:3]) > 1:
+        values, weight = _halve(values), _halve(weight)
+        pyramid.append((values, weight))
+    estimate = values / np.maximum(weight, 1e-12)
+    for values, weight in reversed(pyramid[:-1]):
+        coarse = _double(estimate, values.shape[1:3])
+        # The mean of the kept pixels where there are some, the coarser
+        # estimate for the share missing.
+        estimate = values + (1.0 - weight) * coarse
+    return estimate
+
+
+def _halve(x):
+    """2x2 means, the odd edge padded with zeros (no weight: filled later)."""
+    batch, height, width, channels = x.shape
+    x = np.pad(x, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)))
+    x = x.reshape(batch, x.shape[1] // 2, 2, x.shape[2] // 2, 2, channels)
+    return x.mean(axis=(2, 4))
+
+
+def _double(x, size):
+    """Nearest-neighbour doubling, cropped to `size`."""
+    x = np.repeat(np.repeat(x, 2, axis=1), 2, axis=2)
+    return x[:, : size[0], : size[1]]
+
+
+def removal_masks(maps, share=REMOVED_SHARE):
+    """Pixels kept after removing each map's top `share`, and its bottom.
+
+    Args:
+        maps: float array `(B, H, W)`; higher is more relevant.
+        share: float in (0, 1): the share of the pixels removed.
+
+    Returns:
+        `(keep_without_top, keep_without_bottom)`, two bool `(B, H, W)`.
+    """
+    maps = np.asarray(maps, "float32")
+    flat = maps.reshape(len(maps), -1)
+    count = flat.shape[1]
+    removed = min(max(int(round(share * count)), 1), count - 1)
+    order = np.argsort(-flat, axis=1, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(count)[None], axis=1)
+    without_top = (rank >= removed).reshape(maps.shape)
+    without_bottom = (rank < count - removed).reshape(maps.shape)
+    return without_top, without_bottom
+
+
+def class_probabilities(backbone, images, classes, batch_size=64):
+    """The softmax probability of `classes` `(N,)` for `images`, in batches."""
+    found = []
+    for start in range(0, len(images), batch_size):
+        logits = backbone(ops.convert_to_tensor(images[start : start + batch_size]))
+        probabilities = ops.convert_to_numpy(ops.softmax(ops.cast(logits, "float32")))
+        chosen = classes[start : start + batch_size]
+        found.append(probabilities[np.arange(len(chosen)), chosen])
+    return np.concatenate(found) if found else np.zeros((0,), "float32")
+
+
+def removal_changes(backbone, images, maps, classes, scores=None, batch_size=64):
+    """How much each map's class keeps without its top half, over its bottom.
+
+    For any maps of a classifier (a `PTAME`'s, Grad-CAM's, ...): the class's
+    probability with the map's top half removed, minus that with its bottom
+    half removed, as a share of its probability on the whole image. Above
+    `-MARGIN`, the map is misranked: what it ranks first matters no more to the
+    classifier than what it ranks last.
+
+    Args:
+        backbone: the classifier, a callable from raw images to logits (a
+            `Backbone`).
+        images: array `(N, H, W, 3)` of raw pixels.
+        maps: array `(N, H, W)`; higher is more relevant.
+        classes: int array `(N,)`: the class each map explains.
+        scores: optional float array `(N,)`: the classes' probabilities on
+            the whole images. Defaults to `None` (computed).
+        batch_size: int. Images per forward pass.
+
+    Returns:
+        A dict of numpy arrays `(N,)`: `scores`, `without_top`,
+        `without_bottom` and `change`.
+    """
+    images = np.asarray(images, "float32")
+    classes = np.asarray(classes, "int32")
+    if scores is None:
+        scores = class_probabilities(backbone, images, classes, batch_size)
+    scores = np.asarray(scores, "float32")
+    without_top, without_bottom = removal_masks(maps)
+    found = {"scores": scores}
+    for name, keep in (
+        ("without_top", without_top),
+        ("without_bottom", without_bottom),
+    ):
+        filled = fill_from_kept(images, keep)
+        found[name] = class_probabilities(backbone, filled, classes, batch_size)
+    found["change"] = (found["without_top"] - found["without_bottom"]) / np.maximum(
+        scores, 1e-6
+    )
+    return found
+
+
+def misranked(change):
+    """bool: the maps whose `removal_changes` `change` shows they do not carry
+    their class (removing their top half cost it less than `MARGIN` more
+    than removing their bottom half)."""
+    return np.asarray(change) > -MARGIN
+
+
+def check_maps(explainer, images, classes=None, batch_size=64):
+    """The removal check of an explainer's maps, one row per image.
+
+    Args:
+        explainer: a `PTAME`.
+        images: array `(N, H, W, 3)` of raw pixels.
+        classes: optional int array `(N,)`: the classes explained. Defaults
+            to the classifier's predictions.
+        batch_size: int. Images per forward pass.
+
+    Returns:
+        A dict of numpy arrays `(N,)`: `classes`, `flat` (no evidence: not
+        checked), `removal_changes`' four, and `misranked` (bool: `change`
+        above `-MARGIN` on a map that is not flat).
+    """
+    images = np.asarray(images, "float32")
+    found = explainer.explain_outputs(
+        images, classes, batch_size=batch_size, normalize="sigmoid", zero_flat=False
+    )
+    classes = np.asarray(found["classes"], "int32")
+    changes = removal_changes(
+        explainer.backbone, images, found["maps"], classes, found["scores"], batch_size
+    )
+    flat = np.asarray(found["flat"], bool)
+    found = misranked(changes["change"]) & ~flat
+    return {"classes": classes, "flat": flat, **changes, "misranked": found}
+
+
+def summarize(checked, min_checked=MIN_CHECKED, share=MISRANKED_SHARE):
+    """Per class: maps checked, the share misranked, and whether it is flagged.
+
+    Args:
+        checked: the dict `check_maps` returns.
+        min_checked: int. Fewest maps (not flat) of a class for a verdict.
+        share: float. A class is flagged when more than this share of its
+            checked maps is misranked.
+
+    Returns:
+        `{class: {"checked": int, "misranked": float, "change": float,
+        "flagged": bool}}` for each class explained: `misranked` the share of
+        its checked maps, `change` their median `change`.
+    """
+    rows = {}
+    for index in np.unique(checked["classes"]):
+        chosen = (checked["classes"] == index) & ~checked["flat"]
+        count = int(chosen.sum())
+        found = float(checked["misranked"][chosen].mean()) if count else 0.0
+        change = float(np.median(checked["change"][chosen])) if count else 0.0
+        rows[int(index)] = {
+            "checked": count,
+            "misranked": found,
+            "change": change,
+            "flagged": count >= min_checked and found > share,
+        }
+    return rows
+
+
+def sample_images(data, count):
+    """Up to `count` images of `fit`'s data for the check, or `None`.
+
+    Args:
+        data: what `fit` takes as `x` or `validation_data`: an array of
+            images (or a tuple or dict holding one), or a `tf.data.Dataset`
+            of them (its first batches are read).
+        count: int. The most images taken; an array's are spread over it.
+
+    Returns:
+        float32 array `(n, H, W, 3)`, or `None` for data it cannot read
+        twice (a generator, a `PyDataset`, ...).
+    """
+    if isinstance(data, tuple) and data:
+        data = data[0]
+    if hasattr(data, "element_spec"):
+        return _dataset_sample(data, count)
+    images = unpack_inputs(data)[0]
+    if not (isinstance(images, list) or hasattr(images, "__array__")):
+        return None
+    images = np.asarray(images)
+    spread = np.linspace(0, len(images) - 1, min(count, len(images)))
+    return images[np.unique(spread.astype(int))].astype("float32")
+
+
+def _dataset_sample(dataset, count):
+    found, total = [], 0
+    for element in dataset:
+        if isinstance(element, tuple):
+            element = element[0]
+        images = np.asarray(unpack_inputs(element)[0], "float32")
+        if images.ndim == 3:
+            images = images[None]
+        found.append(images[: count - total])
+        total += len(found[-1])
+        if total >= count:
+            break
+    return np.concatenate(found) if found else None
+
+
+class RemovalCheck(keras.callbacks.Callback):
+    """Runs the removal check on `images` after each epoch of `fit`.
+
+    `PTAME.fit` adds one on a sample of its data (`removal_check` images of
+    `validation_data` if given, else of `x`). After each epoch it checks the
+    explainer's maps of `images` (see `check_maps`), sets the explainer's
+    `misranked_classes` to the classes flagged, and logs their number as
+    `misranked` (shown beside the loss, kept in the `History`); at the end
+    of training it warns, naming them.
+
+    Args:
+        images: array `(N, H, W, 3)` of raw pixels, some of each class.
+        batch_size: int. Images per forward pass. Defaults to `64`.
+    """
+
+    def __init__(self, images, batch_size=64):
+        super().__init__()
+        self.images = np.asarray(images, "float32")
+        self.batch_size = int(batch_size)
+        self.rows = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        checked = check_maps(self.model, self.images, batch_size=self.batch_size)
+        self.rows = summarize(checked)
+        flagged = [c for c, row in self.rows.items() if row["flagged"]]
+        self.model.misranked_classes = flagged
+        if logs is not None:
+            logs["misranked"] = float(len(flagged))
+
+    def on_train_end(self, logs=None):
+        message = misranked_warning(self.rows)
+        if message:
+            warnings.warn(message, stacklevel=2)
+
+
+def misranked_warning(rows):
+    """The warning for `summarize`'s rows that flag a class, or `None`."""
+    flagged = {c: row for c, row in rows.items() if row["flagged"]}
+    if not flagged:
+        return None
+    named = ", ".join(
+        f"class {c} ({row['misranked']:.0%} of {row['checked']} maps)"
+        for c, row in flagged.items()
+    )
+    return (
+        f"The maps of {named} do not carry their class: removing their top "
+        "half cost the class no more than removing their bottom half "
+        "(typically they cover the background, or the class needs nothing "
+        "the map shows). `explain_outputs` flags them `misranked`. See the "
+        "README, 'Honest maps'."
+    )
