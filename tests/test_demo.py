@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import types
 
 import keras
 import numpy as np
@@ -37,6 +38,7 @@ KEYS = {
     "files",
     "per_class",
     "flagged_classes",
+    "misranked_classes",
 }
 
 
@@ -55,6 +57,10 @@ def _check_outputs(folder, metrics):
     markdown = (folder / "metrics.md").read_text()
     assert "pointing game" in markdown and "reference" in markdown
     assert "total" in markdown
+    assert "misranked maps" in markdown and "Classes flagged misranked" in markdown
+    for row in saved["per_class"].values():
+        share = row["misranked_share"]
+        assert share is None if not row["count"] else 0.0 <= share <= 1.0
 
 
 def test_tiny_run_writes_pictures_and_metrics(tmp_path):
@@ -112,8 +118,49 @@ def test_without_the_none_class_flagged_classes_are_reported(tmp_path):
     assert metrics["flagged_classes"] == flagged
     for name in flagged:
         assert any(line.strip().startswith(f"FLAGGED class {name!r}") for line in lines)
+    misranked = [
+        name
+        for name, row in metrics["per_class"].items()
+        if row["count"] and row["misranked_share"] >= 0.5
+    ]
+    assert metrics["misranked_classes"] == misranked
     markdown = (tmp_path / "metrics.md").read_text()
     assert "no 'none' class" in markdown and "Flagged classes" in markdown
+
+
+def test_a_class_whose_maps_are_misranked_is_flagged():
+    from keras_ptame.demo import phases
+
+    images, _, masks = make_shapes(6, image_size=32, seed=0)
+    classes = np.array([0, 0, 1, 1, 1, 1])
+    outputs = {
+        "classes": classes,
+        "scores": np.ones(6, "float32"),
+        "maps": np.random.default_rng(0).random((6, 32, 32)).astype("float32"),
+        "evidence": np.array([0.01, 0.5, 0.5, 0.5, 0.5, 0.5], "float32"),
+        "flat": np.array([True, False, False, False, False, False]),
+        # The removal check flagged class 1, but for one image.
+        "misranked": np.array([False, False, True, True, True, False]),
+    }
+    explainer = types.SimpleNamespace(explain_outputs=lambda *_, **__: outputs)
+    classifier = types.SimpleNamespace(predict=lambda *_, **__: np.eye(3)[classes])
+    data = types.SimpleNamespace(
+        test_images=images, test_masks=masks, class_names=["a", "b", "c"]
+    )
+    lines, metrics = [], {}
+    config = demo.DemoConfig(**TINY)
+    phases._evaluate(config, data, classifier, explainer, metrics, lines.append)
+    per_class = metrics["per_class"]
+    assert (
+        per_class["a"]["flat_share"] == 0.5 and per_class["a"]["misranked_share"] == 0
+    )
+    assert per_class["b"]["misranked_share"] == 0.75
+    assert per_class["c"]["misranked_share"] is None
+    assert metrics["flagged_classes"] == ["a"] and metrics["misranked_classes"] == ["b"]
+    flagged = [line.strip() for line in lines if "FLAGGED" in line]
+    assert len(flagged) == 2
+    assert flagged[1].startswith("FLAGGED class 'b': 75% of its maps are misranked")
+    assert "they do not carry 'b'" in flagged[1]
 
 
 def test_the_default_demo_keeps_its_none_class(tmp_path):

@@ -48,7 +48,7 @@ def test_table_rows_columns_and_known_values(tmp_path):
         "AD100", "IC100", "AD50", "IC50", "AD15", "IC15",
         "MoRF10", "MoRF30", "MoRF50", "MoRF70", "MoRF",
         "LeRF10", "LeRF30", "LeRF50", "LeRF70", "LeRF",
-        "pointing_game", "mass_inside", "flat", "seconds",
+        "pointing_game", "mass_inside", "flat", "misranked", "seconds",
     ]  # fmt: skip
     perfect, inverted = table.rows["perfect"], table.rows["inverted"]
     assert perfect["pointing_game"] == 100.0 and inverted["pointing_game"] == 0.0
@@ -58,6 +58,8 @@ def test_table_rows_columns_and_known_values(tmp_path):
     )
     assert perfect["MoRF30"] == 0.0
     assert perfect["flat"] == inverted["flat"] == 0.0
+    # Without the object the class is gone, without the background kept.
+    assert perfect["misranked"] == 0.0 and inverted["misranked"] == 100.0
     assert perfect["seconds"] >= 0.0
     # Every explainer is asked for the classifier's prediction (class 0).
     assert all((calls == 0).all() for calls in explainers["perfect"].calls)
@@ -70,6 +72,7 @@ def test_table_rows_columns_and_known_values(tmp_path):
     assert "| perfect |" in markdown and "noisy linear imputation" in markdown
     assert "as the P-TAME authors' code selects them" in markdown
     assert "removed shares [0, .1, .3, .5, .7, 1]" in markdown
+    assert "- `misranked`: maps the removal check finds misranked" in markdown
 
 
 def test_without_ground_truth_and_with_curves_and_telea():
@@ -87,7 +90,7 @@ def test_without_ground_truth_and_with_curves_and_telea():
     )
     assert table.columns == [
         "AD100", "IC100", "MoRF50", "MoRF", "LeRF50", "LeRF",
-        "deletion", "insertion", "flat", "seconds",
+        "deletion", "insertion", "flat", "misranked", "seconds",
     ]  # fmt: skip
     markdown = table.to_markdown()
     assert "Telea" in markdown and "removed shares [0, .5, 1]" in markdown
@@ -170,14 +173,81 @@ def test_per_class_rows_show_the_class_whose_maps_are_flat(tmp_path):
     assert [rows[name]["count"] for name in rows] == [2.0, 3.0]
     assert rows["ptame / class 0"]["flat"] == 0.0
     assert rows["ptame / class 1"]["flat"] == 100.0
+    # The object's maps carry it; flat maps are never misranked.
+    assert rows["ptame / class 0"]["misranked"] == 0.0
+    assert rows["ptame / class 1"]["misranked"] == 0.0
     assert rows["ptame / class 0"]["pointing_game"] == 100.0
     # A flat map scores chance, the object's share of the image, never a hit.
     assert rows["ptame / class 1"]["pointing_game"] == pytest.approx(25.0)
     # The overall pointing game averages both: (2 * 100 + 3 * 25) / 5.
     assert table.rows["ptame"]["pointing_game"] == pytest.approx(55.0)
     markdown = (tmp_path / "evaluation_per_class.md").read_text()
-    assert "| ptame / class 1 | 3 | 100.00 |" in markdown
+    assert "| ptame / class 1 | 3 | 100.00 | 0.00 |" in markdown
     assert (tmp_path / "evaluation_per_class.csv").exists()
+
+
+class ObjectOrBackground:
+    """For class 0 the object, or (`misranked=True`) the background; for
+    class 1 the object, or (`misranked=True`) flat all-zero maps."""
+
+    def __init__(self, misranked=False):
+        self.misranked = misranked
+
+    def explain(self, images, classes=None):
+        maps = np.zeros((len(images), 8, 8), "float32")
+        maps[np.asarray(classes) == 0] = ~OBJECT if self.misranked else OBJECT
+        if not self.misranked:
+            maps[np.asarray(classes) == 1] = OBJECT
+        return maps
+
+
+def test_misranked_maps_are_counted_per_method_and_per_class(tmp_path):
+    # Objects are class 0; black images are class 1, which needs nothing.
+    images = np.concatenate([object_images(2, background=0.0), np.zeros((2, 8, 8, 3))])
+    explainers = {"good": ObjectOrBackground(), "bad": ObjectOrBackground(True)}
+    table = evaluate(
+        explainers,
+        object_classifier(),
+        images,
+        percentages=(50,),
+        fractions=(1.0,),
+        output_dir=tmp_path,
+        verbose=0,
+    )
+    assert table.columns[-3:] == ["flat", "misranked", "seconds"]
+    assert table.rows["good"]["flat"] == 0.0
+    assert table.rows["bad"]["flat"] == table.rows["bad"]["misranked"] == 50.0
+    rows = table.per_class.rows
+    assert list(rows["good / class 0"])[:3] == ["count", "flat", "misranked"]
+    # The object removed, the class is gone; the background removed, kept.
+    assert rows["good / class 0"]["misranked"] == 0.0
+    assert rows["bad / class 0"]["misranked"] == 100.0
+    # On a black image either half removed leaves it black: the map does not
+    # carry a class that needs nothing, whatever it shows.
+    assert rows["good / class 1"]["misranked"] == 100.0
+    assert table.rows["good"]["misranked"] == 50.0
+    # A flat map is counted flat, never misranked.
+    assert rows["bad / class 1"]["flat"] == 100.0
+    assert rows["bad / class 1"]["misranked"] == 0.0
+    with open(tmp_path / "evaluation_per_class.csv") as file:
+        written = {row["method"]: row for row in csv.DictReader(file)}
+    assert float(written["bad / class 0"]["misranked"]) == 100.0
+    assert "`misranked`" in (tmp_path / "evaluation_per_class.md").read_text()
+
+
+def test_per_class_rows_check_the_maps_themselves_when_not_given():
+    from keras_ptame.evaluation.per_class import per_class_rows
+    from keras_ptame.scoring import as_backbone
+    from tests.helpers.known_classifiers import object_maps
+
+    images = object_images(4, background=0.0)
+    maps = np.concatenate([object_maps(~OBJECT, 2), object_maps(OBJECT, 2)])
+    classes = np.zeros(4, "int32")
+    backbone = as_backbone(object_classifier())
+    rows = per_class_rows(backbone, images, maps, classes, batch_size=3)
+    assert rows[0]["misranked"] == 50.0
+    given = per_class_rows(backbone, images, maps, classes, misranked=np.ones(4, bool))
+    assert given[0]["misranked"] == 100.0
 
 
 def test_flat_maps_of_a_ptame_are_scored_as_their_minmax_maps():

@@ -49,6 +49,7 @@ def assert_same(got, expected, atol=ATOL):
         np.asarray(got["evidence"]), expected["evidence"], atol=atol
     )
     np.testing.assert_array_equal(np.asarray(got["flat"]), expected["flat"])
+    np.testing.assert_array_equal(np.asarray(got["misranked"]), expected["misranked"])
 
 
 def encode(image, format="PNG", mode=None):
@@ -65,7 +66,10 @@ def test_layout_and_signatures(exported, served):
     assert os.path.isfile(os.path.join(path, "saved_model.pb"))
     assert set(export.SIGNATURES) <= set(served.signatures)
     outputs = served.signatures["serving_default"].structured_outputs
-    assert set(outputs) == {"classes", "scores", "maps", "evidence", "flat"}
+    assert set(outputs) == {
+        "classes", "scores", "maps", "evidence", "flat", "misranked",
+    }  # fmt: skip
+    assert outputs["misranked"].dtype == tf.bool
     # Nothing but the SavedModel is left next to it.
     assert os.listdir(os.path.dirname(path)) == ["1"]
 
@@ -212,7 +216,7 @@ def test_saved_model_cli_run(exported, tmp_path):
         assert result.returncode == 0, result.stderr[-2000:]
         got = {
             key: np.load(out / f"{key}.npy")
-            for key in ("classes", "scores", "maps", "evidence", "flat")
+            for key in ("classes", "scores", "maps", "evidence", "flat", "misranked")
         }
         assert_same(got, expected)
 
@@ -238,6 +242,32 @@ def test_a_map_without_evidence_is_served_flat_as_explain_returns_it(
         served.signatures["serving_default"](images=tf.constant(images, tf.float32)),
         expected,
     )
+
+
+def test_misranked_maps_are_served_as_explain_flags_them(exported, tmp_path):
+    explainer, _ = exported
+    images = random_images(4, seed=8)
+    saved = explainer.misranked_classes, explainer.evidence_threshold
+    try:
+        # No map flat, and the first image's class flagged by the removal check.
+        explainer.evidence_threshold = 0.0
+        classes = explainer.explain_outputs(images)["classes"]
+        explainer.misranked_classes = [classes[0]]
+        expected = explainer.explain_outputs(images)
+        path = explainer.export(str(tmp_path / "misranked"), verbose=0)
+        # The verification compares `misranked` too: every other class flagged
+        # instead, the export does not reproduce the explainer.
+        others = set(range(explainer.num_classes)) - {int(classes[0])}
+        explainer.misranked_classes = others
+        with pytest.raises(RuntimeError, match="misranked: "):
+            export.verify_saved_model(explainer, path, (IMAGE_SIZE, IMAGE_SIZE))
+    finally:
+        explainer.misranked_classes, explainer.evidence_threshold = saved
+    np.testing.assert_array_equal(expected["misranked"], classes == classes[0])
+    served = tf.saved_model.load(path)
+    got = served.signatures["serving_default"](images=tf.constant(images, tf.float32))
+    assert got["misranked"].dtype == tf.bool
+    assert_same(got, expected)
 
 
 def test_existing_path_is_an_error_then_overwritten(exported, tmp_path):

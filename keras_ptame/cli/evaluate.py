@@ -29,8 +29,9 @@ def add_parser(subcommands):
             "Scores explainers of one classifier (AD/IC, ROAD, pointing game, mass "
             "inside, seconds per explanation) and writes one table as Markdown and "
             "CSV (evaluation.md, evaluation.csv), and the same scores per "
-            "explained class with the share of flat maps (maps that found no "
-            "evidence) in evaluation_per_class.md and .csv."
+            "explained class with the shares of flat maps (maps that found no "
+            "evidence) and of misranked maps (maps that do not carry their "
+            "class) in evaluation_per_class.md and .csv."
         ),
     )
     parser.add_argument(
@@ -129,7 +130,10 @@ def run(args):
     )
     if not args.quiet:
         print(table.to_markdown())
-        print("Per explained class (`flat`: maps that found no evidence):\n")
+        print(
+            "Per explained class (`flat`: maps that found no evidence; "
+            "`misranked`: maps that do not carry their class):\n"
+        )
         print(table.per_class.to_markdown())
 
 

@@ -23,6 +23,8 @@ from keras_ptame.images import IMAGE_EXTENSIONS, find_images, read_image
 
 SUMMARY = "summary.csv"
 SUFFIXES = (".png", ".npy")
+# The columns of the summary, one row per image.
+COLUMNS = ("file", "output", "class", "score", "evidence", "flat", "misranked")
 
 
 def add_parser(subcommands):
@@ -35,7 +37,9 @@ def add_parser(subcommands):
             "<name>.png (the map over the image) and <name>.npy (the raw map, "
             "float32 in [0, 1], at the explainer's input size), and a "
             f"{SUMMARY} of the explained classes, their scores, each map's "
-            "evidence and whether it is flat (no evidence: all zeros). The "
+            "evidence, whether it is flat (no evidence: all zeros) and whether "
+            "it is misranked (its class failed the removal check in training: "
+            "its maps do not carry it). The "
             "files are moved into place only once every image is explained: "
             "an interrupted run writes nothing."
         ),
@@ -193,13 +197,26 @@ def _move_into_place(staging, output, names):
 
 def _report(rows, args):
     say(not args.quiet, f"Wrote {len(rows)} explanation(s) to {args.output}")
-    flat = [row for row in rows if row[-1] is True]
+    flat = [row for row in rows if row["flat"]]
     if flat:
         say(
             not args.quiet,
             f"{len(flat)} of {len(rows)} maps flat: the classifier needed no "
             "evidence for them, and their maps are all zeros (the `flat` column "
-            f"of {SUMMARY}; their overlays are labelled), e.g. {flat[0][1]}",
+            f"of {SUMMARY}; their overlays are labelled), e.g. {flat[0]['output']}",
+        )
+    misranked = [row for row in rows if row["misranked"]]
+    if misranked:
+        classes = ", ".join(str(c) for c in sorted({row["class"] for row in misranked}))
+        say(
+            not args.quiet,
+            f"{len(misranked)} of {len(rows)} maps misranked, of class(es) {classes}: "
+            "the removal check in training found that these classes' maps do not "
+            "carry their class (removing their top half cost it no more than "
+            "removing their bottom half; typically they cover the background; see "
+            "the README, 'Honest maps'), e.g. "
+            f"{misranked[0]['output']} (the `misranked` column of {SUMMARY}; their "
+            "overlays are labelled)",
         )
 
 
@@ -229,20 +246,27 @@ def _explain_chunk(explainer, files, names, classes, size, args, folder):
         picture = visualize.overlay(
             originals[index], saliency, cmap=args.cmap, alpha=args.alpha
         )
-        if outputs["flat"][index]:
-            picture = visualize.label(picture, "flat: no evidence")
-        visualize.save_png(picture, target + ".png")
-        rows.append(
-            (
-                path,
-                name,
-                int(outputs["classes"][index]),
-                float(outputs["scores"][index]),
-                float(outputs["evidence"][index]),
-                bool(outputs["flat"][index]),
-            )
-        )
+        row = {
+            "file": path,
+            "output": name,
+            "class": int(outputs["classes"][index]),
+            "score": float(outputs["scores"][index]),
+            "evidence": float(outputs["evidence"][index]),
+            "flat": bool(outputs["flat"][index]),
+            "misranked": bool(outputs["misranked"][index]),
+        }
+        visualize.save_png(_labelled(picture, row), target + ".png")
+        rows.append(row)
     return rows
+
+
+def _labelled(picture, row):
+    """The overlay, labelled if its map is flat or misranked (never both)."""
+    if row["flat"]:
+        return visualize.label(picture, "flat: no evidence")
+    if row["misranked"]:
+        return visualize.label(picture, "misranked: check failed")
+    return picture
 
 
 def _output_names(files, inputs):
@@ -308,7 +332,6 @@ def _refuse_existing(output, names, overwrite):
 
 def _write_summary(rows, path):
     with open(path, "w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(["file", "output", "class", "score", "evidence", "flat"])
-        for row in rows:
-            writer.writerow(["" if value is None else value for value in row])
+        writer = csv.DictWriter(file, COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)

@@ -11,7 +11,10 @@ trained models (`classifier.keras`, `auxiliary.keras`, `ptame.keras`).
 without its "none" class, with the squares drawn dark: a black image is then
 predicted a square, the explainer needs no evidence to keep that prediction,
 and the demo shows those maps flagged flat (`metrics.json`'s
-`flagged_classes` and `per_class`, "FLAT" in `explanations.png`).
+`flagged_classes` and `per_class`, "FLAT" in `explanations.png`). A class
+whose maps fail the removal check that `fit` runs (they do not carry the
+class) is shown the same way: `misranked_classes`,
+`per_class`'s `misranked_share`, "MISRANKED" in `explanations.png`.
 """
 
 from keras_ptame.demo.config import (

@@ -35,7 +35,8 @@ PHASES = {
 }
 # The reference centre peak: a Gaussian of an eighth of the image's side.
 CENTRE_SIGMA = 0.125
-# A class is flagged when most of its held-out maps found no evidence.
+# A class is flagged when most of its held-out maps found no evidence (or
+# are misranked).
 _FLAGGED_SHARE = 0.5
 
 
@@ -226,11 +227,8 @@ def _evaluate(config, data, classifier, explainer, metrics, log):
             "mass_inside_uniform": mean(mass_inside, np.ones_like(maps)),
         },
     )
-    metrics["flagged_classes"] = [
-        name
-        for name, row in metrics["per_class"].items()
-        if row["count"] and row["flat_share"] >= _FLAGGED_SHARE
-    ]
+    metrics["flagged_classes"] = _flagged(metrics["per_class"], "flat_share")
+    metrics["misranked_classes"] = _flagged(metrics["per_class"], "misranked_share")
     log(
         f"      kept {metrics['kept']:.3f}, pointing game "
         f"{metrics['pointing_game']:.3f}, mass inside {metrics['mass_inside']:.3f}"
@@ -244,11 +242,30 @@ def _evaluate(config, data, classifier, explainer, metrics, log):
             "it predicts that class on the fill image alone (see the warning "
             "before training)"
         )
+    for name in metrics["misranked_classes"]:
+        log(
+            f"      FLAGGED class {name!r}: "
+            f"{metrics['per_class'][name]['misranked_share']:.0%} of its maps are "
+            f"misranked: they do not carry {name!r} (removing their top half cost "
+            "the class no more than removing their bottom half: typically they "
+            "cover the background, or the class needs nothing the map shows; "
+            "see the warning after training)"
+        )
     return outputs
 
 
+def _flagged(per_class, share):
+    """The classes with maps, most of which are flagged (`share` of their row)."""
+    return [
+        name
+        for name, row in per_class.items()
+        if row["count"] and row[share] >= _FLAGGED_SHARE
+    ]
+
+
 def _per_class(data, outputs):
-    """Per explained class: count, pointing game, share of flat maps, evidence."""
+    """Per explained class: count, pointing game, shares of flat and misranked
+    maps, evidence."""
     scores = pointing_game(outputs["maps"], masks=data.test_masks)
     rows = {}
     for index, name in enumerate(data.class_names):
@@ -258,6 +275,9 @@ def _per_class(data, outputs):
             "count": count,
             "pointing_game": float(scores[chosen].mean()) if count else None,
             "flat_share": float(outputs["flat"][chosen].mean()) if count else None,
+            "misranked_share": float(outputs["misranked"][chosen].mean())
+            if count
+            else None,
             "median_evidence": float(np.median(outputs["evidence"][chosen]))
             if count
             else None,
@@ -271,12 +291,13 @@ def _write_outputs(output_dir, config, data, outputs, models):
     names = data.class_names
     titles = [
         f"true {names[true]}\npred {names[pred]} {score:.2f}"
-        + (" FLAT" if flat else "")
-        for true, pred, score, flat in zip(
+        + (" FLAT" if flat else " MISRANKED" if misranked else "")
+        for true, pred, score, flat, misranked in zip(
             data.test_labels[shown],
             outputs["classes"][shown],
             outputs["scores"][shown],
             outputs["flat"][shown],
+            outputs["misranked"][shown],
             strict=True,
         )
     ]
@@ -347,17 +368,24 @@ def _markdown(metrics):
         "Pointing game and mass inside as `keras_ptame.metrics` defines them "
         "(tied peaks score the share of them on the object).",
         "",
-        "| explained class | count | pointing game | flat maps | median evidence |",
-        "|---|---|---|---|---|",
+        "| explained class | count | pointing game | flat maps | misranked maps "
+        "| median evidence |",
+        "|---|---|---|---|---|---|",
         *(
             f"| {name} | {row['count']} | {_cell(row['pointing_game'])} | "
-            f"{_cell(row['flat_share'])} | {_cell(row['median_evidence'])} |"
+            f"{_cell(row['flat_share'])} | {_cell(row['misranked_share'])} | "
+            f"{_cell(row['median_evidence'])} |"
             for name, row in metrics["per_class"].items()
         ),
         "",
         "Flagged classes (most maps flat: the classifier keeps the class on the "
         "fill image itself, so there is no evidence to show): "
         + (", ".join(metrics["flagged_classes"]) or "no class"),
+        "",
+        "Classes flagged misranked (most maps do not carry their class: the "
+        "removal check in training found that removing their top half cost the "
+        "class no more than removing their bottom half): "
+        + (", ".join(metrics["misranked_classes"]) or "no class"),
         "",
         "| phase | seconds |",
         "|---|---|",

@@ -9,8 +9,9 @@ python -m keras_ptame.evaluation --classifier classifier.keras \\
 Rows are methods; columns are AD and IC at 100/50/15% kept, ROAD accuracy
 most and least relevant first (per percentage, and the trapezoid summary),
 the pointing game and the map mass inside the object (when ground truth is
-given), the share of flat maps and seconds per explanation. The table is
-written as Markdown and CSV.
+given), the shares of flat and of misranked maps (the removal check, see
+`keras_ptame.models.removal_check`) and seconds per explanation. The table
+is written as Markdown and CSV.
 """
 
 import keras
@@ -64,7 +65,11 @@ def evaluate(
     authors' inference), flat ones included as their min-max maps
     (`flat_maps`), and the pixels AD/IC keep and ROAD removes chosen by their
     rule (`selection`). The column `flat` gives each method's share of maps
-    flagged flat (a `PTAME`'s `flat` output) or constant (any other method).
+    flagged flat (a `PTAME`'s `flat` output) or constant (any other method);
+    `misranked` its share of the other maps that the removal check finds
+    misranked, for any method (the map does not carry its class: removing its
+    top half cost the class no more than removing its bottom half; see
+    `keras_ptame.models.removal_check`).
 
     Args:
         explainers: dict name -> object with `explain(images, classes=None)`

@@ -7,12 +7,13 @@ import time
 import keras
 import numpy as np
 
-from keras_ptame.evaluation.per_class import flat_maps, per_class_rows
+from keras_ptame.evaluation.per_class import flat_maps, misranked_maps, per_class_rows
 from keras_ptame.maps import check_maps
 from keras_ptame.metrics.confidence import confidence_metrics
 from keras_ptame.metrics.deletion import deletion_insertion
 from keras_ptame.metrics.localization import mass_inside, pointing_game
 from keras_ptame.metrics.road import road_scores
+from keras_ptame.scoring import class_scores
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -20,8 +21,9 @@ class Scorer:
     """Scores explainers of one classifier on fixed images: one row each.
 
     Every explainer explains `classes` on `images`; each phase of `score`
-    fills the row's columns of one metric, in the table's order, and the
-    seconds per explanation come last.
+    fills the row's columns of one metric, in the table's order; the shares
+    of flat and misranked maps (the removal check) and the seconds per
+    explanation come last.
     """
 
     backbone: object
@@ -54,15 +56,24 @@ class Scorer:
 
     @property
     def steps(self):
-        """Progress steps per explainer: explaining, then each phase."""
-        return 1 + len(self.phases)
+        """Progress steps per explainer: explaining, each phase, the removal check."""
+        return 2 + len(self.phases)
+
+    @functools.cached_property
+    def scores(self):
+        """The explained classes' probabilities on the whole images `(N,)`."""
+        scores, _ = class_scores(
+            self.backbone, self.images, self.classes, self.batch_size
+        )
+        return scores
 
     def score(self, explainer, progress):
         """The rows of one explainer: dict column -> value, and per class.
 
         The row ends with `flat`, the share of maps flagged flat (an
         explainer with `explain_outputs`, such as `PTAME`) or constant (any
-        other), and `seconds`.
+        other), `misranked`, the share of the others that the removal check
+        finds misranked (see `misranked_maps`), and `seconds`.
         """
         maps, flat, seconds = _timed_explain(
             explainer,
@@ -76,7 +87,18 @@ class Scorer:
         for phase in self.phases:
             row.update(phase(maps))
             progress.add(1)
+        misranked = misranked_maps(
+            self.backbone,
+            self.images,
+            maps,
+            self.classes,
+            flat,
+            self.scores,
+            self.batch_size,
+        )
+        progress.add(1)
         row["flat"] = 100.0 * float(flat.mean())
+        row["misranked"] = 100.0 * float(misranked.mean())
         row["seconds"] = seconds
         per_class = per_class_rows(
             self.backbone,
@@ -87,6 +109,7 @@ class Scorer:
             self.batch_size,
             flat=flat,
             selection=self.selection,
+            misranked=misranked,
         )
         return row, per_class
 

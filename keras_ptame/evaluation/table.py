@@ -5,6 +5,7 @@ import io
 import os
 
 from keras_ptame.files import write_text
+from keras_ptame.models.removal_check import MARGIN
 
 # What each column means and which way is better, for the table's legend.
 LEGEND = {
@@ -19,6 +20,12 @@ LEGEND = {
     "seconds": "seconds per explanation, wall clock (lower is better)",
     "count": "images explained for the class",
     "flat": "maps flagged flat by the explainer, or constant (no evidence found), %",
+    "misranked": "maps the removal check finds misranked (a flat map never is): "
+    "they do not carry their class, as removing their top half cost it less "
+    f"than {MARGIN:.0%} of its probability on the whole image more than "
+    "removing their bottom half (removed pixels filled from the kept ones; see "
+    "`keras_ptame.models.removal_check`): typically they cover the background, "
+    "or the class needs nothing the map shows, % (lower is better)",
 }
 
 
@@ -30,8 +37,8 @@ class EvaluationTable:
         rows: dict method name -> dict column -> float.
         notes: list of str, how the numbers were obtained.
         per_class: `EvaluationTable` or `None`: from `evaluate`, one row per
-            method and explained class (`count`, `flat`, AD/IC with the whole
-            map, localisation), saved beside it as `<stem>_per_class`.
+            method and explained class (`count`, `flat`, `misranked`, AD/IC
+            with the whole map, localisation), saved beside it as `<stem>_per_class`.
     """
 
     def __init__(self, columns, rows, notes=()):

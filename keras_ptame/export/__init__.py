@@ -13,8 +13,11 @@ Signatures:
 - `serving_default`: `images` `(B, H, W, 3)` float32 raw pixels in
   [0, 255] → `classes` `(B,)` int32 (the classifier's prediction), `scores`
   `(B,)` (its softmax probability), `maps` `(B, H, W)` in [0, 1],
-  `evidence` `(B,)` float32 and `flat` `(B,)` bool (a map that found no
-  evidence, all zeros; see `PTAME.explain_outputs`).
+  `evidence` `(B,)` float32, `flat` `(B,)` bool (a map that found no
+  evidence, all zeros) and `misranked` `(B,)` bool (a map, not flat, of a
+  class in the explainer's `misranked_classes`: its class failed the removal
+  check in training, its maps do not carry it);
+  see `PTAME.explain_outputs`.
 - `explain_classes`: `images` and `classes` `(B,)` int32 → the same outputs
   for the given classes.
 - `explain_encoded`: `encoded` `(B,)` string, each a JPEG, PNG, GIF or BMP

@@ -65,6 +65,7 @@ def _serving_functions(explainer, image_size):
             "maps": tf.cast(result["maps"], tf.float32),
             "evidence": tf.cast(result["evidence"], tf.float32),
             "flat": tf.cast(result["flat"], tf.bool),
+            "misranked": tf.cast(result["misranked"], tf.bool),
         }
 
     @tf.function(autograph=False)

@@ -56,18 +56,23 @@ def verify_saved_model(explainer, path, image_size):
 def _compare_explanations(got, expected, threshold):
     """Differences beyond float rounding between two `explain_outputs`."""
     problems = []
-    for key in ("maps", "scores", "evidence", "flat"):
+    for key in ("maps", "scores", "evidence", "flat", "misranked"):
         if key not in got or got[key].shape != expected[key].shape:
             shape = got[key].shape if key in got else "missing"
             problems.append(f"{key}: shape {shape} != {expected[key].shape}")
     if problems:
         return problems
     # A map whose evidence lies on the threshold may fall either side of it
-    # in either backend; its map is compared only where both agree.
+    # in either backend; its map (and whether it is misranked, which a flat
+    # map never is) is compared only where both agree.
     clear = np.abs(expected["evidence"] - threshold) > EVIDENCE_ATOL
     if np.any((got["flat"] != expected["flat"]) & clear):
         problems.append(f"flat: {got['flat'].tolist()} != {expected['flat'].tolist()}")
     same = got["flat"] == expected["flat"]
+    if np.any(got["misranked"][same] != expected["misranked"][same]):
+        problems.append(
+            f"misranked: {got['misranked'].tolist()} != {expected['misranked'].tolist()}"
+        )
     for key, atol, where in (
         ("maps", MAPS_ATOL, same),
         ("scores", SCORES_ATOL, slice(None)),

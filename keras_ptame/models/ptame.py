@@ -1,5 +1,3 @@
-import warnings
-
 import keras
 from keras import ops
 
@@ -25,12 +23,9 @@ from keras_ptame.models.explanation import (
     in_classes,
 )
 from keras_ptame.models.fills import FILLS, apply_fill, check_fill, is_random
+from keras_ptame.models.image_size import ImageSized
 from keras_ptame.models.pretrained import Pretrained
-from keras_ptame.models.removal_check import (
-    REMOVAL_CHECK_IMAGES,
-    RemovalCheck,
-    sample_images,
-)
+from keras_ptame.models.removal_check import RemovalChecking
 from keras_ptame.optimizers.cycling_adamw import EPSILON
 from keras_ptame.validation import (
     check_image_shape,
@@ -44,7 +39,7 @@ BASELINES = FILLS
 
 
 @keras.saving.register_keras_serializable(package="keras_ptame")
-class PTAME(Explaining, Pretrained, keras.Model):
+class PTAME(Explaining, RemovalChecking, ImageSized, Pretrained, keras.Model):
     """P-TAME: a trained explainer for an image classifier.
 
     Composes the frozen `Backbone` (the classifier explained), the frozen
@@ -361,53 +356,19 @@ class PTAME(Explaining, Pretrained, keras.Model):
             loss = loss / tf.distribute.get_strategy().num_replicas_in_sync
         return loss
 
-    def fit(self, x=None, y=None, removal_check=REMOVAL_CHECK_IMAGES, **kwargs):
+    def fit(self, x=None, y=None, **kwargs):
         """Trains the decoder; see `keras.Model.fit`. Labels are ignored.
 
         `x` may be an array of images, a `tf.data.Dataset` (or other Keras
         data source) of images alone or of `(images, labels)`. The first
-        batch is checked before training starts.
-
-        Args:
-            removal_check: int. After each epoch, the maps of this many
-                images (of `validation_data` if given, else of `x`; an
-                array's spread over it, a dataset's first) are checked: a
-                class whose maps cost it no more when their top half is
-                removed than when their bottom half is, is flagged
-                (`misranked` in the logs and in `explain_outputs`; see
-                `keras_ptame/models/removal_check.py`). `0` checks nothing.
-                A `tf.data.Dataset` is read once more for them, at the start
-                (its first batches: a shuffle buffer fills once more). Data
-                that cannot be read twice (a generator) is not checked, with
-                a warning. Defaults to `256`.
-            **kwargs: `keras.Model.fit`'s arguments.
+        batch is checked before training starts. After each epoch the maps
+        of `removal_check=256` images are checked (see `RemovalChecking`).
         """
         check_training_data(x, self.ensure_built)
         self.warn_about_fill(x)
         if not self.compiled:
             self.compile()
-        callbacks = list(kwargs.pop("callbacks", None) or [])
-        if removal_check and not any(isinstance(c, RemovalCheck) for c in callbacks):
-            check = self._removal_check(x, kwargs, removal_check)
-            # First, so that the other callbacks see its log.
-            callbacks = ([check] if check else []) + callbacks
-        return super().fit(x, y, callbacks=callbacks, **kwargs)
-
-    def _removal_check(self, x, kwargs, count):
-        """The `RemovalCheck` on a sample of `fit`'s data, or `None`."""
-        data = kwargs.get("validation_data")
-        data = x if data is None else data
-        images = sample_images(data, int(count))
-        if images is None:
-            warnings.warn(
-                "The removal check (`fit(removal_check=...)`) reads an array or "
-                f"a `tf.data.Dataset`; it cannot read {type(data).__name__} "
-                "twice, so no class is checked. Pass `callbacks=[keras_ptame."
-                "models.removal_check.RemovalCheck(images)]` with some images.",
-                stacklevel=3,
-            )
-            return None
-        return RemovalCheck(images)
+        return super().fit(x, y, **kwargs)
 
     # === Export ===
 
@@ -446,56 +407,6 @@ class PTAME(Explaining, Pretrained, keras.Model):
     def baseline(self):
         """The fill's name before 0.2; read `fill` instead."""
         return self.fill
-
-    # === Image size ===
-
-    @property
-    def input_size(self):
-        """`(height, width)` of the images this explainer takes, or `None`.
-
-        The size its classifier or auxiliary network was built for, if one of
-        them accepts only one size; otherwise the size the explainer itself
-        was built (and trained) on; `None` if neither is known yet.
-        """
-        for part in (self.backbone, self.extractor):
-            if part.fixed_input_size is not None:
-                return part.fixed_input_size
-        return self._built_size
-
-    def ensure_built(self, shape):
-        """Checks the image size the networks accept, and builds on first use.
-
-        Args:
-            shape: the shape of a batch of images, `(B, H, W, 3)`.
-
-        Raises:
-            ValueError: a network accepts only another size.
-
-        Checked here, on the host, because a size error raised inside a
-        compiled `predict` or `fit` is opaque, and on JAX leaves the model's
-        variables detached. Under TensorFlow, a new size also starts new
-        compiled functions: Keras would retrace the old ones with the size
-        left open, and `keras.ops.image.resize` (the maps' upsampling) needs
-        it known.
-        """
-        size = tuple(shape)[1:3]
-        if keras.config.backend() == "tensorflow" and None not in size:
-            if getattr(self, "_traced_size", size) != size:
-                self.train_function = self.predict_function = None
-                self.test_function = None
-            self._traced_size = size
-        # A network whose preprocessor resizes to its size takes any size.
-        for part in (self.backbone, self.extractor):
-            expected = part.fixed_input_size
-            if expected is not None and expected != size:
-                name = getattr(part.network, "name", part.name)
-                raise ValueError(
-                    f"`images` must be {expected[0]}x{expected[1]} pixels, the size "
-                    f"`{name}` was built for. Received: images of size "
-                    f"{size[0]}x{size[1]}. Resize them first."
-                )
-        if not self.built:
-            self.build((None, *tuple(shape)[1:]))
 
     # === Config ===
 

@@ -269,6 +269,51 @@ def _dataset_sample(dataset, count):
     return np.concatenate(found) if found else None
 
 
+class RemovalChecking:
+    """`PTAME`'s `fit` with the removal check: a mixin of `PTAME`."""
+
+    def fit(self, *args, removal_check=REMOVAL_CHECK_IMAGES, **kwargs):
+        """`fit`, with a `RemovalCheck` on a sample of its data first.
+
+        Args:
+            removal_check: int. After each epoch, the maps of this many
+                images (of `validation_data` if given, else of `x`; an
+                array's spread over it, a dataset's first) are checked: a
+                class whose maps cost it no more when their top half is
+                removed than when their bottom half is, is flagged
+                (`misranked` in the logs and in `explain_outputs`). A
+                `tf.data.Dataset` is read once more for them, at the start
+                (its first batches: a shuffle buffer fills once more). Data
+                that cannot be read twice (a generator) is not checked, with
+                a warning. `0` checks nothing. Defaults to `256`.
+            **kwargs: `keras.Model.fit`'s arguments. A `RemovalCheck` among
+                the `callbacks` replaces the sample's.
+        """
+        callbacks = list(kwargs.pop("callbacks", None) or [])
+        if removal_check and not any(isinstance(c, RemovalCheck) for c in callbacks):
+            x = args[0] if args else kwargs.get("x")
+            data = kwargs.get("validation_data")
+            check = _sampled_check(x if data is None else data, int(removal_check))
+            # First, so that the other callbacks see its log.
+            callbacks = ([check] if check else []) + callbacks
+        return super().fit(*args, callbacks=callbacks, **kwargs)
+
+
+def _sampled_check(data, count):
+    """The `RemovalCheck` on `count` images of `data`, or `None` (warned)."""
+    images = sample_images(data, count)
+    if images is None:
+        warnings.warn(
+            "The removal check (`fit(removal_check=...)`) reads an array or a "
+            f"`tf.data.Dataset`; it cannot read {type(data).__name__} twice, so "
+            "no class is checked. Pass `callbacks=[keras_ptame.models."
+            "removal_check.RemovalCheck(images)]` with some images.",
+            stacklevel=5,
+        )
+        return None
+    return RemovalCheck(images)
+
+
 class RemovalCheck(keras.callbacks.Callback):
     """Runs the removal check on `images` after each epoch of `fit`.
 

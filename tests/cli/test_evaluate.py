@@ -38,7 +38,7 @@ def test_evaluate_writes_one_table(workspace, tmp_path, ptame, data_file):
         assert 0 <= float(row["pointing_game"]) <= 100
         assert float(row["seconds"]) > 0
     assert "3 images of 16x16" in (output / "evaluation.md").read_text()
-    # And per explained class, with each method's share of flat maps.
+    # And per explained class, with each method's shares of flat and misranked maps.
     with open(output / "evaluation_per_class.csv") as file:
         per_class = list(csv.DictReader(file))
     assert {row["method"].split(" / ")[0] for row in per_class} == {
@@ -47,6 +47,9 @@ def test_evaluate_writes_one_table(workspace, tmp_path, ptame, data_file):
     counts = [float(row["count"]) for row in per_class if row["method"].startswith("P")]
     assert sum(counts) == 3
     assert all(0 <= float(row["flat"]) <= 100 for row in per_class)
+    assert all(0 <= float(row["misranked"]) <= 100 for row in per_class)
+    assert all(0 <= float(row["misranked"]) <= 100 for row in rows)
+    assert "`misranked`: maps that do not carry their class" in result.out
     assert "| P-TAME / class " in result.out
 
 

@@ -66,6 +66,11 @@ def test_explain_writes_overlays_maps_and_summary(workspace, tmp_path, ptame):
         assert float(rows[name]["score"]) == pytest.approx(
             expected["scores"][index], abs=1e-5
         )
+        assert rows[name]["misranked"] == str(bool(expected["misranked"][index]))
+    with open(output / "summary.csv") as file:
+        assert next(csv.reader(file)) == [
+            "file", "output", "class", "score", "evidence", "flat", "misranked",
+        ]  # fmt: skip
 
 
 def test_explain_reports_and_labels_flat_maps(workspace, tmp_path, ptame):
@@ -84,10 +89,47 @@ def test_explain_reports_and_labels_flat_maps(workspace, tmp_path, ptame):
     with open(output / "summary.csv") as file:
         (row,) = list(csv.DictReader(file))
     assert row["flat"] == "True" and 0 <= float(row["evidence"]) < 1
+    assert row["misranked"] == "False"
+    assert "misranked" not in result.out + result.err
     assert not np.load(output / "rgb_0.npy").any()
     # The overlay of the all-zero map carries a label on a dark band at the top.
     picture = np.asarray(Image.open(output / "rgb_0.png"))
     plain = visualize.overlay(images[0], np.zeros((IMAGE_SIZE, IMAGE_SIZE)))
+    assert picture[0].max() == 0 and picture[:12].max() > 200
+    assert not np.array_equal(picture[:12], plain[:12])
+    np.testing.assert_array_equal(picture[14:], plain[14:])
+
+
+def test_explain_reports_and_labels_misranked_maps(workspace, tmp_path, ptame):
+    root, images = workspace
+    explainer = keras.saving.load_model(root / "explainer.keras")
+    explainer.evidence_threshold = 0.0  # no map is flat
+    (first, second) = explainer.explain_outputs(images[:2])["classes"]
+    # As if the removal check in training had flagged the first image's class.
+    explainer.misranked_classes = [first]
+    explainer.save(tmp_path / "misranked.keras")
+    output = tmp_path / "out"
+    result = ptame(
+        "explain", "--model", tmp_path / "misranked.keras",
+        root / "images" / "rgb_0.png", root / "images" / "rgb_1.png",
+        "--output", output,
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    said = result.out + result.err
+    count = 1 + int(second == first)
+    assert f"{count} of 2 maps misranked, of class(es) {first}:" in said
+    assert "do not carry their class" in said
+    assert "flat" not in said.split("Wrote")[-1]
+    with open(output / "summary.csv") as file:
+        rows = {row["output"]: row for row in csv.DictReader(file)}
+    assert rows["rgb_0"]["misranked"] == "True" and rows["rgb_0"]["flat"] == "False"
+    assert rows["rgb_1"]["misranked"] == str(second == first)
+    # The map itself is written as it is, its overlay labelled.
+    expected = explainer.explain_outputs(images[:1])["maps"][0]
+    np.testing.assert_allclose(np.load(output / "rgb_0.npy"), expected, atol=1e-5)
+    assert np.load(output / "rgb_0.npy").any()
+    picture = np.asarray(Image.open(output / "rgb_0.png"))
+    plain = visualize.overlay(images[0], expected)
     assert picture[0].max() == 0 and picture[:12].max() > 200
     assert not np.array_equal(picture[:12], plain[:12])
     np.testing.assert_array_equal(picture[14:], plain[14:])
