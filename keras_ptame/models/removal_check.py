@@ -26,8 +26,8 @@ import warnings
 
 import keras
 import numpy as np
-from keras import ops
 
+from keras_ptame.scoring import class_scores
 from keras_ptame.validation import unpack_inputs
 
 # The share of each map's pixels removed: its top half, then its bottom half.
@@ -112,17 +112,6 @@ def removal_masks(maps, share=REMOVED_SHARE):
     return without_top, without_bottom
 
 
-def class_probabilities(backbone, images, classes, batch_size=64):
-    """The softmax probability of `classes` `(N,)` for `images`, in batches."""
-    found = []
-    for start in range(0, len(images), batch_size):
-        logits = backbone(ops.convert_to_tensor(images[start : start + batch_size]))
-        probabilities = ops.convert_to_numpy(ops.softmax(ops.cast(logits, "float32")))
-        chosen = classes[start : start + batch_size]
-        found.append(probabilities[np.arange(len(chosen)), chosen])
-    return np.concatenate(found) if found else np.zeros((0,), "float32")
-
-
 def removal_changes(backbone, images, maps, classes, scores=None, batch_size=64):
     """How much each map's class keeps without its top half, over its bottom.
 
@@ -149,7 +138,7 @@ def removal_changes(backbone, images, maps, classes, scores=None, batch_size=64)
     images = np.asarray(images, "float32")
     classes = np.asarray(classes, "int32")
     if scores is None:
-        scores = class_probabilities(backbone, images, classes, batch_size)
+        scores = class_scores(backbone, images, classes, batch_size)[0]
     scores = np.asarray(scores, "float32")
     without_top, without_bottom = removal_masks(maps)
     found = {"scores": scores}
@@ -158,7 +147,7 @@ def removal_changes(backbone, images, maps, classes, scores=None, batch_size=64)
         ("without_bottom", without_bottom),
     ):
         filled = fill_from_kept(images, keep)
-        found[name] = class_probabilities(backbone, filled, classes, batch_size)
+        found[name] = class_scores(backbone, filled, classes, batch_size)[0]
     found["change"] = (found["without_top"] - found["without_bottom"]) / np.maximum(
         scores, 1e-6
     )
