@@ -111,7 +111,7 @@ def _predictor(backbone, shape):
         try:
             inputs = keras.Input(shape)
             model = keras.Model(inputs, ops.softmax(backbone(inputs), axis=-1))
-            cache[shape] = model.predict_on_batch
+            cache[shape] = _on_batch(model)
         except Exception:
             # A classifier that cannot be traced symbolically (a plain
             # callable, say) is called eagerly instead.
@@ -122,6 +122,27 @@ def _predictor(backbone, shape):
             cache[shape] = eager
     predict = cache[shape]
     return lambda batch: np.asarray(predict(batch))
+
+
+def _on_batch(model):
+    """`model.predict_on_batch`, or `predict` where that would be wrong.
+
+    Under a TensorFlow strategy with several replicas (a `fit` inside
+    `MirroredStrategy.scope()`), Keras' `predict_on_batch` runs the whole
+    batch on every replica and concatenates the copies; `predict` splits it.
+    Decided at each call: the same classifier may be scored in and out of a
+    strategy's scope.
+    """
+    if keras.config.backend() != "tensorflow":
+        return model.predict_on_batch
+    import tensorflow as tf
+
+    def predict(batch):
+        if tf.distribute.get_strategy().num_replicas_in_sync > 1:
+            return model.predict(batch, batch_size=len(batch), verbose=0)
+        return model.predict_on_batch(batch)
+
+    return predict
 
 
 def _cache(owner, name):
