@@ -218,6 +218,29 @@ def summarize(checked, min_checked=MIN_CHECKED, share=MISRANKED_SHARE):
     return rows
 
 
+def inverted_classes(rows, margin=MARGIN):
+    """The classes `summarize` flags whose maps rank the background first.
+
+    Their median `change` is above `+margin`: removing the map's top half
+    costs the class clearly less than removing its bottom half, the inverse
+    of a map that carries it (a class that needs nothing sits near 0).
+    """
+    return [c for c, row in rows.items() if row["flagged"] and row["change"] > margin]
+
+
+def reverse_maps(decoder, classes):
+    """Reverses the ranking of `classes`' maps in place.
+
+    The fuser is a bias-free linear layer after the decoder's last
+    nonlinearity, and the maps are the sigmoid of its output (upsampled,
+    which is linear): negating a class's fuser column turns its map `m` into
+    `1 - m`, the background first where the object was, and back.
+    """
+    kernel = keras.ops.convert_to_numpy(decoder.fuser.kernel).copy()
+    kernel[..., list(classes)] *= -1
+    decoder.fuser.kernel.assign(kernel)
+
+
 def sample_images(data, count):
     """Up to `count` images of `fit`'s data for the check, or `None`.
 
@@ -261,7 +284,13 @@ def _dataset_sample(dataset, count):
 class RemovalChecking:
     """`PTAME`'s `fit` with the removal check: a mixin of `PTAME`."""
 
-    def fit(self, *args, removal_check=REMOVAL_CHECK_IMAGES, **kwargs):
+    def fit(
+        self,
+        *args,
+        removal_check=REMOVAL_CHECK_IMAGES,
+        reverse_inverted=True,
+        **kwargs,
+    ):
         """`fit`, with a `RemovalCheck` on a sample of its data first.
 
         Args:
@@ -275,6 +304,11 @@ class RemovalChecking:
                 (its first batches: a shuffle buffer fills once more). Data
                 that cannot be read twice (a generator) is not checked, with
                 a warning. `0` checks nothing. Defaults to `256`.
+            reverse_inverted: bool. After each epoch but the last, the
+                maps of a class the check finds inverted (the background
+                ranked first, see `inverted_classes`) are reversed, once per
+                class (`reverse_maps`); logged as `reversed`. `False` trains
+                as the paper does. Defaults to `True`.
             **kwargs: `keras.Model.fit`'s arguments. A `RemovalCheck` among
                 the `callbacks` replaces the sample's.
         """
@@ -282,13 +316,15 @@ class RemovalChecking:
         if removal_check and not any(isinstance(c, RemovalCheck) for c in callbacks):
             x = args[0] if args else kwargs.get("x")
             data = kwargs.get("validation_data")
-            check = _sampled_check(x if data is None else data, int(removal_check))
+            check = _sampled_check(
+                x if data is None else data, int(removal_check), reverse_inverted
+            )
             # First, so that the other callbacks see its log.
             callbacks = ([check] if check else []) + callbacks
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
 
-def _sampled_check(data, count):
+def _sampled_check(data, count, reverse_inverted):
     """The `RemovalCheck` on `count` images of `data`, or `None` (warned)."""
     images = sample_images(data, count)
     if images is None:
@@ -300,7 +336,7 @@ def _sampled_check(data, count):
             stacklevel=5,
         )
         return None
-    return RemovalCheck(images)
+    return RemovalCheck(images, reverse_inverted=reverse_inverted)
 
 
 class RemovalCheck(keras.callbacks.Callback):
@@ -313,24 +349,49 @@ class RemovalCheck(keras.callbacks.Callback):
     `misranked` (shown beside the loss, kept in the `History`); at the end
     of training it warns, naming them.
 
+    With `reverse_inverted`, a class found inverted after an epoch that is
+    not the last has its maps reversed (`reverse_maps`), once per training:
+    the decoder sometimes settles on maps of a class that keep the
+    background and leave out the object (with the black fill, a hole in the
+    object's shape can be enough for the classifier to name it), and the
+    loss alone does not bring it back. The classes reversed so far are
+    logged as `reversed` and kept in `reversed_classes`.
+
     Args:
         images: array `(N, H, W, 3)` of raw pixels, some of each class.
         batch_size: int. Images per forward pass. Defaults to `64`.
+        reverse_inverted: bool. Defaults to `True`.
     """
 
-    def __init__(self, images, batch_size=64):
+    def __init__(self, images, batch_size=64, reverse_inverted=True):
         super().__init__()
         self.images = np.asarray(images, "float32")
         self.batch_size = int(batch_size)
+        self.reverse_inverted = bool(reverse_inverted)
         self.rows = {}
+        self.reversed_classes = []
+
+    def on_train_begin(self, logs=None):
+        self.reversed_classes = []
 
     def on_epoch_end(self, epoch, logs=None):
         checked = check_maps(self.model, self.images, batch_size=self.batch_size)
         self.rows = summarize(checked)
         flagged = [c for c, row in self.rows.items() if row["flagged"]]
         self.model.misranked_classes = flagged
+        if self.reverse_inverted and epoch + 1 < self.params.get("epochs", 0):
+            self._reverse(inverted_classes(self.rows))
         if logs is not None:
             logs["misranked"] = float(len(flagged))
+            if self.reverse_inverted:
+                logs["reversed"] = float(len(self.reversed_classes))
+
+    def _reverse(self, classes):
+        # Once per class: a class that is inverted again has no better side.
+        classes = [c for c in classes if c not in self.reversed_classes]
+        if classes:
+            reverse_maps(self.model.decoder, classes)
+            self.reversed_classes += classes
 
     def on_train_end(self, logs=None):
         message = misranked_warning(self.rows)

@@ -98,6 +98,7 @@ def test_background_maps_are_misranked_and_object_maps_are_not():
     assert removal_check.summarize(good)[1]["flagged"] is False
     flagged = removal_check.summarize(bad)[1]
     assert flagged["flagged"] is True and flagged["checked"] == len(images)
+    assert removal_check.inverted_classes(removal_check.summarize(bad)) == [1]
 
 
 def test_maps_of_a_class_that_needs_nothing_are_misranked():
@@ -116,6 +117,8 @@ def test_maps_of_a_class_that_needs_nothing_are_misranked():
     np.testing.assert_allclose(checked["change"], 0.0, atol=1e-3)
     assert checked["misranked"].all()
     assert removal_check.summarize(checked)[0]["flagged"] is True
+    # Not inverted: reversing its maps would not make them carry the class.
+    assert removal_check.inverted_classes(removal_check.summarize(checked)) == []
 
 
 def test_filling_from_kept_pixels_leaves_no_shape():
@@ -146,12 +149,43 @@ def test_fit_flags_a_misranked_class_in_its_logs_and_in_explain_outputs():
     # A learning rate of zero keeps the constructed decoder as it is.
     explainer.compile(optimizer=keras.optimizers.SGD(0.0))
     with pytest.warns(UserWarning, match="class 1 .* do not carry"):
-        history = explainer.fit(images, epochs=2, batch_size=16, verbose=0)
+        history = explainer.fit(
+            images, epochs=2, batch_size=16, verbose=0, reverse_inverted=False
+        )
     assert history.history["misranked"] == [1.0, 1.0]
+    assert "reversed" not in history.history
     assert explainer.misranked_classes == (1,)
     found = explainer.explain_outputs(images[:4])
     assert found["misranked"].tolist() == [True] * 4
     assert not found["flat"].any()
+
+
+def test_fit_reverses_an_inverted_class_once_and_its_maps_then_point():
+    images, masks = object_images(32)
+    explainer = object_explainer(-1.0)
+    explainer.compile(optimizer=keras.optimizers.SGD(0.0))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*do not carry")
+        history = explainer.fit(images, epochs=3, batch_size=16, verbose=0)
+    # Found inverted after the first epoch, reversed, then checked clean.
+    assert history.history["misranked"] == [1.0, 0.0, 0.0]
+    assert history.history["reversed"] == [1.0, 1.0, 1.0]
+    assert explainer.misranked_classes == ()
+    maps = explainer.explain_outputs(images)["maps"]
+    inside = (maps * masks).sum((1, 2)) / masks.sum((1, 2))
+    outside = (maps * ~masks).sum((1, 2)) / (~masks).sum((1, 2))
+    assert np.all(inside > outside)
+
+
+def test_the_last_epoch_reverses_nothing():
+    # No epoch would follow to check the reversed maps: they stay flagged.
+    images, _ = object_images(32)
+    explainer = object_explainer(-1.0)
+    explainer.compile(optimizer=keras.optimizers.SGD(0.0))
+    with pytest.warns(UserWarning, match="class 1 .* do not carry"):
+        history = explainer.fit(images, epochs=1, batch_size=16, verbose=0)
+    assert history.history["reversed"] == [0.0]
+    assert explainer.misranked_classes == (1,)
 
 
 def test_fit_flags_nothing_on_object_maps():
