@@ -27,6 +27,7 @@ import warnings
 import keras
 import numpy as np
 
+from keras_ptame.models.explanation import fill_predictions
 from keras_ptame.scoring import class_scores
 from keras_ptame.validation import unpack_inputs
 
@@ -44,6 +45,8 @@ MISRANKED_SHARE = 0.5
 MIN_CHECKED = 4
 # The images `PTAME.fit` checks after each epoch.
 REMOVAL_CHECK_IMAGES = 256
+# The images whose fill alone is classified before maps are reversed.
+FILL_IMAGES = 16
 
 
 def fill_from_kept(images, keep):
@@ -350,7 +353,8 @@ class RemovalCheck(keras.callbacks.Callback):
     of training it warns, naming them.
 
     With `reverse_inverted`, a class found inverted after an epoch that is
-    not the last has its maps reversed (`reverse_maps`), once per training:
+    not the last has its maps reversed (`reverse_maps`), once per training
+    and never for a class that the fill image alone predicts:
     the decoder sometimes settles on maps of a class that keep the
     background and leave out the object (with the black fill, a hole in the
     object's shape can be enough for the classifier to name it), and the
@@ -389,6 +393,13 @@ class RemovalCheck(keras.callbacks.Callback):
     def _reverse(self, classes):
         # Once per class: a class that is inverted again has no better side.
         classes = [c for c in classes if c not in self.reversed_classes]
+        if classes:
+            # Nor has a class that the fill image alone predicts: any map
+            # keeps it, so the loss cannot tell the object from the rest.
+            needless = fill_predictions(
+                self.model.backbone, self.images[:FILL_IMAGES], self.model.fill
+            )
+            classes = [c for c in classes if c not in needless]
         if classes:
             reverse_maps(self.model.decoder, classes)
             self.reversed_classes += classes

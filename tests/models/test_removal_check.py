@@ -58,11 +58,11 @@ def object_classifier():
     return classifier
 
 
-def object_explainer(sign):
+def object_explainer(sign, classifier=None):
     """An explainer whose class-1 maps are `sign` times the brightness:
     the object (`+1`) or the background around it (`-1`)."""
     explainer = kp.PTAME(
-        kp.Backbone(object_classifier()),
+        kp.Backbone(classifier or object_classifier()),
         kp.AuxiliaryExtractor(brightness_model("auxiliary"), layer_names=["bright"]),
     )
     explainer.ensure_built((None, SIZE, SIZE, 3))
@@ -186,6 +186,30 @@ def test_the_last_epoch_reverses_nothing():
         history = explainer.fit(images, epochs=1, batch_size=16, verbose=0)
     assert history.history["reversed"] == [0.0]
     assert explainer.misranked_classes == (1,)
+
+
+def test_a_class_the_fill_predicts_is_never_reversed():
+    # This classifier also names class 1 on a dark image, the black fill
+    # included: any map keeps class 1, so reversing its maps cannot help.
+    images, _ = object_images(32)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    dark = keras.layers.Conv2D(1, 1, activation="relu", name="dark")(inputs)
+    both = keras.layers.Concatenate()([brightness_model("detector")(inputs), dark])
+    pooled = keras.layers.GlobalAveragePooling2D()(both)
+    logits = keras.layers.Dense(2, name="logits")(pooled)
+    classifier = keras.Model(inputs, logits)
+    classifier.get_layer("dark").set_weights(
+        [np.full((1, 1, 3, 1), -1 / 3, "float32"), np.array([50.0], "float32")]
+    )
+    classifier.get_layer("logits").set_weights(
+        [np.array([[0.0, 10.0], [0.0, 10.0]], "float32"), np.array([10.0, 0.0])]
+    )
+    explainer = object_explainer(-1.0, classifier)
+    explainer.compile(optimizer=keras.optimizers.SGD(0.0))
+    with pytest.warns(UserWarning, match="class 1 .* do not carry"):
+        history = explainer.fit(images, epochs=3, batch_size=16, verbose=0)
+    assert history.history["misranked"] == [1.0, 1.0, 1.0]
+    assert history.history["reversed"] == [0.0, 0.0, 0.0]
 
 
 def test_fit_flags_nothing_on_object_maps():
