@@ -28,6 +28,7 @@ import keras
 import numpy as np
 
 from keras_ptame.models.explanation import fill_predictions
+from keras_ptame.models.fills import fill_components
 from keras_ptame.scoring import class_scores
 from keras_ptame.validation import unpack_inputs
 
@@ -354,11 +355,11 @@ class RemovalCheck(keras.callbacks.Callback):
 
     With `reverse_inverted`, a class found inverted after an epoch that is
     not the last has its maps reversed (`reverse_maps`), once per training
-    and never for a class that the fill image alone predicts:
-    the decoder sometimes settles on maps of a class that keep the
-    background and leave out the object (with the black fill, a hole in the
-    object's shape can be enough for the classifier to name it), and the
-    loss alone does not bring it back. The classes reversed so far are
+    and never for a class that the fill image alone predicts (any of a
+    mixture's fills). The decoder sometimes settles on maps of a class that
+    keep the background and leave out the object (with the black fill, a
+    hole in the object's shape can be enough for the classifier to name it),
+    and the loss alone does not bring it back. The classes reversed so far are
     logged as `reversed` and kept in `reversed_classes`.
 
     Args:
@@ -396,9 +397,10 @@ class RemovalCheck(keras.callbacks.Callback):
         if classes:
             # Nor has a class that the fill image alone predicts: any map
             # keeps it, so the loss cannot tell the object from the rest.
-            needless = fill_predictions(
-                self.model.backbone, self.images[:FILL_IMAGES], self.model.fill
-            )
+            needless = set()
+            for fill in fill_components(self.model.fill):  # a mixture's each
+                images = self.images[:FILL_IMAGES]
+                needless |= set(fill_predictions(self.model.backbone, images, fill))
             classes = [c for c in classes if c not in needless]
         if classes:
             reverse_maps(self.model.decoder, classes)
