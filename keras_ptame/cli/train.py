@@ -21,7 +21,7 @@ from keras_ptame.files import atomic_path, check_writable, deferred_interrupts
 from keras_ptame.images import IMAGE_EXTENSIONS, images_in_folder, read_image
 from keras_ptame.layers.backbone import OUTPUT_TYPES
 from keras_ptame.models.ptame import PTAME
-from keras_ptame.optimizers.cycling_adamw import EPSILON
+from keras_ptame.optimizers.default import default_optimizer
 
 # The paper resizes the shorter side to 256 before cropping 224: the same
 # ratio at any --image-size.
@@ -135,7 +135,7 @@ def _add_training_options(group):
         "--learning-rate",
         type=float,
         default=None,
-        help="peak learning rate (default: the recipe's, else 1e-4)",
+        help="peak learning rate (default: the recipe's, else 1e-3)",
     )
     add_fill(group)
     group.add_argument(
@@ -350,10 +350,7 @@ def _count_batches(batches, source, batch_size):
 def _compile(explainer, recipe, epochs, steps, learning_rate):
     if recipe is None:
         # `PTAME.compile`'s default, at the rate asked for.
-        optimizer = keras.optimizers.AdamW(
-            learning_rate=learning_rate or 1e-4, amsgrad=True, epsilon=EPSILON
-        )
-        explainer.compile(optimizer=optimizer)
+        explainer.compile(optimizer=default_optimizer(learning_rate))
         return
     # The one-cycle schedule spans the epochs actually run.
     recipe = dataclasses.replace(

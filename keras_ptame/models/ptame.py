@@ -26,7 +26,7 @@ from keras_ptame.models.fills import FILLS, apply_fill, check_fill, is_random
 from keras_ptame.models.image_size import ImageSized
 from keras_ptame.models.pretrained import Pretrained
 from keras_ptame.models.removal_check import RemovalChecking
-from keras_ptame.optimizers.cycling_adamw import EPSILON
+from keras_ptame.optimizers.default import default_optimizer
 from keras_ptame.validation import (
     check_image_shape,
     check_num_classes,
@@ -302,15 +302,16 @@ class PTAME(Explaining, RemovalChecking, ImageSized, Pretrained, keras.Model):
         """Configures training. `loss` defaults to `PerturbationLoss()`.
 
         Args:
-            optimizer: a Keras optimizer. Defaults to Keras' `AdamW(1e-4,
-                amsgrad=True, epsilon=1e-8)`: the authors' rate and epsilon, held
-                constant (`kp.recipes.one_cycle_adamw` is their whole optimiser).
+            optimizer: a Keras optimizer. Defaults to Keras' `AdamW(1e-3,
+                amsgrad=True, epsilon=1e-8)` held constant (see
+                `keras_ptame.optimizers.default`; the authors' whole optimiser
+                is a recipe's, `kp.recipes.one_cycle_adamw`).
             loss: a `PerturbationLoss`. Defaults to `PerturbationLoss()`.
             **kwargs: passed to `keras.Model.compile` (`jit_compile`,
                 `steps_per_execution`, ...).
         """
         if optimizer is None:
-            optimizer = keras.optimizers.AdamW(1e-4, amsgrad=True, epsilon=EPSILON)
+            optimizer = default_optimizer()
         if isinstance(loss, dict):
             loss = keras.saving.deserialize_keras_object(loss)
         if loss is None:
