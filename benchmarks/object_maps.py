@@ -26,6 +26,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -122,14 +123,14 @@ def work(args):
     import keras
 
     backend = keras.config.backend()
-    for setting in args.settings.split(","):
+    for setting in _names(args.settings, SETTINGS):
         tag, none_class = SETTINGS[setting]
         config = _config(none_class, args.quick)
         models = _base_models(
             args.output, tag + ("_quick" if args.quick else ""), config
         )
         data = _data(config)
-        for label in args.configurations.split(","):
+        for label in _names(args.configurations, CONFIGURATIONS):
             for seed in range(args.seeds):
                 path = _cache_path(args, backend, tag, label, seed)
                 if os.path.exists(path):
@@ -144,6 +145,16 @@ def work(args):
                     json.dump(result, file, indent=1)
                 print("  " + _headline(result), flush=True)
     return 0
+
+
+def _names(value, known):
+    """A comma-separated list of `known`'s keys; a comma and a space stay in
+    a name ("demo recipe, not reversed")."""
+    names = re.split(r",(?! )", value)
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise SystemExit(f"Unknown: {unknown}. Known: {list(known)}")
+    return names
 
 
 def _config(none_class, quick):
