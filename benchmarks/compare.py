@@ -154,7 +154,7 @@ def _finish(table, config, accuracy, timings, output):
     """Adds the setting's notes, writes the table and `settings.json`."""
     import keras
 
-    from keras_ptame.files import write_text
+    from keras_ptame.utils.files import write_text
 
     rise = next(name for name in table.rows if name.startswith("RISE"))
     ratio = table.rows[rise]["seconds"] / table.rows["P-TAME"]["seconds"]

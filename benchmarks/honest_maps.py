@@ -175,9 +175,9 @@ def train_explainer(config, setup, models, train_images, verbose):
 
 def score(explainer, test, class_names, dark_class=None):
     """Per class of the held-out images: the rows of the table."""
-    from keras_ptame.maps import normalize_maps
     from keras_ptame.metrics import mass_inside, pointing_game
     from keras_ptame.metrics.pixel_auc import pixel_auc
+    from keras_ptame.utils.maps import normalize_maps
 
     images, labels, masks = test
     outputs = explainer.explain_outputs(images, batch_size=128)

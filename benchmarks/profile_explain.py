@@ -207,7 +207,7 @@ def _host_copies(batches, image_size, batch_size):
 def _public_calls(classifier, explainer, images, batch_size):
     import keras
 
-    from keras_ptame.validation import check_images
+    from keras_ptame.utils.validation import check_images
 
     explainer.explain(images[:batch_size])  # builds, compiles its own step
     own_step = explainer.predict_function

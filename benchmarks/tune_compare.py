@@ -153,7 +153,7 @@ def run(args, log=print):
 
     from keras_ptame.datasets import synthetic
     from keras_ptame.evaluation import evaluate
-    from keras_ptame.files import write_text
+    from keras_ptame.utils.files import write_text
 
     settings = {"test_count": args.test_count, "rise_masks": args.rise_masks}
     settings.update(seed=args.seed, reuse=args.reuse)

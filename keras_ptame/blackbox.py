@@ -32,10 +32,7 @@ import keras
 from keras import ops
 
 from keras_ptame.layers.backbone import Backbone
-
-# Standard ImageNet statistics on a [0, 1] scale, used by torchvision models.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from keras_ptame.utils.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
 
 def _require_backend(backend, what, wrapper):

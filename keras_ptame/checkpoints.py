@@ -21,9 +21,7 @@ import keras
 import numpy as np
 
 from keras_ptame.presets import ImagePreprocessor
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from keras_ptame.utils.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
 # torchvision's ViT variants: the head count is not in the weights.
 _VIT_HEADS = {768: 12, 1024: 16, 1280: 16}

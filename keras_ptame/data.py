@@ -31,7 +31,7 @@ import warnings
 
 import keras
 
-from keras_ptame.images import IMAGE_EXTENSIONS, images_in_folder
+from keras_ptame.utils.images import IMAGE_EXTENSIONS, images_in_folder
 
 IMAGE_SIZE = 224
 RESIZE = 256

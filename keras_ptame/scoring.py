@@ -11,7 +11,7 @@ import numpy as np
 from keras import ops
 
 from keras_ptame.layers.backbone import Backbone
-from keras_ptame.validation import check_classes
+from keras_ptame.utils.validation import check_classes
 
 
 def as_backbone(classifier, preprocessor=None):

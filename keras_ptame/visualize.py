@@ -20,7 +20,7 @@ import os
 
 import numpy as np
 
-from keras_ptame.files import atomic_path
+from keras_ptame.utils.files import atomic_path
 
 
 def overlay(image, saliency_map, cmap="jet", alpha=0.5):

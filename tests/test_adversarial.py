@@ -25,9 +25,9 @@ import keras_ptame as kp
 from keras_ptame import cli
 from keras_ptame.cli import errors
 from keras_ptame.cli.startup import native_logs_filtered
-from keras_ptame.images import read_image
 from keras_ptame.layers.mask_decoder import MaskDecoder
-from keras_ptame.validation import check_images
+from keras_ptame.utils.images import read_image
+from keras_ptame.utils.validation import check_images
 from tests.helpers import (
     IMAGE_SIZE,
     NUM_CLASSES,

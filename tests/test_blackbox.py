@@ -6,6 +6,7 @@ import pytest
 
 import keras_ptame as kp
 from keras_ptame import blackbox
+from keras_ptame.utils.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from tests.helpers import (
     NUM_CLASSES,
     random_images,
@@ -123,9 +124,9 @@ def test_torch_module_is_explained_as_a_black_box():
     expected = module(
         (
             torch.tensor(images).permute(0, 3, 1, 2) / 255.0
-            - torch.tensor(blackbox.IMAGENET_MEAN)[:, None, None]
+            - torch.tensor(IMAGENET_MEAN)[:, None, None]
         )
-        / torch.tensor(blackbox.IMAGENET_STD)[:, None, None]
+        / torch.tensor(IMAGENET_STD)[:, None, None]
     )
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(backbone(images)),

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from keras_ptame.files import atomic_path, replace_directory, write_text
+from keras_ptame.utils.files import atomic_path, replace_directory, write_text
 
 
 def _umask():

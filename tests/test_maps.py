@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from keras_ptame.maps import check_maps, normalize_maps, ranking
+from keras_ptame.utils.maps import check_maps, normalize_maps, ranking
 
 
 def test_check_maps_against_images():

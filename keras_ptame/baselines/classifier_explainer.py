@@ -1,8 +1,8 @@
 import numpy as np
 
-from keras_ptame.maps import normalize_maps
 from keras_ptame.scoring import as_backbone, check_batch_size, explained_classes
-from keras_ptame.validation import check_images
+from keras_ptame.utils.maps import normalize_maps
+from keras_ptame.utils.validation import check_images
 
 
 class ClassifierExplainer:

@@ -1,8 +1,8 @@
 import numpy as np
 from keras import ops
 
-from keras_ptame.maps import normalize_maps
-from keras_ptame.validation import check_images
+from keras_ptame.utils.maps import normalize_maps
+from keras_ptame.utils.validation import check_images
 
 
 class RandomMaps:

@@ -18,8 +18,8 @@ from keras_ptame.cli.arguments import (
 )
 from keras_ptame.cli.errors import UsageError, say, track_outputs, wrote
 from keras_ptame.cli.loading import load_explainer
-from keras_ptame.files import deferred_interrupts
-from keras_ptame.images import IMAGE_EXTENSIONS, find_images, read_image
+from keras_ptame.utils.files import deferred_interrupts
+from keras_ptame.utils.images import IMAGE_EXTENSIONS, find_images, read_image
 
 SUMMARY = "summary.csv"
 SUFFIXES = (".png", ".npy")

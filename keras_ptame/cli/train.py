@@ -17,11 +17,11 @@ from keras_ptame.cli.arguments import (
 )
 from keras_ptame.cli.errors import UsageError, note, say, track_outputs, wrote
 from keras_ptame.cli.loading import load_auxiliary, load_classifier
-from keras_ptame.files import atomic_path, check_writable, deferred_interrupts
-from keras_ptame.images import IMAGE_EXTENSIONS, images_in_folder, read_image
 from keras_ptame.layers.backbone import OUTPUT_TYPES
 from keras_ptame.models.ptame import PTAME
 from keras_ptame.optimizers.default import default_optimizer
+from keras_ptame.utils.files import atomic_path, check_writable, deferred_interrupts
+from keras_ptame.utils.images import IMAGE_EXTENSIONS, images_in_folder, read_image
 
 # The paper resizes the shorter side to 256 before cropping 224: the same
 # ratio at any --image-size.

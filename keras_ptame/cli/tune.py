@@ -25,9 +25,9 @@ from keras_ptame.cli.train import (
     _training_size,
 )
 from keras_ptame.evaluation import load_data
-from keras_ptame.images import images_in_folder, read_image
 from keras_ptame.tuning import DEFAULT_OBJECTIVE, OBJECTIVES, RECIPE_FILE, tune
 from keras_ptame.tuning.space import parse_space
+from keras_ptame.utils.images import images_in_folder, read_image
 
 
 def add_parser(subcommands):

@@ -16,13 +16,13 @@ from keras_ptame.baselines.centre_maps import CentreMaps
 from keras_ptame.datasets import synthetic
 from keras_ptame.demo.config import DARK_CLASS, EXPLAINER_WEIGHT_DECAY, DemoConfig
 from keras_ptame.demo.models import AUXILIARY_LAYERS, build_auxiliary, build_classifier
-from keras_ptame.files import atomic_path, write_text
 from keras_ptame.layers.auxiliary_extractor import AuxiliaryExtractor
 from keras_ptame.layers.backbone import Backbone
 from keras_ptame.losses.perturbation_loss import PerturbationLoss
 from keras_ptame.metrics.localization import mass_inside, pointing_game
 from keras_ptame.models.ptame import PTAME
 from keras_ptame.recipes import one_cycle, one_cycle_adamw
+from keras_ptame.utils.files import atomic_path, write_text
 
 # The phases of `run`, with the line logged as each begins.
 PHASES = {

@@ -25,7 +25,7 @@ from keras_ptame.metrics.localization import ground_truth_masks
 from keras_ptame.metrics.road import PERCENTAGES
 from keras_ptame.metrics.selection import check_selection
 from keras_ptame.scoring import as_backbone, check_batch_size, explained_classes
-from keras_ptame.validation import check_option
+from keras_ptame.utils.validation import check_option
 
 __all__ = ["LEGEND", "EvaluationTable", "evaluate", "load_data"]
 

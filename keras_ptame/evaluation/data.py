@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from keras_ptame.validation import check_images
+from keras_ptame.utils.validation import check_images
 
 
 def load_data(data, masks=None, boxes=None):

@@ -8,12 +8,12 @@ import keras
 import numpy as np
 
 from keras_ptame.evaluation.per_class import flat_maps, misranked_maps, per_class_rows
-from keras_ptame.maps import check_maps
 from keras_ptame.metrics.confidence import confidence_metrics
 from keras_ptame.metrics.deletion import deletion_insertion
 from keras_ptame.metrics.localization import mass_inside, pointing_game
 from keras_ptame.metrics.road import road_scores
 from keras_ptame.scoring import class_scores
+from keras_ptame.utils.maps import check_maps
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -4,8 +4,8 @@ import csv
 import io
 import os
 
-from keras_ptame.files import write_text
 from keras_ptame.models.removal_check import MARGIN
+from keras_ptame.utils.files import write_text
 
 # What each column means and which way is better, for the table's legend.
 LEGEND = {

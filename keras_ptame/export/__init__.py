@@ -54,7 +54,7 @@ import numpy as np
 
 from keras_ptame.export.tracing import SIGNATURES, write_saved_model
 from keras_ptame.export.verification import probe_images, verify_saved_model
-from keras_ptame.files import atomic_path
+from keras_ptame.utils.files import atomic_path
 from keras_ptame.version import __version__
 
 __all__ = [

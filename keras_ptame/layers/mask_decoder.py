@@ -3,7 +3,7 @@ import math
 import keras
 from keras import ops
 
-from keras_ptame.validation import check_option
+from keras_ptame.utils.validation import check_option
 
 UPSAMPLING = ("doubling", "resize")
 INITIALIZATION = ("torch", "keras")

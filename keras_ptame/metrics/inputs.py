@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from keras_ptame.maps import check_maps
 from keras_ptame.scoring import as_backbone, probabilities
-from keras_ptame.validation import check_classes, check_images
+from keras_ptame.utils.maps import check_maps
+from keras_ptame.utils.validation import check_classes, check_images
 
 
 def prepare(classifier, images, maps=None, classes=None, batch_size=32):

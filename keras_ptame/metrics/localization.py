@@ -9,7 +9,7 @@ both; see `pointing_game` and `mass_inside`.
 import numpy as np
 from scipy import ndimage
 
-from keras_ptame.maps import check_maps
+from keras_ptame.utils.maps import check_maps
 
 BOX_FORMATS = ("xyxy", "yxyx", "rel_xyxy", "rel_yxyx")
 

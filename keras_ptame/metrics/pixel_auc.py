@@ -3,8 +3,8 @@
 import numpy as np
 from scipy import stats
 
-from keras_ptame.maps import check_maps
 from keras_ptame.metrics.localization import ground_truth_masks
+from keras_ptame.utils.maps import check_maps
 
 
 def pixel_auc(maps, masks=None, boxes=None, box_format="xyxy"):

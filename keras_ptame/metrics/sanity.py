@@ -5,9 +5,9 @@ import numpy as np
 from scipy import stats
 
 from keras_ptame.layers.backbone import Backbone
-from keras_ptame.maps import check_maps
 from keras_ptame.scoring import as_backbone, explained_classes
-from keras_ptame.validation import check_images
+from keras_ptame.utils.maps import check_maps
+from keras_ptame.utils.validation import check_images
 
 
 def rank_correlation(maps_a, maps_b):

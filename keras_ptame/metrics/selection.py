@@ -20,8 +20,8 @@ every step removes the share it names whatever the map's ties.
 
 import numpy as np
 
-from keras_ptame.maps import ranking
-from keras_ptame.validation import check_option
+from keras_ptame.utils.maps import ranking
+from keras_ptame.utils.validation import check_option
 
 SELECTIONS = ("threshold", "rank")
 

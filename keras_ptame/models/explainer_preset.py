@@ -22,7 +22,7 @@ import os
 
 import keras
 
-from keras_ptame.files import atomic_path
+from keras_ptame.utils.files import atomic_path
 from keras_ptame.version import __version__
 
 CONFIG_FILE = "config.json"

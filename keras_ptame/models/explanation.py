@@ -23,7 +23,7 @@ import numpy as np
 from keras import ops
 
 from keras_ptame.models.fills import apply_fill, fill_components, resize_like
-from keras_ptame.validation import (
+from keras_ptame.utils.validation import (
     check_classes,
     check_images,
     check_option,

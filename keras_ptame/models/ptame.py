@@ -27,7 +27,7 @@ from keras_ptame.models.image_size import ImageSized
 from keras_ptame.models.pretrained import Pretrained
 from keras_ptame.models.removal_check import RemovalChecking
 from keras_ptame.optimizers.default import default_optimizer
-from keras_ptame.validation import (
+from keras_ptame.utils.validation import (
     check_image_shape,
     check_num_classes,
     check_training_data,

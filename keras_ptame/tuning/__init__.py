@@ -38,7 +38,6 @@ import os
 
 import numpy as np
 
-from keras_ptame.files import write_text
 from keras_ptame.models.ptame import PTAME
 from keras_ptame.scoring import check_batch_size, explained_classes
 from keras_ptame.tuning.objectives import (
@@ -55,7 +54,8 @@ from keras_ptame.tuning.space import (
     resolve_space,
 )
 from keras_ptame.tuning.trial import TrialJob
-from keras_ptame.validation import check_images
+from keras_ptame.utils.files import write_text
+from keras_ptame.utils.validation import check_images
 
 # The best recipe, beside the results table; `kp.recipes.get(path)` reads it.
 RECIPE_FILE = "recipe.json"

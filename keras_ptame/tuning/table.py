@@ -9,7 +9,7 @@ import csv
 import io
 import os
 
-from keras_ptame.files import write_text
+from keras_ptame.utils.files import write_text
 
 # Scores as the evaluation table shows them: ROAD and AD/IC in percent,
 # areas as probabilities.

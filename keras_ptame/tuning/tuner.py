@@ -18,9 +18,9 @@ import keras
 import keras_tuner
 from keras_tuner.engine.trial import TrialStatus
 
-from keras_ptame.files import write_text
 from keras_ptame.tuning import table
 from keras_ptame.tuning.objectives import describe
+from keras_ptame.utils.files import write_text
 
 SETTINGS_FILE = "settings.json"
 

@@ -31,7 +31,7 @@ def atomic_path(path, directory=False):
 
     Examples:
     ```python
-    from keras_ptame.files import atomic_path
+    from keras_ptame.utils.files import atomic_path
 
     with atomic_path("explainer.keras") as temporary:
         explainer.save(temporary)
