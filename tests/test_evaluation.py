@@ -237,7 +237,7 @@ def test_misranked_maps_are_counted_per_method_and_per_class(tmp_path):
 
 def test_per_class_rows_check_the_maps_themselves_when_not_given():
     from keras_ptame.evaluation.per_class import per_class_rows
-    from keras_ptame.scoring import as_backbone
+    from keras_ptame.models.classifier_scores import as_backbone
     from tests.helpers.known_classifiers import object_maps
 
     images = object_images(4, background=0.0)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from keras_ptame.layers.backbone import Backbone
-from keras_ptame.scoring import (
+from keras_ptame.models.classifier_scores import (
     as_backbone,
     check_batch_size,
     class_scores,

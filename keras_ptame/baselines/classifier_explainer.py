@@ -1,6 +1,10 @@
 import numpy as np
 
-from keras_ptame.scoring import as_backbone, check_batch_size, explained_classes
+from keras_ptame.models.classifier_scores import (
+    as_backbone,
+    check_batch_size,
+    explained_classes,
+)
 from keras_ptame.utils.maps import normalize_maps
 from keras_ptame.utils.validation import check_images
 

@@ -2,7 +2,7 @@ import numpy as np
 from keras import ops
 
 from keras_ptame.baselines.classifier_explainer import ClassifierExplainer
-from keras_ptame.scoring import probabilities
+from keras_ptame.models.classifier_scores import probabilities
 
 
 class RISE(ClassifierExplainer):

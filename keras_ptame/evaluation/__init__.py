@@ -24,7 +24,11 @@ from keras_ptame.metrics.imputation import check_imputation
 from keras_ptame.metrics.localization import ground_truth_masks
 from keras_ptame.metrics.road import PERCENTAGES
 from keras_ptame.metrics.selection import check_selection
-from keras_ptame.scoring import as_backbone, check_batch_size, explained_classes
+from keras_ptame.models.classifier_scores import (
+    as_backbone,
+    check_batch_size,
+    explained_classes,
+)
 from keras_ptame.utils.validation import check_option
 
 __all__ = ["LEGEND", "EvaluationTable", "evaluate", "load_data"]

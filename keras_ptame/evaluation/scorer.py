@@ -12,7 +12,7 @@ from keras_ptame.metrics.confidence import confidence_metrics
 from keras_ptame.metrics.deletion import deletion_insertion
 from keras_ptame.metrics.localization import mass_inside, pointing_game
 from keras_ptame.metrics.road import road_scores
-from keras_ptame.scoring import class_scores
+from keras_ptame.models.classifier_scores import class_scores
 from keras_ptame.utils.maps import check_maps
 
 

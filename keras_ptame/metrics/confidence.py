@@ -4,7 +4,7 @@ import numpy as np
 
 from keras_ptame.metrics.inputs import prepare
 from keras_ptame.metrics.selection import above_kth, check_selection, top_pixels
-from keras_ptame.scoring import class_scores
+from keras_ptame.models.classifier_scores import class_scores
 
 FRACTIONS = (1.0, 0.5, 0.15)
 

@@ -4,7 +4,7 @@ import numpy as np
 from scipy import ndimage
 
 from keras_ptame.metrics.inputs import prepare
-from keras_ptame.scoring import class_scores
+from keras_ptame.models.classifier_scores import class_scores
 from keras_ptame.utils.maps import ranking
 
 FILLS = ("black", "blur", "mean")

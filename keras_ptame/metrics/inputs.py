@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from keras_ptame.scoring import as_backbone, probabilities
+from keras_ptame.models.classifier_scores import as_backbone, probabilities
 from keras_ptame.utils.maps import check_maps
 from keras_ptame.utils.validation import check_classes, check_images
 

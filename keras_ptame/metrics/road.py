@@ -10,7 +10,7 @@ from keras_ptame.metrics.selection import (
     check_selection,
     top_pixels,
 )
-from keras_ptame.scoring import class_scores
+from keras_ptame.models.classifier_scores import class_scores
 
 PERCENTAGES = (10, 30, 50, 70)
 ORDERS = ("morf", "lerf")

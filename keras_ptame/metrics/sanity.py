@@ -5,7 +5,7 @@ import numpy as np
 from scipy import stats
 
 from keras_ptame.layers.backbone import Backbone
-from keras_ptame.scoring import as_backbone, explained_classes
+from keras_ptame.models.classifier_scores import as_backbone, explained_classes
 from keras_ptame.utils.maps import check_maps
 from keras_ptame.utils.validation import check_images
 

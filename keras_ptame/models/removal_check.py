@@ -27,9 +27,9 @@ import warnings
 import keras
 import numpy as np
 
+from keras_ptame.models.classifier_scores import class_scores
 from keras_ptame.models.explanation import fill_predictions
 from keras_ptame.models.fills import fill_components
-from keras_ptame.scoring import class_scores
 from keras_ptame.utils.validation import unpack_inputs
 
 # The share of each map's pixels removed: its top half, then its bottom half.

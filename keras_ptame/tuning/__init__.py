@@ -38,8 +38,8 @@ import os
 
 import numpy as np
 
+from keras_ptame.models.classifier_scores import check_batch_size, explained_classes
 from keras_ptame.models.ptame import PTAME
-from keras_ptame.scoring import check_batch_size, explained_classes
 from keras_ptame.tuning.objectives import (
     DEFAULT_OBJECTIVE,
     OBJECTIVES,

@@ -1,7 +1,8 @@
 """Scoring raw images with a classifier, batched, on the host.
 
-Shared by the metrics (which rescore perturbed images) and the baselines
-(which pick the class to explain and query the classifier). The classifier
+Shared by the removal check, the metrics (which rescore perturbed images)
+and the baselines (which pick the class to explain and query the
+classifier), all of which sit on or above `models/`. The classifier
 runs through `keras.ops` on the active backend; everything it returns comes
 back to the host as numpy.
 """
