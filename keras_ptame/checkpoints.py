@@ -13,14 +13,14 @@ keras-hub architecture with the same weights, on any Keras backend:
 
 The architecture is read from the key names and weight shapes; a key that
 fits none of them is refused by name. The networks read ImageNet-normalised
-images; `imagenet_converter()` is the matching `presets.ImagePreprocessor`
+images; `imagenet_converter()` is the matching `layers.preprocessors.ImagePreprocessor`
 (raw pixels in [0, 255] in). Nothing is downloaded.
 """
 
 import keras
 import numpy as np
 
-from keras_ptame.presets import ImagePreprocessor
+from keras_ptame.layers.preprocessors import ImagePreprocessor
 from keras_ptame.utils.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
 # torchvision's ViT variants: the head count is not in the weights.
@@ -121,7 +121,7 @@ def imagenet_converter(name="imagenet_normalization"):
 
     Raw pixels in [0, 255] in; `(pixels / 255 - mean) / std` out, with
     torchvision's ImageNet mean and standard deviation. No resizing. A
-    `presets.ImagePreprocessor` rather than a keras-hub `ImageConverter`,
+    `layers.preprocessors.ImagePreprocessor` rather than a keras-hub `ImageConverter`,
     which TensorFlow would run on the CPU.
     """
     return ImagePreprocessor(
@@ -279,7 +279,7 @@ def resnet_classifier(weights, image_size=224, name="classifier"):
 
 def _functional(task, weights, name):
     # A plain functional model over the task's layers and weights, as
-    # `keras_ptame.presets` does: a deserialized keras-hub task compiles
+    # `keras_ptame.layers.pretrained_networks` does: a deserialized keras-hub task compiles
     # itself, and a saved explainer holding one would come back with the
     # task's unbuilt metrics.
     weights.check_assigned(task)

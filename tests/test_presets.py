@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import keras_ptame as kp
-from keras_ptame import presets
+from keras_ptame.layers import pretrained_networks
+from keras_ptame.layers.preprocessors import ApplicationPreprocessor, ImagePreprocessor
 from tests.helpers import to_numpy
 from tests.helpers.hub_models import (
     PRESET_CLASSES,
@@ -65,7 +66,7 @@ def _images(count=8, seed=0):
 
 def test_backbone_from_preset_preprocesses_raw_pixels(resnet_preset):
     backbone = kp.Backbone.from_preset(resnet_preset)
-    assert isinstance(backbone.preprocessor, presets.ImagePreprocessor)
+    assert isinstance(backbone.preprocessor, ImagePreprocessor)
     assert backbone.num_classes == PRESET_CLASSES
     assert backbone.output_type == "logits"
     assert not backbone.trainable_weights
@@ -78,7 +79,7 @@ def test_backbone_from_preset_preprocesses_raw_pixels(resnet_preset):
 
 def test_extractor_from_preset_taps_the_four_stages(resnet_preset):
     extractor = kp.AuxiliaryExtractor.from_preset(resnet_preset)
-    assert isinstance(extractor.preprocessor, presets.ImagePreprocessor)
+    assert isinstance(extractor.preprocessor, ImagePreprocessor)
     features = extractor(_images(2))
     # P2..P5 of a ResNet: strides 4, 8, 16, 32, finest first.
     assert [tuple(f.shape) for f in features] == [
@@ -175,13 +176,13 @@ def test_unknown_preset_is_not_reported_as_a_download_failure():
 
 def test_application_preprocessor_matches_preprocess_input():
     images = _images(2).astype("float32")
-    layer = presets.ApplicationPreprocessor("resnet50")
+    layer = ApplicationPreprocessor("resnet50")
     expected = keras.applications.resnet50.preprocess_input(images.copy())
     np.testing.assert_allclose(to_numpy(layer(images)), expected, atol=1e-4)
-    restored = presets.ApplicationPreprocessor.from_config(layer.get_config())
+    restored = ApplicationPreprocessor.from_config(layer.get_config())
     np.testing.assert_allclose(to_numpy(restored(images)), expected, atol=1e-4)
     with pytest.raises(ValueError, match="keras.applications"):
-        presets.ApplicationPreprocessor("not_a_module")
+        ApplicationPreprocessor("not_a_module")
 
 
 def _fake_application(calls):
@@ -191,7 +192,9 @@ def _fake_application(calls):
         calls.append(dict(weights=weights, include_top=include_top, **kwargs))
         inputs = keras.Input(input_shape)
         x = inputs
-        for index, name in enumerate(presets.application_layer_names(RESNET50)):
+        for index, name in enumerate(
+            pretrained_networks.application_layer_names(RESNET50)
+        ):
             x = keras.layers.Conv2D(
                 4, 3, strides=2 if index else 4, padding="same", name=name
             )(x)
@@ -213,7 +216,7 @@ def test_keras_application_backbone_and_extractor(monkeypatch):
     calls = []
     monkeypatch.setattr(keras.applications, "ResNet50", _fake_application(calls))
     backbone = kp.Backbone.from_preset(RESNET50, load_weights=False, image_size=SIZE)
-    assert isinstance(backbone.preprocessor, presets.ApplicationPreprocessor)
+    assert isinstance(backbone.preprocessor, ApplicationPreprocessor)
     assert backbone.preprocessor.module == "resnet50"
     assert calls[-1]["classifier_activation"] is None  # logits
     assert calls[-1]["weights"] is None
@@ -294,7 +297,7 @@ def test_fixed_size_network_without_resizing_still_refuses_other_sizes(
 def test_image_preprocessor_matches_the_preset_converter(resnet_preset, vit_preset):
     for preset in (resnet_preset, vit_preset):
         converter = keras_hub.layers.ImageConverter.from_preset(preset)
-        layer = presets.ImagePreprocessor.from_converter(converter)
+        layer = ImagePreprocessor.from_converter(converter)
         # Square images: the converter's crop to the aspect ratio is a no-op.
         for size in (SIZE, 50):
             images = _images(2).astype("float32")
@@ -302,7 +305,7 @@ def test_image_preprocessor_matches_the_preset_converter(resnet_preset, vit_pres
             np.testing.assert_allclose(
                 to_numpy(layer(images)), to_numpy(converter(images)), atol=1e-5
             )
-        restored = presets.ImagePreprocessor.from_config(layer.get_config())
+        restored = ImagePreprocessor.from_config(layer.get_config())
         np.testing.assert_array_equal(
             to_numpy(restored(_images(1))), to_numpy(layer(_images(1)))
         )

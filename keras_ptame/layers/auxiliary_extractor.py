@@ -1,5 +1,6 @@
 import keras
 
+from keras_ptame.layers import pretrained_networks
 from keras_ptame.layers.frozen_network import FrozenNetwork
 
 
@@ -75,7 +76,7 @@ class AuxiliaryExtractor(FrozenNetwork):
         config["layer_names"] = self.layer_names
         return config
 
-    # === Presets (keras_ptame.presets) ===
+    # === Presets (keras_ptame.layers.pretrained_networks) ===
 
     @classmethod
     def from_preset(
@@ -125,9 +126,7 @@ class AuxiliaryExtractor(FrozenNetwork):
         )
         ```
         """
-        from keras_ptame import presets
-
-        if presets.is_application(preset):
+        if pretrained_networks.is_application(preset):
             if feature_names is not None:
                 raise ValueError(
                     "`feature_names` applies to keras-hub presets; name the layers "
@@ -136,15 +135,15 @@ class AuxiliaryExtractor(FrozenNetwork):
                 )
             # Checked before building, which may download weights.
             if layer_names is None:
-                layer_names = presets.application_layer_names(preset)
-            model, preprocessor = presets.load_application(
+                layer_names = pretrained_networks.application_layer_names(preset)
+            model, preprocessor = pretrained_networks.load_application(
                 preset,
                 weights="imagenet" if load_weights else None,
                 image_size=image_size or 224,
                 include_top=False,
             )
         else:
-            model, layer_names, preprocessor = presets.load_feature_network(
+            model, layer_names, preprocessor = pretrained_networks.load_feature_network(
                 preset,
                 feature_names=feature_names,
                 layer_names=layer_names,

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_ptame.layers import pretrained_networks
 from keras_ptame.layers.frozen_network import FrozenNetwork
 
 # What a classifier may return.
@@ -144,7 +145,7 @@ class Backbone(FrozenNetwork):
         config["output_type"] = self.output_type
         return config
 
-    # === Presets (keras_ptame.presets) ===
+    # === Presets (keras_ptame.layers.pretrained_networks) ===
 
     @classmethod
     def from_preset(cls, preset, image_size=None, load_weights=True, **kwargs):
@@ -179,17 +180,15 @@ class Backbone(FrozenNetwork):
         backbone = kp.Backbone.from_preset("./my_local_preset")
         ```
         """
-        from keras_ptame import presets
-
-        if presets.is_application(preset):
-            classifier, preprocessor = presets.load_application(
+        if pretrained_networks.is_application(preset):
+            classifier, preprocessor = pretrained_networks.load_application(
                 preset,
                 weights="imagenet" if load_weights else None,
                 image_size=image_size or 224,
             )
             output_type = "logits"
         else:
-            classifier, preprocessor, output_type = presets.load_classifier(
+            classifier, preprocessor, output_type = pretrained_networks.load_classifier(
                 preset, image_size=image_size, load_weights=load_weights
             )
         kwargs.setdefault("preprocessor", preprocessor)

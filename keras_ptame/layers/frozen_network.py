@@ -52,7 +52,7 @@ class FrozenNetwork(keras.layers.Layer):
 
         A network built for one size takes any size when its preprocessor
         resizes to that size (a keras-hub `ImageConverter` or
-        `presets.ImagePreprocessor` with an `image_size`).
+        `preprocessors.ImagePreprocessor` with an `image_size`).
         """
         shape = None
         if hasattr(self.network, "inputs"):

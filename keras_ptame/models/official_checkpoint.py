@@ -35,7 +35,7 @@ import numpy as np
 from keras_ptame import checkpoints
 from keras_ptame.layers.auxiliary_extractor import AuxiliaryExtractor
 from keras_ptame.layers.backbone import Backbone
-from keras_ptame.presets import pyramid_layer_names
+from keras_ptame.layers.pretrained_networks import pyramid_layer_names
 
 CLASSIFIER = "net.backbone."
 AUXILIARY = "net.attention.attention."
