@@ -11,12 +11,12 @@ import keras
 
 from keras_ptame import baselines
 from keras_ptame.cli.errors import UsageError, one_line
-from keras_ptame.layers.auxiliary_extractor import AuxiliaryExtractor
-from keras_ptame.layers.backbone import Backbone
-from keras_ptame.models.official_checkpoint import (
+from keras_ptame.converters.ptame_checkpoint import (
     MissingNetworkWeights,
     missing_weights_message,
 )
+from keras_ptame.layers.auxiliary_extractor import AuxiliaryExtractor
+from keras_ptame.layers.backbone import Backbone
 from keras_ptame.models.ptame import PTAME
 
 # The `--method` forms of `ptame evaluate`, for its help and its errors.

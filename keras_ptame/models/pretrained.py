@@ -5,11 +5,11 @@ import warnings
 
 import keras
 
+from keras_ptame.converters.ptame_checkpoint import load_official_checkpoint
 from keras_ptame.models.explainer_preset import (
     load_explainer_preset,
     save_explainer_preset,
 )
-from keras_ptame.models.official_checkpoint import load_official_checkpoint
 
 # `trained_steps` of an explainer saved before the record existed: counted as
 # trained (see `Pretrained.load_own_variables`).
@@ -21,7 +21,7 @@ class Pretrained:
     whether they were trained.
 
     A mixin rather than methods written in `ptame.py`: the readers and
-    writers live in `official_checkpoint.py` and `explainer_preset.py`, and
+    writers live in `converters/ptame_checkpoint.py` and `explainer_preset.py`, and
     this class is their entry points on the model; it also keeps the
     training-state record (`trained_steps`, saved with the weights, counted
     by `fit`) and checks that a load rebuilt every part.
@@ -44,7 +44,7 @@ class Pretrained:
         torchvision's own files. All three are rebuilt on any backend, with
         the authors' preprocessing and decoder numerics, so raw pixels go
         in; reading them needs PyTorch. See
-        `keras_ptame.models.official_checkpoint`.
+        `keras_ptame.converters.ptame_checkpoint`.
 
         Args:
             checkpoint: a path to the checkpoint (`.ckpt`), to a file holding

@@ -21,7 +21,7 @@ and is read alone. Keys of networks compiled with `torch.compile` (with
 `_orig_mod.`) are read as the module's own.
 
 The networks are rebuilt as keras-hub architectures (see
-`keras_ptame.checkpoints`), each with the ImageNet normalisation the authors
+`keras_ptame.converters.torchvision`), each with the ImageNet normalisation the authors
 used as its preprocessing (so raw pixels in [0, 255] go in), and the decoder
 with the authors' numerics (batch normalisation epsilon 1e-5, repeated
 bilinear doubling). Reading the files needs PyTorch (any Keras backend runs
@@ -32,7 +32,7 @@ import os
 
 import numpy as np
 
-from keras_ptame import checkpoints
+from keras_ptame.converters import torchvision
 from keras_ptame.layers.auxiliary_extractor import AuxiliaryExtractor
 from keras_ptame.layers.backbone import Backbone
 from keras_ptame.layers.pretrained_networks import pyramid_layer_names
@@ -150,7 +150,7 @@ def load_official_checkpoint(
     )
     _check_auxiliary(auxiliary, decoder)
     num_classes = decoder.shape("fuser.weight")[0]
-    network = checkpoints.torchvision_classifier(classifier, image_size)
+    network = torchvision.torchvision_classifier(classifier, image_size)
     if network.output_shape[-1] != num_classes:
         raise ValueError(
             f"The checkpoint's key {DECODER + 'fuser.weight'!r} gives "
@@ -159,7 +159,7 @@ def load_official_checkpoint(
         )
     backbone = Backbone(
         network,
-        preprocessor=checkpoints.imagenet_converter("classifier_normalization"),
+        preprocessor=torchvision.imagenet_converter("classifier_normalization"),
         name="backbone",
     )
     extractor = auxiliary_extractor(auxiliary, image_size)
@@ -177,7 +177,7 @@ def load_official_checkpoint(
 
 def auxiliary_extractor(weights, image_size=224):
     """The authors' ResNet-18, tapped after `layer1..layer4`, as an extractor."""
-    network = checkpoints.resnet_backbone(weights, image_size, name="auxiliary")
+    network = torchvision.resnet_backbone(weights, image_size, name="auxiliary")
     # The auxiliary network's own classification layer feeds no feature map.
     for name in ("fc.weight", "fc.bias"):
         if name in weights:
@@ -185,7 +185,7 @@ def auxiliary_extractor(weights, image_size=224):
     return AuxiliaryExtractor(
         network,
         layer_names=pyramid_layer_names(network),
-        preprocessor=checkpoints.imagenet_converter("auxiliary_normalization"),
+        preprocessor=torchvision.imagenet_converter("auxiliary_normalization"),
         name="extractor",
     )
 
@@ -193,9 +193,9 @@ def auxiliary_extractor(weights, image_size=224):
 def port_decoder(decoder, weights):
     """Copies the authors' decoder weights (`convs`, `bns`, `fuser`)."""
     for index, (conv, norm) in enumerate(zip(decoder.convs, decoder.norms)):
-        checkpoints.port_conv(conv, weights, f"convs.{index}")
-        checkpoints.port_batch_norm(norm, weights, f"bns.{index}")
-    checkpoints.port_conv(decoder.fuser, weights, "fuser")
+        torchvision.port_conv(conv, weights, f"convs.{index}")
+        torchvision.port_batch_norm(norm, weights, f"bns.{index}")
+    torchvision.port_conv(decoder.fuser, weights, "fuser")
     weights.check_assigned(decoder)
 
 
@@ -324,7 +324,7 @@ def read_state_dict(checkpoint, what="checkpoint"):
                 "compiled with torch.compile, which holds other values."
             )
         arrays[name] = value
-    return checkpoints.StateDict(arrays, source=source)
+    return torchvision.StateDict(arrays, source=source)
 
 
 def _uncompiled(key):
