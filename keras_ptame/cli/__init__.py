@@ -37,9 +37,9 @@ from keras_ptame.cli.startup import (
     quiet_native_logs,
 )
 
-# Before the subcommands import Keras and its native libraries, which read
-# their log settings once, when they load.
-quiet_native_logs(sys.argv[1:])
+# Importing the command changes nothing (no environment, no log filter):
+# `main` quiets the native logs, and the `ptame` launcher
+# (`keras_ptame_launcher.py`) does so before Keras first loads.
 try:
     from keras_ptame.cli import demo, evaluate, explain, export, train, tune
     from keras_ptame.cli.loading import load_explainer

@@ -1,7 +1,6 @@
 import keras
 from keras import ops
 
-from keras_ptame import export as saved_model_export
 from keras_ptame.layers.auxiliary_extractor import (
     AuxiliaryExtractor,
     deserialize_extractor,
@@ -394,7 +393,12 @@ class PTAME(Explaining, RemovalChecking, ImageSized, Pretrained, keras.Model):
         self.warn_if_untrained()
         if format != "tf_saved_model":
             return super().export(filepath, format=format, verbose=verbose, **kwargs)
-        return saved_model_export.export_saved_model(
+        # Imported here, as `keras.Model.export` imports Keras' export
+        # module: the export package sits above the models and needs
+        # TensorFlow, which the core itself never does.
+        from keras_ptame.export import export_saved_model
+
+        return export_saved_model(
             self,
             filepath,
             image_size=image_size,

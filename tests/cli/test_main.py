@@ -125,6 +125,26 @@ def test_module_entry_points_run_the_command(monkeypatch, capsys, module, comman
     assert capsys.readouterr().out.startswith("usage: " + " ".join(["ptame", *command]))
 
 
+def test_importing_the_command_changes_nothing(monkeypatch):
+    # The log settings belong to `main` and the launcher; an import (by a
+    # notebook, a test, `kp.cli`) must leave the environment as it was.
+    for name in list(sys.modules):
+        if name == "keras_ptame.cli" or name.startswith("keras_ptame.cli."):
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "argv", ["ptame", "demo", "--help"])
+    for name in ("TF_CPP_MIN_LOG_LEVEL", "GRPC_VERBOSITY", "GLOG_minloglevel"):
+        monkeypatch.delenv(name, raising=False)
+    before = dict(os.environ)
+    stderr = os.dup(2)
+    try:
+        import keras_ptame.cli  # noqa: F401
+
+        assert os.path.sameopenfile(2, stderr)  # no filter on stderr
+    finally:
+        os.close(stderr)
+    assert dict(os.environ) == before
+
+
 def test_console_script(tmp_path):
     script = shutil.which("ptame")
     if script is None:
