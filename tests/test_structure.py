@@ -1,14 +1,17 @@
-"""The package's shape: no import cycles, short functions, modules of one idea.
+"""The package's shape: a layering that only points down, no import cycles,
+short functions, modules of one idea, a README that names files that exist.
 
 Read from the source with `ast`, so these hold whatever the backend.
 """
 
 import ast
 import pathlib
+import re
 
 import pytest
 
-PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "keras_ptame"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "keras_ptame"
 MAX_FUNCTION_LINES = 80
 MAX_MODULE_LINES = 500
 
@@ -33,17 +36,22 @@ def _is_main_block(node):
     )
 
 
-def _imported(tree, modules, package):
-    """Modules of the package that `tree` imports, anywhere but a main block."""
-    found = set()
-    stack = list(tree.body)
+def _imports(tree, modules, package):
+    """`(module, scope)` for each module of the package that `tree` imports,
+    anywhere but a main block: `scope` names the function or class the import
+    sits in (`"PTAME.export"`), `""` at module level."""
+    found = []
+    stack = [(node, "") for node in tree.body]
     while stack:
-        node = stack.pop()
+        node, scope = stack.pop()
         if _is_main_block(node):
             continue
-        stack.extend(ast.iter_child_nodes(node))
+        inner = scope
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            inner = f"{scope}.{node.name}" if scope else node.name
+        stack.extend((child, inner) for child in ast.iter_child_nodes(node))
         if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
+            names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
@@ -51,10 +59,17 @@ def _imported(tree, modules, package):
                     package.split(".")[: len(package.split(".")) - node.level + 1]
                     + [base]
                 ).rstrip(".")
-            for alias in node.names:
-                name = f"{base}.{alias.name}"
-                found.add(name if name in modules else base)
-    return {name for name in found if name in modules}
+            names = [f"{base}.{alias.name}" for alias in node.names]
+            names = [name if name in modules else base for name in names]
+        else:
+            continue
+        found.extend((name, scope) for name in names if name in modules)
+    return found
+
+
+def _imported(tree, modules, package):
+    """Modules of the package that `tree` imports, anywhere but a main block."""
+    return {name for name, _ in _imports(tree, modules, package)}
 
 
 def _graph():
@@ -110,3 +125,128 @@ def test_functions_are_short_and_modules_hold_one_idea(name):
     lines = len(path.read_text().splitlines())
     assert lines <= MAX_MODULE_LINES, f"{name} has {lines} lines"
     assert _long_functions(path) == [], f"functions over {MAX_FUNCTION_LINES} lines"
+
+
+# === Layering ===
+
+# The house, lowest first: each package of keras_ptame and the packages it may
+# import besides itself. Nothing imports upward, not even lazily inside a
+# function. The README's "Development" section draws the same map.
+UTILS = ("utils", "version")
+CORE = (*UTILS, "layers", "losses", "optimizers", "converters", "models")
+AROUND = ("recipes", "metrics", "baselines", "blackbox", "data", "datasets")
+AROUND += ("visualize", "export")
+MAY_IMPORT = {
+    # Neutral helpers: input checks, atomic files, image files, maps.
+    "utils": (),
+    "version": (),
+    # The core: the method.
+    "layers": UTILS,
+    "losses": (*UTILS, "layers"),
+    "optimizers": (*UTILS, "layers"),
+    "converters": (*UTILS, "layers"),
+    "models": (*UTILS, "layers", "losses", "optimizers", "converters"),
+    # Around the method: neither metrics nor baselines imports the other.
+    "recipes": CORE,
+    "metrics": CORE,
+    "baselines": CORE,
+    "blackbox": CORE,
+    "data": CORE,
+    "datasets": (*CORE, "metrics"),
+    "visualize": CORE,
+    "export": CORE,
+    # What puts it all to work.
+    "evaluation": (*CORE, *AROUND),
+    "tuning": (*CORE, *AROUND),
+    "demo": (*CORE, *AROUND),
+    "cli": (*CORE, *AROUND, "evaluation", "tuning", "demo"),
+    # `import keras_ptame as kp`: the public names, from everywhere.
+    "keras_ptame": (*CORE, *AROUND, "evaluation", "tuning", "demo", "cli"),
+}
+
+# Keras' own precedent: `keras.Model.export` imports Keras' export module
+# inside the method. (module, function, package it may import there.)
+UPWARD_EXCEPTIONS = {("keras_ptame.models.ptame", "PTAME.export", "export")}
+
+
+def _package_of(module):
+    """`keras_ptame.models.ptame` -> `models`; the package itself is `keras_ptame`."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def _upward_imports(module, tree, modules):
+    """The imports of `module` (source `tree`) that its layer may not make."""
+    package = _package_of(module)
+    allowed = {package, *MAY_IMPORT[package]}
+    is_package = modules.get(module, PACKAGE).name == "__init__.py"
+    parent = module if is_package else module.rsplit(".", 1)[0]
+    found = []
+    for name, scope in _imports(tree, modules, parent):
+        target = _package_of(name)
+        if target in allowed or (module, scope, target) in UPWARD_EXCEPTIONS:
+            continue
+        where = f" (inside {scope})" if scope else ""
+        found.append(f"{module}{where} imports {name}")
+    return sorted(set(found))
+
+
+def test_every_package_has_a_place_in_the_layering():
+    packages = {_package_of(module) for module in _modules()}
+    assert packages == set(MAY_IMPORT)
+
+
+@pytest.mark.parametrize("package", list(MAY_IMPORT))
+def test_no_package_imports_above_its_layer(package):
+    modules = _modules()
+    upward = [
+        line
+        for module, path in modules.items()
+        if _package_of(module) == package
+        for line in _upward_imports(module, ast.parse(path.read_text()), modules)
+    ]
+    assert not upward, "imports above the layer:\n" + "\n".join(upward)
+
+
+def test_the_layering_check_sees_lazy_imports_and_one_exception():
+    modules = _modules()
+    source = """
+import numpy as np
+from keras_ptame.utils.validation import check_option
+
+class PTAME:
+    def export(self):
+        from keras_ptame.export import export_saved_model
+
+    def explain(self):
+        from keras_ptame import metrics
+
+def helper():
+    import keras_ptame as kp
+    from keras_ptame.export import export_saved_model
+"""
+    found = _upward_imports("keras_ptame.models.ptame", ast.parse(source), modules)
+    assert sorted(found) == [
+        "keras_ptame.models.ptame (inside PTAME.explain) imports keras_ptame.metrics",
+        "keras_ptame.models.ptame (inside helper) imports keras_ptame",
+        "keras_ptame.models.ptame (inside helper) imports keras_ptame.export",
+    ]
+    utils = _upward_imports(
+        "keras_ptame.utils.maps",
+        ast.parse("from keras_ptame.layers.backbone import Backbone\n"),
+        modules,
+    )
+    assert utils == ["keras_ptame.utils.maps imports keras_ptame.layers.backbone"]
+
+
+# === The README ===
+
+# `keras_ptame/...` in the README's prose (not in a URL's path).
+_README_PATH = re.compile(r"(?<![\w/.-])keras_ptame/[\w./-]*[\w/]")
+
+
+def test_every_path_the_readme_names_exists():
+    named = set(_README_PATH.findall((ROOT / "README.md").read_text()))
+    assert named, "the README names no file of the package"
+    missing = sorted(path for path in named if not (ROOT / path).exists())
+    assert not missing, f"the README names files that do not exist: {missing}"
