@@ -21,11 +21,11 @@ and is read alone. Keys of networks compiled with `torch.compile` (with
 `_orig_mod.`) are read as the module's own.
 
 The networks are rebuilt as keras-hub architectures (see
-`keras_ptame.converters.torchvision`), each with the ImageNet normalisation the authors
-used as its preprocessing (so raw pixels in [0, 255] go in), and the decoder
-with the authors' numerics (batch normalisation epsilon 1e-5, repeated
-bilinear doubling). Reading the files needs PyTorch (any Keras backend runs
-the result); nothing is downloaded.
+`keras_ptame.converters.torchvision`), each with the ImageNet normalisation
+the authors used as its preprocessing (so raw pixels in [0, 255] go in), and
+the decoder with the authors' numerics (batch normalisation epsilon 1e-5,
+repeated bilinear doubling). Reading the files needs PyTorch (any Keras
+backend runs the result); nothing is downloaded.
 """
 
 import os

@@ -279,9 +279,9 @@ def resnet_classifier(weights, image_size=224, name="classifier"):
 
 def _functional(task, weights, name):
     # A plain functional model over the task's layers and weights, as
-    # `keras_ptame.layers.pretrained_networks` does: a deserialized keras-hub task compiles
-    # itself, and a saved explainer holding one would come back with the
-    # task's unbuilt metrics.
+    # `keras_ptame.layers.pretrained_networks` does: a deserialized keras-hub
+    # task compiles itself, and a saved explainer holding one would come back
+    # with the task's unbuilt metrics.
     weights.check_assigned(task)
     return keras.Model(task.inputs, task.outputs, name=name)
 
