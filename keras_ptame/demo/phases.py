@@ -16,6 +16,7 @@ from keras_ptame.baselines.centre_maps import CentreMaps
 from keras_ptame.datasets import synthetic
 from keras_ptame.demo.config import DARK_CLASS, EXPLAINER_WEIGHT_DECAY, DemoConfig
 from keras_ptame.demo.models import AUXILIARY_LAYERS, build_auxiliary, build_classifier
+from keras_ptame.evaluation.per_class import class_rows
 from keras_ptame.files import atomic_path, write_text
 from keras_ptame.layers.auxiliary_extractor import AuxiliaryExtractor
 from keras_ptame.layers.backbone import Backbone
@@ -282,23 +283,18 @@ def _flagged(per_class, share):
 def _per_class(data, outputs):
     """Per explained class: count, pointing game, shares of flat and misranked
     maps, evidence."""
-    scores = pointing_game(outputs["maps"], masks=data.test_masks)
-    rows = {}
-    for index, name in enumerate(data.class_names):
-        chosen = outputs["classes"] == index
-        count = int(chosen.sum())
-        rows[name] = {
-            "count": count,
-            "pointing_game": float(scores[chosen].mean()) if count else None,
-            "flat_share": float(outputs["flat"][chosen].mean()) if count else None,
-            "misranked_share": float(outputs["misranked"][chosen].mean())
-            if count
-            else None,
-            "median_evidence": float(np.median(outputs["evidence"][chosen]))
-            if count
-            else None,
-        }
-    return rows
+    rows = class_rows(
+        outputs["classes"],
+        {
+            "pointing_game": pointing_game(outputs["maps"], masks=data.test_masks),
+            "flat_share": outputs["flat"],
+            "misranked_share": outputs["misranked"],
+            "median_evidence": outputs["evidence"],
+        },
+        labels=range(len(data.class_names)),
+        statistics={"median_evidence": np.median},
+    )
+    return {data.class_names[label]: row for label, row in rows.items()}
 
 
 def _write_outputs(output_dir, config, data, outputs, models):
