@@ -38,13 +38,14 @@ import os
 
 import numpy as np
 
+from keras_ptame.evaluation.scorer import Scorer
 from keras_ptame.files import write_text
 from keras_ptame.models.ptame import PTAME
 from keras_ptame.scoring import check_batch_size, explained_classes
 from keras_ptame.tuning.objectives import (
     DEFAULT_OBJECTIVE,
     OBJECTIVES,
-    Scorer,
+    Objective,
     parse_objective,
 )
 from keras_ptame.tuning.space import (
@@ -165,7 +166,7 @@ def tune(
     """
     tuner = _import_tuner()
     budget = _check_budget(max_trials, max_seconds, initial_trials)
-    job, ranges, digest = _prepare(
+    job, ranges, digest = _trial_job(
         explainer,
         train_data,
         validation_images,
@@ -195,7 +196,7 @@ def tune(
     return tuned
 
 
-def _prepare(
+def _trial_job(
     explainer, train_data, validation_images, objective, recipe, space, options
 ):
     """Checks the arguments; returns the `TrialJob`, the ranges and a digest."""
@@ -212,7 +213,6 @@ def _prepare(
     if isinstance(train_data, np.ndarray):
         check_images(train_data, name="train_data")
     scorer = Scorer(
-        weights=weights,
         backbone=explainer.backbone,
         images=images.astype("float32"),
         classes=explained_classes(explainer.backbone, images, None, batch_size),
@@ -223,7 +223,7 @@ def _prepare(
     job = TrialJob(
         template=explainer,
         train_data=train_data,
-        scorer=scorer,
+        objective=Objective(weights, scorer),
         base=base,
         epochs=epochs,
         batch_size=batch_size,
