@@ -198,7 +198,7 @@ def tfds_dataset(
     _check_sizes(batch_size, image_size, resize)
     builder = tfds.builder(name, data_dir=data_dir)
     if download:
-        _prepare(builder, name)
+        _download_and_prepare(builder, name)
     try:
         dataset = builder.as_dataset(
             split=split,
@@ -218,7 +218,7 @@ def tfds_dataset(
         if shuffle_buffer is None:
             shuffle_buffer = shuffle_buffer_size(image_size)
         dataset = dataset.shuffle(shuffle_buffer, seed=seed)
-    return _finish(dataset, batch_size, training, augmentation, seed)
+    return _batch_and_augment(dataset, batch_size, training, augmentation, seed)
 
 
 def image_folder(
@@ -268,7 +268,7 @@ def image_folder(
         # Shuffle paths, not decoded images: cheap, and the whole folder.
         dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
-    return _finish(dataset, batch_size, training, augmentation, seed)
+    return _batch_and_augment(dataset, batch_size, training, augmentation, seed)
 
 
 # === Transforms ===
@@ -297,17 +297,17 @@ def _image_transform(training, image_size, resize, seed):
             left = (size[1] - image_size) // 2
             image = image[top : top + image_size, left : left + image_size]
         image.set_shape((image_size, image_size, 3))
-        return _to_uint8(image)
+        return _round_to_uint8_tensor(image)
 
     return transform
 
 
-def _to_uint8(images):
+def _round_to_uint8_tensor(images):
     tf = import_tensorflow()
     return tf.cast(tf.clip_by_value(tf.round(images), 0.0, 255.0), tf.uint8)
 
 
-def _finish(dataset, batch_size, training, augmentation, seed):
+def _batch_and_augment(dataset, batch_size, training, augmentation, seed):
     """Batches (after any shuffle), flips and augments, then prefetches."""
     tf = import_tensorflow()
     # Training drops the last partial batch: fixed shapes (one compiled
@@ -326,7 +326,7 @@ def _finish(dataset, batch_size, training, augmentation, seed):
             images = tf.cast(images, tf.float32)
             for layer in layers:
                 images = layer(images, training=True)
-            return _to_uint8(images)
+            return _round_to_uint8_tensor(images)
 
         def apply(*element):
             if len(element) == 1:
@@ -368,7 +368,7 @@ def _import_tfds():
     return tfds
 
 
-def _prepare(builder, name):
+def _download_and_prepare(builder, name):
     try:
         builder.download_and_prepare()
     except ImportError as error:

@@ -7,7 +7,7 @@ from keras_ptame.maps import ranking
 from keras_ptame.metrics.inputs import prepare
 from keras_ptame.scoring import class_scores
 
-FILLS = ("black", "blur", "mean")
+DELETION_FILLS = ("black", "blur", "mean")
 
 
 def fill_image(images, fill="black", sigma=5.0):
@@ -23,7 +23,7 @@ def fill_image(images, fill="black", sigma=5.0):
         return ndimage.gaussian_filter(images, sigma=(0, sigma, sigma, 0)).astype(
             np.float32
         )
-    raise ValueError(f"`fill` must be one of {FILLS}. Received: fill={fill!r}")
+    raise ValueError(f"`fill` must be one of {DELETION_FILLS}. Received: fill={fill!r}")
 
 
 def curve_area(curve):
