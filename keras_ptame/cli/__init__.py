@@ -42,7 +42,6 @@ from keras_ptame.cli.startup import (
 quiet_native_logs(sys.argv[1:])
 try:
     from keras_ptame.cli import demo, evaluate, explain, export, train, tune
-    from keras_ptame.cli.loading import load_explainer
 except KeyboardInterrupt:
     # Ctrl-C while the libraries load: the same exit as any interrupt.
     print("ptame: interrupted while starting; nothing was written.", file=sys.stderr)
@@ -50,7 +49,7 @@ except KeyboardInterrupt:
 
 COMMANDS = (train, tune, explain, evaluate, export, demo)
 
-__all__ = ["UsageError", "build_parser", "load_explainer", "main"]
+__all__ = ["UsageError", "build_parser", "main"]
 
 
 def main(argv=None):

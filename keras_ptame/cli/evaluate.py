@@ -10,14 +10,10 @@ from keras_ptame.cli.arguments import (
     positive_int,
 )
 from keras_ptame.cli.errors import UsageError, one_line
-from keras_ptame.cli.loading import (
-    CHECKPOINT_SUFFIXES,
-    METHOD_FORMS,
-    load_keras_model,
-    make_explainer,
-)
+from keras_ptame.cli.loading import METHOD_FORMS, make_explainer
 from keras_ptame.evaluation import evaluate
 from keras_ptame.metrics.imputation import IMPUTATIONS
+from keras_ptame.models.loading import CHECKPOINT_SUFFIXES, load_keras_model
 
 
 def add_parser(subcommands):

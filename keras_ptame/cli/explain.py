@@ -17,7 +17,7 @@ from keras_ptame.cli.arguments import (
     positive_int,
 )
 from keras_ptame.cli.errors import UsageError, say, track_outputs, wrote
-from keras_ptame.cli.loading import load_explainer
+from keras_ptame.cli.loading import open_explainer
 from keras_ptame.files import deferred_interrupts
 from keras_ptame.images import IMAGE_EXTENSIONS, find_images, read_image
 
@@ -110,7 +110,7 @@ def run(args):
     leaves `--output` as it was.
     """
     _check_picture_options(args)
-    explainer = load_explainer(
+    explainer = open_explainer(
         args.model,
         safe_mode=not args.unsafe,
         classifier_weights=args.classifier_weights,

@@ -10,7 +10,8 @@ from keras_ptame.cli.arguments import (
     positive_int,
 )
 from keras_ptame.cli.errors import UsageError, track_outputs, wrote
-from keras_ptame.cli.loading import CHECKPOINT_SUFFIXES, load_explainer
+from keras_ptame.cli.loading import open_explainer
+from keras_ptame.models.loading import CHECKPOINT_SUFFIXES
 
 
 def add_parser(subcommands):
@@ -55,7 +56,7 @@ def add_parser(subcommands):
 
 def run(args):
     """Exports the explainer `args.model` to `args.output`."""
-    explainer = load_explainer(
+    explainer = open_explainer(
         args.model,
         safe_mode=not args.unsafe,
         classifier_weights=args.classifier_weights,

@@ -16,7 +16,7 @@ from keras_ptame.cli.arguments import (
     positive_int,
 )
 from keras_ptame.cli.errors import UsageError, note, say, track_outputs, wrote
-from keras_ptame.cli.loading import load_auxiliary, load_classifier
+from keras_ptame.cli.loading import load_auxiliary, load_backbone
 from keras_ptame.files import atomic_path, check_writable, deferred_interrupts
 from keras_ptame.images import IMAGE_EXTENSIONS, images_in_folder, read_image
 from keras_ptame.layers.backbone import OUTPUT_TYPES
@@ -277,7 +277,7 @@ def _remove_backup(folder):
 def _build_explainer(args, recipe):
     # A preset resizes to --image-size, else the recipe's size, else its own.
     preset_size = args.image_size or (recipe.image_size if recipe else None)
-    backbone = load_classifier(
+    backbone = load_backbone(
         args.classifier,
         image_size=args.image_size,
         output_type=args.classifier_outputs,
