@@ -74,7 +74,7 @@ def main(argv=None):
     quiet = quiet_native_logs(argv)
     command = next((arg for arg in argv if not arg.startswith("-")), None)
     with native_logs_filtered(quiet):
-        return run_guarded(command, lambda: _run(argv))
+        return run_guarded(command, lambda: _parse_and_run(argv))
 
 
 def build_parser():
@@ -100,7 +100,7 @@ def build_parser():
     return parser
 
 
-def _run(argv):
+def _parse_and_run(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
