@@ -27,11 +27,12 @@ explainer.fit(train, epochs=1)
 explainer: they are imported by the functions that use them.
 """
 
+import os
 import warnings
 
 import keras
 
-from keras_ptame.images import IMAGE_EXTENSIONS, images_in_folder
+from keras_ptame.images import IMAGE_EXTENSIONS, images_in_folder, read_image
 
 IMAGE_SIZE = 224
 RESIZE = 256
@@ -228,11 +229,14 @@ def image_folder(
     image_size=IMAGE_SIZE,
     resize=RESIZE,
     shuffle=None,
-    shuffle_buffer=None,
     augmentation=None,
     seed=None,
 ):
     """The images in a folder (searched recursively), with the paper's transforms.
+
+    Each file is decoded by `keras_ptame.images.read_image`, the reader of
+    the command line: the pipeline trains on the pixels `ptame explain` would
+    show the explainer, whatever the file's mode (grayscale, alpha, 16-bit).
 
     Args:
         directory: str. A folder of `.jpg`, `.jpeg`, `.png`, `.bmp` or
@@ -242,15 +246,13 @@ def image_folder(
             last partial batch dropped) or evaluation ones (centre crop, in
             file-name order, every image). Defaults to `False`.
         image_size, resize, shuffle, augmentation, seed: as in
-            `tfds_dataset`.
-        shuffle_buffer: unused: the file names are shuffled, all of them,
-            before any image is decoded. Kept for code that passes it.
+            `tfds_dataset` (the file names are shuffled, all of them, before
+            any image is decoded: no shuffle buffer).
 
     Returns:
         A batched, prefetched `tf.data.Dataset` of `uint8` images
         `(B, image_size, image_size, 3)` (no labels).
     """
-    del shuffle_buffer
     shuffle = training if shuffle is None else shuffle
     _check_sizes(batch_size, image_size, resize)
     paths = images_in_folder(directory)
@@ -258,9 +260,10 @@ def image_folder(
     transform = _image_transform(training, image_size, resize, seed)
 
     def load(path):
-        image = tf.io.decode_image(
-            tf.io.read_file(path), channels=3, expand_animations=False
-        )
+        # Pillow, on the host: its decode releases the GIL, so the parallel
+        # map still decodes several files at once.
+        image = tf.numpy_function(_read_file, [path], tf.uint8, stateful=False)
+        image.set_shape((None, None, 3))
         return transform(image)
 
     dataset = tf.data.Dataset.from_tensor_slices(paths)
@@ -300,6 +303,12 @@ def _image_transform(training, image_size, resize, seed):
         return _round_to_uint8_tensor(image)
 
     return transform
+
+
+def _read_file(path):
+    """The RGB uint8 pixels of the image file `path` (bytes), as `read_image`
+    reads them."""
+    return read_image(os.fsdecode(path))[0]
 
 
 def _round_to_uint8_tensor(images):
