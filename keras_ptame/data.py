@@ -33,6 +33,7 @@ import warnings
 import keras
 
 from keras_ptame.images import IMAGE_EXTENSIONS, images_in_folder, read_image
+from keras_ptame.validation import check_positive_int
 
 IMAGE_SIZE = 224
 RESIZE = 256
@@ -355,10 +356,7 @@ def _check_sizes(batch_size, image_size, resize):
         ("image_size", image_size),
         ("resize", resize),
     ):
-        if not isinstance(value, int) or value <= 0:
-            raise ValueError(
-                f"`{name}` must be a positive integer. Received: {name}={value!r}"
-            )
+        check_positive_int(name, value)
     if resize < image_size:
         raise ValueError(
             "`resize` must be at least `image_size`: the crop is taken from the "

@@ -6,6 +6,7 @@ from scipy import ndimage
 from keras_ptame.maps import ranking
 from keras_ptame.metrics.inputs import prepare
 from keras_ptame.scoring import class_scores
+from keras_ptame.validation import check_positive_int
 
 DELETION_FILLS = ("black", "blur", "mean")
 
@@ -83,10 +84,7 @@ def deletion_insertion(
     result["deletion_auc"].mean(), result["insertion_auc"].mean()
     ```
     """
-    if not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(
-            f"`steps` must be a positive integer. Received: steps={steps!r}"
-        )
+    steps = check_positive_int("steps", steps)
     backbone, images, maps, classes, _ = prepare(
         classifier, images, maps, classes, batch_size
     )

@@ -56,7 +56,7 @@ from keras_ptame.tuning.space import (
     resolve_space,
 )
 from keras_ptame.tuning.trial import TrialJob
-from keras_ptame.validation import check_images
+from keras_ptame.validation import check_images, check_positive_int
 
 # The best recipe, beside the results table; `kp.recipes.get(path)` reads it.
 RECIPE_FILE = "recipe.json"
@@ -207,7 +207,7 @@ def _trial_job(
     weights = parse_objective(objective)
     ranges, base = resolve_space(space, as_recipe(recipe))
     batch_size = check_batch_size(options["batch_size"])
-    epochs = _positive("epochs", options["epochs"])
+    epochs = check_positive_int("epochs", options["epochs"])
     images = check_images(validation_images, name="validation_images")
     explainer.ensure_built(images.shape)
     if isinstance(train_data, np.ndarray):
@@ -237,20 +237,14 @@ def _trial_job(
     return job, ranges, f"{images.shape}:{digest}"
 
 
-def _positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {value!r}")
-    return int(value)
-
-
 def _check_budget(max_trials, max_seconds, initial_trials):
-    _positive("max_trials", max_trials)
+    check_positive_int("max_trials", max_trials)
     if max_seconds is not None and not max_seconds > 0:
         raise ValueError(
             f"`max_seconds` must be positive or None. Received: {max_seconds!r}"
         )
     if initial_trials is not None:
-        _positive("initial_trials", initial_trials)
+        check_positive_int("initial_trials", initial_trials)
     return {
         "max_trials": int(max_trials),
         "max_seconds": max_seconds,
