@@ -13,11 +13,13 @@ ptame demo --quick
 ```
 
 One module per subcommand (`train`, `tune`, `explain`, `evaluate`,
-`export`, `demo`), each with `add_parser(subcommands)` and `run(args)`; `loading`
-loads explainers and networks for all of them, and `errors` holds the one
-error policy: exit code 0 success, 2 a usage or input error (one line on
-stderr, no traceback), 130 interrupted (one line saying what was written),
-1 an internal error (with its traceback). The Keras backend is chosen by the
+`export`, `demo`), each with `add_parser(subcommands)` and `run(args)`;
+`arguments` builds each option that several take (one builder, one meaning),
+`training` holds what `train` and `tune` share, `loading` loads explainers
+(through `kp.load_explainer`) and networks for all of them, and `errors`
+holds the one error policy: exit code 0 success, 2 a usage or input error
+(one line on stderr, no traceback), 130 interrupted (one line saying what
+was written), 1 an internal error (with its traceback). The Keras backend is chosen by the
 `KERAS_BACKEND` environment variable; the native libraries' log lines are
 hidden unless `--native-logs` is given.
 """
