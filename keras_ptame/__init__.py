@@ -17,6 +17,7 @@ from keras_ptame.layers.auxiliary_extractor import AuxiliaryExtractor
 from keras_ptame.layers.backbone import Backbone
 from keras_ptame.layers.mask_decoder import MaskDecoder
 from keras_ptame.losses.perturbation_loss import PerturbationLoss
+from keras_ptame.models.loading import load_explainer
 from keras_ptame.models.ptame import PTAME
 from keras_ptame.tuning import tune
 from keras_ptame.version import __version__
@@ -33,6 +34,7 @@ __all__ = [
     "datasets",
     "evaluate",
     "export",
+    "load_explainer",
     "metrics",
     "optimizers",
     "recipes",

@@ -27,11 +27,13 @@ explainer.fit(train, epochs=1)
 explainer: they are imported by the functions that use them.
 """
 
+import os
 import warnings
 
 import keras
 
-from keras_ptame.utils.images import IMAGE_EXTENSIONS, images_in_folder
+from keras_ptame.utils.images import IMAGE_EXTENSIONS, images_in_folder, read_image
+from keras_ptame.utils.validation import check_positive_int
 
 IMAGE_SIZE = 224
 RESIZE = 256
@@ -198,7 +200,7 @@ def tfds_dataset(
     _check_sizes(batch_size, image_size, resize)
     builder = tfds.builder(name, data_dir=data_dir)
     if download:
-        _prepare(builder, name)
+        _download_and_prepare(builder, name)
     try:
         dataset = builder.as_dataset(
             split=split,
@@ -218,7 +220,7 @@ def tfds_dataset(
         if shuffle_buffer is None:
             shuffle_buffer = shuffle_buffer_size(image_size)
         dataset = dataset.shuffle(shuffle_buffer, seed=seed)
-    return _finish(dataset, batch_size, training, augmentation, seed)
+    return _batch_and_augment(dataset, batch_size, training, augmentation, seed)
 
 
 def image_folder(
@@ -228,11 +230,14 @@ def image_folder(
     image_size=IMAGE_SIZE,
     resize=RESIZE,
     shuffle=None,
-    shuffle_buffer=None,
     augmentation=None,
     seed=None,
 ):
     """The images in a folder (searched recursively), with the paper's transforms.
+
+    Each file is decoded by `keras_ptame.utils.images.read_image`, the reader of
+    the command line: the pipeline trains on the pixels `ptame explain` would
+    show the explainer, whatever the file's mode (grayscale, alpha, 16-bit).
 
     Args:
         directory: str. A folder of `.jpg`, `.jpeg`, `.png`, `.bmp` or
@@ -242,15 +247,13 @@ def image_folder(
             last partial batch dropped) or evaluation ones (centre crop, in
             file-name order, every image). Defaults to `False`.
         image_size, resize, shuffle, augmentation, seed: as in
-            `tfds_dataset`.
-        shuffle_buffer: unused: the file names are shuffled, all of them,
-            before any image is decoded. Kept for code that passes it.
+            `tfds_dataset` (the file names are shuffled, all of them, before
+            any image is decoded: no shuffle buffer).
 
     Returns:
         A batched, prefetched `tf.data.Dataset` of `uint8` images
         `(B, image_size, image_size, 3)` (no labels).
     """
-    del shuffle_buffer
     shuffle = training if shuffle is None else shuffle
     _check_sizes(batch_size, image_size, resize)
     paths = images_in_folder(directory)
@@ -258,9 +261,10 @@ def image_folder(
     transform = _image_transform(training, image_size, resize, seed)
 
     def load(path):
-        image = tf.io.decode_image(
-            tf.io.read_file(path), channels=3, expand_animations=False
-        )
+        # Pillow, on the host: its decode releases the GIL, so the parallel
+        # map still decodes several files at once.
+        image = tf.numpy_function(_read_file, [path], tf.uint8, stateful=False)
+        image.set_shape((None, None, 3))
         return transform(image)
 
     dataset = tf.data.Dataset.from_tensor_slices(paths)
@@ -268,7 +272,7 @@ def image_folder(
         # Shuffle paths, not decoded images: cheap, and the whole folder.
         dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
-    return _finish(dataset, batch_size, training, augmentation, seed)
+    return _batch_and_augment(dataset, batch_size, training, augmentation, seed)
 
 
 # === Transforms ===
@@ -297,17 +301,23 @@ def _image_transform(training, image_size, resize, seed):
             left = (size[1] - image_size) // 2
             image = image[top : top + image_size, left : left + image_size]
         image.set_shape((image_size, image_size, 3))
-        return _to_uint8(image)
+        return _round_to_uint8_tensor(image)
 
     return transform
 
 
-def _to_uint8(images):
+def _read_file(path):
+    """The RGB uint8 pixels of the image file `path` (bytes), as `read_image`
+    reads them."""
+    return read_image(os.fsdecode(path))[0]
+
+
+def _round_to_uint8_tensor(images):
     tf = import_tensorflow()
     return tf.cast(tf.clip_by_value(tf.round(images), 0.0, 255.0), tf.uint8)
 
 
-def _finish(dataset, batch_size, training, augmentation, seed):
+def _batch_and_augment(dataset, batch_size, training, augmentation, seed):
     """Batches (after any shuffle), flips and augments, then prefetches."""
     tf = import_tensorflow()
     # Training drops the last partial batch: fixed shapes (one compiled
@@ -326,7 +336,7 @@ def _finish(dataset, batch_size, training, augmentation, seed):
             images = tf.cast(images, tf.float32)
             for layer in layers:
                 images = layer(images, training=True)
-            return _to_uint8(images)
+            return _round_to_uint8_tensor(images)
 
         def apply(*element):
             if len(element) == 1:
@@ -346,10 +356,7 @@ def _check_sizes(batch_size, image_size, resize):
         ("image_size", image_size),
         ("resize", resize),
     ):
-        if not isinstance(value, int) or value <= 0:
-            raise ValueError(
-                f"`{name}` must be a positive integer. Received: {name}={value!r}"
-            )
+        check_positive_int(name, value)
     if resize < image_size:
         raise ValueError(
             "`resize` must be at least `image_size`: the crop is taken from the "
@@ -368,7 +375,7 @@ def _import_tfds():
     return tfds
 
 
-def _prepare(builder, name):
+def _download_and_prepare(builder, name):
     try:
         builder.download_and_prepare()
     except ImportError as error:

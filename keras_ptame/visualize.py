@@ -286,7 +286,7 @@ def save_png(picture, path):
             f"Received: shape {array.shape}"
         )
     if array.dtype != np.uint8:
-        array = _to_uint8(array)
+        array = _displayable_uint8(array)
     from PIL import Image
 
     path = os.fspath(path)
@@ -335,10 +335,10 @@ def _rgb(image):
     array = array[..., :3]
     if array.dtype == np.uint8:
         return array
-    return _to_uint8(array)
+    return _displayable_uint8(array)
 
 
-def _to_uint8(array):
+def _displayable_uint8(array):
     array = np.asarray(array)
     if array.dtype == bool:
         return array.astype(np.uint8) * 255

@@ -75,6 +75,25 @@ def test_evaluation_transform_resizes_shorter_side_and_centre_crops(tmp_path):
         np.testing.assert_array_equal(got, image[top : top + SIZE, left : left + SIZE])
 
 
+def test_folder_pixels_are_those_the_command_line_reads(tmp_path):
+    # One decoder: a 16-bit grayscale PNG and an RGBA one come out of the
+    # pipeline as `read_image` (and so `ptame explain`) reads them.
+    from PIL import Image
+
+    from keras_ptame.utils.images import read_image
+
+    rng = np.random.default_rng(0)
+    deep = rng.integers(0, 65536, (SIZE, SIZE)).astype("uint16")
+    Image.fromarray(deep).save(tmp_path / "deep.png")
+    rgba = rng.integers(0, 256, (SIZE, SIZE, 4)).astype("uint8")
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    (images,) = data.image_folder(tmp_path, batch_size=2, image_size=SIZE, resize=SIZE)
+    expected = [read_image(tmp_path / name)[0] for name in ("deep.png", "rgba.png")]
+    np.testing.assert_array_equal(images.numpy(), np.stack(expected))
+    # Deep pixels are scaled to 8 bits, not clipped to white.
+    assert 64 < images.numpy()[0].mean() < 192
+
+
 def test_training_transform_is_a_random_crop_maybe_flipped(tmp_path):
     (image,) = _write_images(tmp_path, [(RESIZE, RESIZE)])
     dataset = data.image_folder(

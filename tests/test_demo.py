@@ -169,10 +169,10 @@ def test_the_default_demo_keeps_its_none_class(tmp_path):
     assert list(metrics["per_class"]) == kp.datasets.shape_names(6) + ["none"]
 
 
-def test_run_takes_a_config_and_the_old_fill_name(tmp_path):
+def test_run_takes_a_config_and_settings_over_it(tmp_path):
     config = demo.DemoConfig(**TINY, seed=3)
     metrics = demo.run(
-        tmp_path, config=config, verbose=0, log=lambda *_: None, baseline="mean"
+        tmp_path, config=config, verbose=0, log=lambda *_: None, fill="mean"
     )
     assert metrics["seed"] == 3
     assert metrics["settings"]["fill"] == "mean"
@@ -186,7 +186,7 @@ def test_config_defaults_quick_and_replace():
     assert kp.PerturbationLoss(**config.loss_settings()).smoothness_coeff == 0.001
     quick = demo.DemoConfig.quick(train_count=32)
     assert (quick.image_size, quick.train_count, quick.batch_size) == (32, 32, 16)
-    assert config.replace(baseline="blur").fill == "blur"
+    assert config.replace(fill="blur").fill == "blur"
     assert config.replace(seed=4).seed == 4 and config.seed == 0
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.seed = 1
@@ -203,7 +203,7 @@ def test_config_defaults_quick_and_replace():
         ({"batch_size": 2.5}, "batch_size"),
         ({"train_count": 8, "batch_size": 16}, "at least `batch_size`"),
         ({"fill": "white"}, "fill"),
-        ({"fill": "black", "baseline": "mean"}, "not both"),
+        ({"baseline": "mean"}, "Unknown demo setting"),
         ({"num_classes": 9}, "num_classes"),
         ({"explainer_learning_rate": 0.0}, "explainer_learning_rate"),
         ({"area_coeff": -1.0}, "area_coeff"),

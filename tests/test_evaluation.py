@@ -304,3 +304,20 @@ def test_rank_selection_by_option():
     ad = rank.rows["perfect"]["AD15"]
     assert ad == pytest.approx(100 * (y - sigmoid(1.5)) / y, rel=1e-4)
     assert "round(share * pixels)" in rank.to_markdown()
+
+
+def test_class_rows_summarise_per_image_values_per_class():
+    from keras_ptame.evaluation import class_rows
+
+    classes = np.array([2, 0, 2, 2])
+    values = {
+        "flat": np.array([1.0, 0.0, 0.0, 1.0]),
+        "evidence": np.array([4, 1, 2, 9]),
+    }
+    rows = class_rows(classes, values, statistics={"evidence": np.median})
+    assert list(rows) == [0, 2]
+    assert rows[2] == {"count": 3, "flat": pytest.approx(2 / 3), "evidence": 4.0}
+    # Asked-for classes without images count 0 and have no values.
+    rows = class_rows(classes, values, labels=range(3))
+    assert rows[1] == {"count": 0, "flat": None, "evidence": None}
+    assert rows[0]["evidence"] == 1.0

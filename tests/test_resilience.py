@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import keras_ptame as kp
-from keras_ptame import cli, export
+from keras_ptame import export
 from tests.helpers import IMAGE_SIZE, random_images, tiny_explainer, weights_of
 
 STEPS = 4  # batches per epoch in the interruption tests
@@ -246,7 +246,7 @@ def test_broken_keras_file_gives_a_clear_error(saved, damage):
     content = path.read_bytes() if path.exists() else None
     error = FileNotFoundError if damage == "missing" else ValueError
     with pytest.raises(error, match="No such explainer file|Cannot load"):
-        cli.load_explainer(path)
+        kp.load_explainer(path)
     if content is not None:
         assert path.read_bytes() == content
 

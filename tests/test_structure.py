@@ -157,8 +157,8 @@ MAY_IMPORT = {
     "export": CORE,
     # What puts it all to work.
     "evaluation": (*CORE, *AROUND),
-    "tuning": (*CORE, *AROUND),
-    "demo": (*CORE, *AROUND),
+    "tuning": (*CORE, *AROUND, "evaluation"),
+    "demo": (*CORE, *AROUND, "evaluation"),
     "cli": (*CORE, *AROUND, "evaluation", "tuning", "demo"),
     # `import keras_ptame as kp`: the public names, from everywhere.
     "keras_ptame": (*CORE, *AROUND, "evaluation", "tuning", "demo", "cli"),
@@ -250,3 +250,58 @@ def test_every_path_the_readme_names_exists():
     assert named, "the README names no file of the package"
     missing = sorted(path for path in named if not (ROOT / path).exists())
     assert not missing, f"the README names files that do not exist: {missing}"
+
+
+# Every subcommand module of the CLI has an `add_parser(subcommands)` and a
+# `run(args)`: one pattern, not one idea written twice.
+CLI_COMMAND_NAMES = {"add_parser", "run"}
+
+
+def _top_level_names(tree):
+    """Names that a module's own top-level statements define."""
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            yield node.name
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                for element in ast.walk(target):
+                    if isinstance(element, ast.Name):
+                        yield element.id
+
+
+def _defined_twice(modules):
+    """dict name -> the modules defining it, for names in more than one."""
+    defined = {}
+    for module, path in modules.items():
+        names = set(_top_level_names(ast.parse(path.read_text()))) - {"__all__"}
+        if module.startswith("keras_ptame.cli."):
+            names -= CLI_COMMAND_NAMES
+        for name in names:
+            defined.setdefault(name, []).append(module)
+    return {name: found for name, found in defined.items() if len(found) > 1}
+
+
+def test_no_top_level_name_is_defined_in_two_modules():
+    # One definition of each idea: a helper two modules need lives in one
+    # (lower) module; two ideas get two names that say what each holds.
+    twice = _defined_twice(_modules())
+    assert not twice, "\n".join(
+        f"{name}: {', '.join(modules)}" for name, modules in sorted(twice.items())
+    )
+
+
+def test_the_duplicate_check_finds_a_name_defined_twice(tmp_path):
+    files = {
+        "keras_ptame.a": "def helper():\n    pass\n",
+        "keras_ptame.b": "helper = 1\n",
+        "keras_ptame.cli.train": "def run(args):\n    pass\n",
+        "keras_ptame.cli.tune": "def run(args):\n    pass\n",
+        "keras_ptame.demo": "def run():\n    pass\n",
+    }
+    modules = {}
+    for name, text in files.items():
+        path = tmp_path / f"{name}.py"
+        path.write_text(text)
+        modules[name] = path
+    assert _defined_twice(modules) == {"helper": ["keras_ptame.a", "keras_ptame.b"]}

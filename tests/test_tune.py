@@ -11,6 +11,7 @@ import pytest
 
 import keras_ptame as kp
 from keras_ptame import cli
+from keras_ptame.evaluation.scorer import Scorer
 from keras_ptame.tuning import objectives, space
 from tests.helpers import (
     IMAGE_SIZE,
@@ -118,18 +119,16 @@ def test_time_budget_stops_the_search_and_trial_0_is_the_start(tmp_path):
     assert recipe.ce_coeff == kp.PerturbationLoss().ce_coeff
 
 
-def test_scorer_mixes_objectives_as_a_weighted_mean():
+def test_objective_mixes_objectives_as_a_weighted_mean():
     classifier = tiny_classifier()
     images = random_images(6, seed=7).astype("float32")
     backbone = kp.Backbone(classifier)
-    scorer = objectives.Scorer(
+    objective = objectives.Objective(
         weights=objectives.parse_objective("road=2,adic=1"),
-        backbone=backbone,
-        images=images,
-        classes=np.zeros(6, dtype="int32"),
+        scorer=Scorer(backbone, images, np.zeros(6, dtype="int32")),
     )
     maps = np.random.default_rng(0).random((6, IMAGE_SIZE, IMAGE_SIZE))
-    row = scorer(maps)
+    row = objective(maps)
     road = (row["LeRF"] - row["MoRF"]) / 100
     adic = np.mean([row[f"IC{p}"] - row[f"AD{p}"] for p in (100, 50, 15)]) / 100
     assert row["objective"] == pytest.approx((2 * road + adic) / 3)

@@ -3,6 +3,7 @@ from keras import ops
 
 from keras_ptame.baselines.classifier_explainer import ClassifierExplainer
 from keras_ptame.models.classifier_scores import probabilities
+from keras_ptame.utils.validation import check_positive_int
 
 
 class RISE(ClassifierExplainer):
@@ -58,14 +59,8 @@ class RISE(ClassifierExplainer):
         preprocessor=None,
         seed=0,
     ):
-        for name, value in (
-            ("num_masks", num_masks),
-            ("grid_size", grid_size),
-        ):
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(
-                    f"`{name}` must be a positive integer. Received: {name}={value!r}"
-                )
+        num_masks = check_positive_int("num_masks", num_masks)
+        grid_size = check_positive_int("grid_size", grid_size)
         if not 0 < keep_probability <= 1:
             raise ValueError(
                 "`keep_probability` must lie in (0, 1]. "

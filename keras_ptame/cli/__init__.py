@@ -13,11 +13,13 @@ ptame demo --quick
 ```
 
 One module per subcommand (`train`, `tune`, `explain`, `evaluate`,
-`export`, `demo`), each with `add_parser(subcommands)` and `run(args)`; `loading`
-loads explainers and networks for all of them, and `errors` holds the one
-error policy: exit code 0 success, 2 a usage or input error (one line on
-stderr, no traceback), 130 interrupted (one line saying what was written),
-1 an internal error (with its traceback). The Keras backend is chosen by the
+`export`, `demo`), each with `add_parser(subcommands)` and `run(args)`;
+`arguments` builds each option that several take (one builder, one meaning),
+`training` holds what `train` and `tune` share, `loading` loads explainers
+(through `kp.load_explainer`) and networks for all of them, and `errors`
+holds the one error policy: exit code 0 success, 2 a usage or input error
+(one line on stderr, no traceback), 130 interrupted (one line saying what
+was written), 1 an internal error (with its traceback). The Keras backend is chosen by the
 `KERAS_BACKEND` environment variable; the native libraries' log lines are
 hidden unless `--native-logs` is given.
 """
@@ -42,7 +44,6 @@ from keras_ptame.cli.startup import (
 # (`keras_ptame_launcher.py`) does so before Keras first loads.
 try:
     from keras_ptame.cli import demo, evaluate, explain, export, train, tune
-    from keras_ptame.cli.loading import load_explainer
 except KeyboardInterrupt:
     # Ctrl-C while the libraries load: the same exit as any interrupt.
     print("ptame: interrupted while starting; nothing was written.", file=sys.stderr)
@@ -50,7 +51,7 @@ except KeyboardInterrupt:
 
 COMMANDS = (train, tune, explain, evaluate, export, demo)
 
-__all__ = ["UsageError", "build_parser", "load_explainer", "main"]
+__all__ = ["UsageError", "build_parser", "main"]
 
 
 def main(argv=None):
@@ -75,7 +76,7 @@ def main(argv=None):
     quiet = quiet_native_logs(argv)
     command = next((arg for arg in argv if not arg.startswith("-")), None)
     with native_logs_filtered(quiet):
-        return run_guarded(command, lambda: _run(argv))
+        return run_guarded(command, lambda: _parse_and_run(argv))
 
 
 def build_parser():
@@ -101,7 +102,7 @@ def build_parser():
     return parser
 
 
-def _run(argv):
+def _parse_and_run(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -3,7 +3,9 @@
 import argparse
 
 from keras_ptame import recipes
+from keras_ptame.layers.backbone import OUTPUT_TYPES
 from keras_ptame.models.fills import FILL_NAMES
+from keras_ptame.utils.images import IMAGE_EXTENSIONS
 
 
 def positive_int(text):
@@ -17,7 +19,7 @@ def positive_int(text):
     return value
 
 
-def names(text):
+def comma_separated(text):
     """An `argparse` type: comma-separated names, as a list."""
     found = [name.strip() for name in text.split(",") if name.strip()]
     if not found:
@@ -81,7 +83,7 @@ def add_checkpoint_weights(parser):
 
 
 def add_fill(group):
-    """`--fill`, and `--baseline`, its name before 0.2 (hidden)."""
+    """`--fill`: what replaces masked-out pixels in training."""
     group.add_argument(
         "--fill",
         choices=FILL_NAMES,
@@ -89,13 +91,6 @@ def add_fill(group):
         help="what replaces masked-out pixels in training: black (the paper's), "
         "mean, blur, noise, or mixture (each image draws one of these four at "
         "every step) (default: %(default)s)",
-    )
-    group.add_argument(
-        "--baseline",
-        dest="fill",
-        choices=FILL_NAMES,
-        default=argparse.SUPPRESS,
-        help=argparse.SUPPRESS,
     )
 
 
@@ -138,4 +133,91 @@ def add_batch_size(group):
         type=positive_int,
         default=None,
         help="images per training step (default: the recipe's, else 32)",
+    )
+
+
+def add_quiet(parser):
+    """`--quiet`: no progress output."""
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def add_image_size(group, what):
+    """`--image-size SIDE`: one side in pixels, of square images, in every command.
+
+    Args:
+        group: the parser or argument group to add it to.
+        what: the help after "side in pixels", saying which images.
+    """
+    group.add_argument(
+        "--image-size",
+        type=positive_int,
+        default=None,
+        metavar="SIDE",
+        help=f"side in pixels {what}",
+    )
+
+
+def add_network_options(group):
+    """`--classifier`, `--auxiliary` and how to read them, for training."""
+    group.add_argument(
+        "--classifier",
+        required=True,
+        help="the classifier to explain: a .keras file (a model on raw pixels "
+        "in [0, 255] returning logits), a keras-hub preset name such as "
+        "resnet_50_imagenet, a local preset directory, or "
+        "keras.applications.<Name>",
+    )
+    group.add_argument(
+        "--auxiliary",
+        required=True,
+        help="the auxiliary feature network: a .keras file (its outputs, or "
+        "the layers named by --aux-layers, are the feature maps), a keras-hub "
+        "preset such as resnet_18_imagenet (tapped at its pyramid outputs), a "
+        "local preset directory, or keras.applications.<Name>",
+    )
+    group.add_argument(
+        "--classifier-outputs",
+        choices=OUTPUT_TYPES,
+        default=None,
+        help="what the classifier returns: logits, or probabilities (it ends "
+        "in a softmax; they are turned into log-probabilities, so scores are "
+        "the classifier's own). Default: read from a keras-hub preset, else "
+        "logits; a warning says if the outputs look like the other kind",
+    )
+    group.add_argument(
+        "--aux-layers",
+        type=comma_separated,
+        default=None,
+        help="comma-separated layer names of the auxiliary network to tap "
+        "(default: its outputs, or a preset's pyramid outputs)",
+    )
+
+
+def add_data_options(group):
+    """`--data`, `--split`, `--image-size`, `--max-images` of training."""
+    group.add_argument(
+        "--data",
+        required=True,
+        help="training images: a folder (searched recursively for "
+        f"{', '.join(IMAGE_EXTENSIONS)}) or a TensorFlow Datasets name such as "
+        "imagenette. Grayscale and RGBA are converted to RGB; as in the paper, "
+        "the shorter side is resized to 8/7 of --image-size, then a random "
+        "square of --image-size is cropped and flipped",
+    )
+    group.add_argument(
+        "--split",
+        default="train",
+        help="the TensorFlow Datasets split (default: %(default)s)",
+    )
+    add_image_size(
+        group,
+        "of the training images (default: the classifier's input size, else "
+        "the recipe's, else 224)",
+    )
+    group.add_argument(
+        "--max-images",
+        type=positive_int,
+        default=None,
+        help="train on at most this many images per epoch, drawn anew from the "
+        "shuffled data each epoch (default: all)",
     )

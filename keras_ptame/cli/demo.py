@@ -5,6 +5,7 @@ import dataclasses
 import functools
 
 from keras_ptame import demo
+from keras_ptame.cli.arguments import add_quiet
 from keras_ptame.demo import DemoConfig
 
 
@@ -29,7 +30,7 @@ def add_parser(subcommands):
         help=DemoConfig.quick.__doc__.splitlines()[0].rstrip(".")
         + " (the settings given here still apply)",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    add_quiet(parser)
     settings = parser.add_argument_group("settings (DemoConfig)")
     for field in dataclasses.fields(DemoConfig):
         # Checked by `DemoConfig`, which names the setting in its error. A

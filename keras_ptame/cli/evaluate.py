@@ -6,18 +6,16 @@ import numpy as np
 
 from keras_ptame.cli.arguments import (
     add_checkpoint_weights,
+    add_image_size,
+    add_quiet,
     add_unsafe,
     positive_int,
 )
 from keras_ptame.cli.errors import UsageError, one_line
-from keras_ptame.cli.loading import (
-    CHECKPOINT_SUFFIXES,
-    METHOD_FORMS,
-    load_keras_model,
-    make_explainer,
-)
+from keras_ptame.cli.loading import METHOD_FORMS, make_explainer
 from keras_ptame.evaluation import evaluate
 from keras_ptame.metrics.imputation import IMPUTATIONS
+from keras_ptame.models.loading import CHECKPOINT_SUFFIXES, load_keras_model
 
 
 def add_parser(subcommands):
@@ -54,15 +52,13 @@ def add_parser(subcommands):
     )
     _add_scoring_options(parser)
     add_checkpoint_weights(parser)
-    parser.add_argument(
-        "--image-size",
-        type=positive_int,
-        default=None,
-        help="side in pixels that the P-TAME authors' checkpoints among the "
-        "methods (NAME=PATH.ckpt) are imported for (default: 224)",
+    add_image_size(
+        parser,
+        "of the images that the P-TAME authors' checkpoints among the methods "
+        "(NAME=PATH.ckpt) are imported for (default: 224)",
     )
     add_unsafe(parser)
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    add_quiet(parser)
     parser.set_defaults(run=run)
 
 

@@ -11,13 +11,15 @@ import numpy as np
 
 from keras_ptame import visualize
 from keras_ptame.cli.arguments import (
+    add_image_size,
     add_model,
     add_overwrite,
+    add_quiet,
     add_unsafe,
     positive_int,
 )
 from keras_ptame.cli.errors import UsageError, say, track_outputs, wrote
-from keras_ptame.cli.loading import load_explainer
+from keras_ptame.cli.loading import open_explainer
 from keras_ptame.utils.files import deferred_interrupts
 from keras_ptame.utils.images import IMAGE_EXTENSIONS, find_images, read_image
 
@@ -70,18 +72,16 @@ def add_parser(subcommands):
     _add_picture_options(parser)
     add_overwrite(parser, "output files that exist")
     add_unsafe(parser)
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    add_quiet(parser)
     parser.set_defaults(run=run)
 
 
 def _add_picture_options(parser):
-    parser.add_argument(
-        "--image-size",
-        type=positive_int,
-        default=None,
-        help="side in pixels the images are resized to, and that a P-TAME "
-        "authors' checkpoint (.ckpt) is imported for (default: the explainer's "
-        "input size; 224 for a checkpoint)",
+    add_image_size(
+        parser,
+        "of the images once resized, and that a P-TAME authors' checkpoint "
+        "(.ckpt) is imported for (default: the explainer's input size; 224 for "
+        "a checkpoint)",
     )
     parser.add_argument(
         "--batch-size",
@@ -110,7 +110,7 @@ def run(args):
     leaves `--output` as it was.
     """
     _check_picture_options(args)
-    explainer = load_explainer(
+    explainer = open_explainer(
         args.model,
         safe_mode=not args.unsafe,
         classifier_weights=args.classifier_weights,

@@ -4,13 +4,14 @@ import os
 
 from keras_ptame import export
 from keras_ptame.cli.arguments import (
+    add_image_size,
     add_model,
     add_overwrite,
     add_unsafe,
-    positive_int,
 )
-from keras_ptame.cli.errors import UsageError, track_outputs, wrote
-from keras_ptame.cli.loading import CHECKPOINT_SUFFIXES, load_explainer
+from keras_ptame.cli.errors import track_outputs, wrote
+from keras_ptame.cli.loading import open_explainer
+from keras_ptame.models.loading import CHECKPOINT_SUFFIXES
 
 
 def add_parser(subcommands):
@@ -33,15 +34,11 @@ def add_parser(subcommands):
         help="the SavedModel folder to create; TF Serving expects "
         "<model_base_path>/<version>, e.g. models/ptame/1",
     )
-    parser.add_argument(
-        "--image-size",
-        type=positive_int,
-        nargs=2,
-        metavar=("HEIGHT", "WIDTH"),
-        default=None,
-        help="input size of the signatures, and that a P-TAME authors' "
-        "checkpoint (.ckpt) is imported for, square (default: the explainer's; "
-        "224 for a checkpoint)",
+    add_image_size(
+        parser,
+        "of the signatures' square images, and that a P-TAME authors' "
+        "checkpoint (.ckpt) is imported for (default: the explainer's input "
+        "size; 224 for a checkpoint)",
     )
     add_overwrite(parser)
     parser.add_argument(
@@ -55,12 +52,15 @@ def add_parser(subcommands):
 
 def run(args):
     """Exports the explainer `args.model` to `args.output`."""
-    explainer = load_explainer(
+    explainer = open_explainer(
         args.model,
         safe_mode=not args.unsafe,
         classifier_weights=args.classifier_weights,
         auxiliary_weights=args.auxiliary_weights,
-        image_size=_checkpoint_size(args),
+        # The square side a checkpoint is imported for; a saved explainer has its own.
+        image_size=args.image_size
+        if args.model.endswith(CHECKPOINT_SUFFIXES)
+        else None,
     )
     explainer.warn_if_untrained()
     track_outputs()
@@ -69,7 +69,7 @@ def run(args):
         path = export.export_saved_model(
             explainer,
             args.output,
-            image_size=tuple(args.image_size) if args.image_size else None,
+            image_size=(args.image_size,) * 2 if args.image_size else None,
             overwrite=args.overwrite,
             verify=not args.no_verify,
             safe_mode=not args.unsafe,
@@ -82,19 +82,6 @@ def run(args):
     print(
         f"Exported a SavedModel to {path} (signatures: {', '.join(export.SIGNATURES)})."
     )
-
-
-def _checkpoint_size(args):
-    """The side an authors' checkpoint is imported for, from `--image-size`."""
-    if args.image_size is None or not args.model.endswith(CHECKPOINT_SUFFIXES):
-        return None
-    height, width = args.image_size
-    if height != width:
-        raise UsageError(
-            "An authors' checkpoint is imported for square images: --image-size "
-            f"needs HEIGHT = WIDTH. Received: {height} {width}"
-        )
-    return height
 
 
 def _stamp(path):

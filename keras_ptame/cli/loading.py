@@ -7,8 +7,6 @@ Every `.keras` file is loaded with `compile=False` and Keras' default
 
 import os
 
-import keras
-
 from keras_ptame import baselines
 from keras_ptame.cli.errors import UsageError, one_line
 from keras_ptame.converters.ptame_checkpoint import (
@@ -17,16 +15,17 @@ from keras_ptame.converters.ptame_checkpoint import (
 )
 from keras_ptame.layers.auxiliary_extractor import AuxiliaryExtractor
 from keras_ptame.layers.backbone import Backbone
-from keras_ptame.models.ptame import PTAME
+from keras_ptame.models.loading import (
+    CHECKPOINT_SUFFIXES,
+    load_explainer,
+    load_keras_model,
+)
 
 # The `--method` forms of `ptame evaluate`, for its help and its errors.
 METHOD_FORMS = (
     "NAME=PATH.keras (or an authors' NAME=PATH.ckpt), rise[:MASKS], "
     "gradcam:LAYER, gradient, random or centre"
 )
-
-# The files `load_explainer` reads as the P-TAME authors' checkpoints.
-CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
 
 # How the CLI passes the networks of a checkpoint that holds the decoder alone.
 CHECKPOINT_FLAGS = {
@@ -35,86 +34,19 @@ CHECKPOINT_FLAGS = {
 }
 
 
-def load_explainer(
-    path,
-    safe_mode=True,
-    classifier_weights=None,
-    auxiliary_weights=None,
-    image_size=None,
-):
-    """Loads a `PTAME` from a `.keras` file, a preset or the authors' checkpoint.
+def open_explainer(path, safe_mode=True, **checkpoint_options):
+    """`kp.load_explainer(path, ...)`, its errors in one line naming the flags.
 
     Args:
-        path: str or path-like: a `.keras` file saved with `explainer.save`,
-            a folder saved with `explainer.save_to_preset`, a preset handle
-            (`kaggle://...`, `hf://...`), or a checkpoint the P-TAME authors
-            published (`.ckpt`; see `PTAME.from_official_checkpoint`).
-        safe_mode: bool. Keras' `safe_mode`. Defaults to `True`.
-        classifier_weights: optional str, the torchvision weights file of
-            the classifier of an authors' checkpoint. Defaults to `None`.
-        auxiliary_weights: optional str, the torchvision weights file of
-            the auxiliary ResNet-18 of an authors' checkpoint. Defaults to
-            `None`.
-        image_size: optional int, the square image size an authors'
-            checkpoint is imported for. Defaults to `None` (224, the
-            authors').
-
-    Returns:
-        The `keras_ptame.PTAME`.
-
-    Raises:
-        FileNotFoundError: `path` does not exist.
-        UsageError: `path` is not a complete `.keras` file, preset or
-            checkpoint holding a `PTAME`, or the weights options are given
-            for a file that is not a checkpoint.
+        path: str, the explainer: `--model`, or the path of `--method
+            NAME=PATH`.
+        safe_mode: bool. Keras' `safe_mode` (`--unsafe` turns it off).
+        **checkpoint_options: `load_explainer`'s `classifier_weights`,
+            `auxiliary_weights` and `image_size` (`--classifier-weights`,
+            `--auxiliary-weights`, `--image-size`).
     """
-    path = os.fspath(path)
-    if path.endswith(CHECKPOINT_SUFFIXES):
-        return _import_checkpoint(
-            path, classifier_weights, auxiliary_weights, image_size
-        )
-    given = [
-        flag
-        for flag, value in (
-            ("--classifier-weights", classifier_weights),
-            ("--auxiliary-weights", auxiliary_weights),
-        )
-        if value is not None
-    ]
-    if given:
-        raise UsageError(
-            f"{' and '.join(given)}: only for a P-TAME authors' checkpoint "
-            f"(.ckpt), which {path!r} is not."
-        )
-    if "://" in path or os.path.isfile(os.path.join(path, "config.json")):
-        return _load_preset(path, safe_mode)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"No such explainer file: {path!r}")
-    if os.path.isdir(path) or not path.endswith(".keras"):
-        raise UsageError(
-            "The explainer must be a .keras file saved with `explainer.save` or "
-            f"a preset folder saved with `explainer.save_to_preset`. Received: {path!r}"
-        )
-    model = _load_model(path, "explainer", safe_mode)
-    if not isinstance(model, PTAME):
-        raise UsageError(
-            f"{path!r} holds a {type(model).__name__}, not a keras_ptame.PTAME "
-            "explainer."
-        )
-    return model
-
-
-def _import_checkpoint(path, classifier_weights, auxiliary_weights, image_size):
-    """The authors' checkpoint `path` as a `PTAME`, with one-line errors."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No such checkpoint file: {path!r}")
     try:
-        return PTAME.from_official_checkpoint(
-            path,
-            classifier_weights=classifier_weights,
-            auxiliary_weights=auxiliary_weights,
-            image_size=224 if image_size is None else image_size,
-        )
+        return load_explainer(path, safe_mode=safe_mode, **checkpoint_options)
     except MissingNetworkWeights as error:
         # Named without its folder, or not at all: errors are cut at 500
         # characters, and this one must keep its end.
@@ -129,40 +61,15 @@ def _import_checkpoint(path, classifier_weights, auxiliary_weights, image_size):
     except FileNotFoundError:
         raise
     except (ValueError, OSError) as error:
-        raise UsageError(
-            f"Cannot import the P-TAME authors' checkpoint {path!r}: {one_line(error)}"
-        ) from error
+        message = one_line(error)
+        for name in ("classifier_weights", "auxiliary_weights", "image_size"):
+            message = message.replace(f"`{name}`", "--" + name.replace("_", "-"))
+        raise UsageError(message) from error
     except ImportError as error:
         raise UsageError(one_line(error)) from error
 
 
-def _load_preset(path, safe_mode):
-    try:
-        return PTAME.from_preset(path, safe_mode=safe_mode)
-    except (ValueError, OSError) as error:
-        raise UsageError(
-            f"Cannot load the explainer preset {path!r}: {one_line(error)}"
-        ) from error
-
-
-def load_keras_model(path, what="model", safe_mode=True):
-    """Loads any Keras model from a `.keras` file, with one-line errors.
-
-    Args:
-        path: str, the `.keras` file.
-        what: str. What the model is, for the messages. Defaults to
-            `"model"`.
-        safe_mode: bool. Keras' `safe_mode`. Defaults to `True`.
-    """
-    path = os.fspath(path)
-    if not path.endswith(".keras"):
-        raise UsageError(f"The {what} must be a .keras file. Received: {path!r}")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No such .keras file: {path!r}")
-    return _load_model(path, what, safe_mode)
-
-
-def load_classifier(source, image_size=None, output_type=None):
+def load_backbone(source, image_size=None, output_type=None):
     """The classifier to explain, as a `Backbone`.
 
     Args:
@@ -213,7 +120,7 @@ def make_explainer(
     """Builds one explainer to evaluate from a `--method` spec.
 
     Specs: `NAME=PATH.keras` (a saved P-TAME explainer, or the authors'
-    `NAME=PATH.ckpt`, loaded by `load_explainer`, in the row NAME), `rise`
+    `NAME=PATH.ckpt`, loaded by `kp.load_explainer`, in the row NAME), `rise`
     or `rise:MASKS`, `gradcam:LAYER`, `gradient`, `random`, `centre`.
 
     Args:
@@ -238,7 +145,7 @@ def make_explainer(
         options = checkpoint_options or {}
         if not path.endswith(CHECKPOINT_SUFFIXES):
             options = {}
-        return name, load_explainer(path, safe_mode=safe_mode, **options)
+        return name, open_explainer(path, safe_mode=safe_mode, **options)
     kind, _, argument = spec.partition(":")
     if kind == "rise":
         masks = _count(argument, spec) if argument else 4000
@@ -256,18 +163,6 @@ def make_explainer(
     if kind in ("centre", "center"):
         return "centre", baselines.CentreMaps()
     raise UsageError(f"Unknown method. Received: {spec!r}; use {METHOD_FORMS}")
-
-
-def _load_model(path, what, safe_mode):
-    try:
-        return keras.saving.load_model(path, compile=False, safe_mode=safe_mode)
-    except Exception as error:
-        # A truncated or foreign file fails deep inside the loader with
-        # zipfile, h5py or deserialisation errors; all mean the same to a user.
-        raise UsageError(
-            f"Cannot load the {what} from {path!r}; is it a complete .keras file? "
-            f"({type(error).__name__}: {one_line(error)})"
-        ) from error
 
 
 def _from_preset(from_preset, source, what, **kwargs):

@@ -5,27 +5,20 @@ import os
 
 import keras
 
-from keras_ptame import data, recipes
+from keras_ptame import recipes
 from keras_ptame.cli.arguments import (
     add_batch_size,
+    add_data_options,
     add_epochs,
     add_fill,
+    add_network_options,
     add_overwrite,
     add_recipe,
-    names,
-    positive_int,
 )
 from keras_ptame.cli.errors import UsageError, note, say, track_outputs, wrote
-from keras_ptame.cli.loading import load_auxiliary, load_classifier
-from keras_ptame.layers.backbone import OUTPUT_TYPES
-from keras_ptame.models.ptame import PTAME
+from keras_ptame.cli.training import prepare_training
 from keras_ptame.optimizers.default import default_optimizer
 from keras_ptame.utils.files import atomic_path, check_writable, deferred_interrupts
-from keras_ptame.utils.images import IMAGE_EXTENSIONS, images_in_folder, read_image
-
-# The paper resizes the shorter side to 256 before cropping 224: the same
-# ratio at any --image-size.
-RESIZE_RATIO = data.RESIZE / data.IMAGE_SIZE
 
 # The files `keras.callbacks.BackupAndRestore` writes: all that --backup-dir
 # may hold, and all that is removed from it after training.
@@ -49,77 +42,11 @@ def add_parser(subcommands):
             "explainer as a .keras file."
         ),
     )
-    _add_network_options(parser.add_argument_group("networks"))
-    _add_data_options(parser.add_argument_group("data"))
+    add_network_options(parser.add_argument_group("networks"))
+    add_data_options(parser.add_argument_group("data"))
     _add_training_options(parser.add_argument_group("training"))
-    _add_output_options(parser.add_argument_group("output"))
+    _add_explainer_file_options(parser.add_argument_group("output"))
     parser.set_defaults(run=run)
-
-
-def _add_network_options(group):
-    group.add_argument(
-        "--classifier",
-        required=True,
-        help="the classifier to explain: a .keras file (a model on raw pixels "
-        "in [0, 255] returning logits), a keras-hub preset name such as "
-        "resnet_50_imagenet, a local preset directory, or "
-        "keras.applications.<Name>",
-    )
-    group.add_argument(
-        "--auxiliary",
-        required=True,
-        help="the auxiliary feature network: a .keras file (its outputs, or "
-        "the layers named by --aux-layers, are the feature maps), a keras-hub "
-        "preset such as resnet_18_imagenet (tapped at its pyramid outputs), a "
-        "local preset directory, or keras.applications.<Name>",
-    )
-    group.add_argument(
-        "--classifier-outputs",
-        choices=OUTPUT_TYPES,
-        default=None,
-        help="what the classifier returns: logits, or probabilities (it ends "
-        "in a softmax; they are turned into log-probabilities, so scores are "
-        "the classifier's own). Default: read from a keras-hub preset, else "
-        "logits; a warning says if the outputs look like the other kind",
-    )
-    group.add_argument(
-        "--aux-layers",
-        type=names,
-        default=None,
-        help="comma-separated layer names of the auxiliary network to tap "
-        "(default: its outputs, or a preset's pyramid outputs)",
-    )
-
-
-def _add_data_options(group):
-    group.add_argument(
-        "--data",
-        required=True,
-        help="training images: a folder (searched recursively for "
-        f"{', '.join(IMAGE_EXTENSIONS)}) or a TensorFlow Datasets name such as "
-        "imagenette. Grayscale and RGBA are converted to RGB; as in the paper, "
-        "the shorter side is resized to 8/7 of --image-size, then a random "
-        "square of --image-size is cropped and flipped",
-    )
-    group.add_argument(
-        "--split",
-        default="train",
-        help="the TensorFlow Datasets split (default: %(default)s)",
-    )
-    group.add_argument(
-        "--image-size",
-        type=positive_int,
-        default=None,
-        help="side in pixels of the training images (default: the "
-        "classifier's input size, else the recipe's, else 224)",
-    )
-    group.add_argument(
-        "--max-images",
-        type=positive_int,
-        default=None,
-        help="train on at most this many images per epoch, drawn anew from the "
-        "shuffled data each epoch (default: all)",
-    )
 
 
 def _add_training_options(group):
@@ -148,7 +75,7 @@ def _add_training_options(group):
     )
 
 
-def _add_output_options(group):
+def _add_explainer_file_options(group):
     group.add_argument(
         "--output",
         required=True,
@@ -173,14 +100,7 @@ def run(args):
     recipe = recipes.get(args.recipe) if args.recipe else None
     epochs = args.epochs or (recipe.epochs if recipe else 1)
     batch_size = args.batch_size or (recipe.batch_size if recipe else 32)
-    explainer = _build_explainer(args, recipe)
-    size = _training_size(explainer, args.image_size, recipe)
-    try:
-        explainer.ensure_built((None, size, size, 3))
-    except ValueError as error:
-        raise UsageError(f"{error} (--image-size sets the training size)") from error
-    batches = _training_data(args, size, batch_size)
-    steps = _count_batches(batches, args.data, batch_size)
+    explainer, size, batches, steps = prepare_training(args, recipe, batch_size)
     _compile(explainer, recipe, epochs, steps, args.learning_rate)
     say(
         args.verbose,
@@ -272,79 +192,6 @@ def _remove_backup(folder):
             os.remove(path)
     if os.path.isdir(folder) and not os.listdir(folder):
         os.rmdir(folder)
-
-
-def _build_explainer(args, recipe):
-    # A preset resizes to --image-size, else the recipe's size, else its own.
-    preset_size = args.image_size or (recipe.image_size if recipe else None)
-    backbone = load_classifier(
-        args.classifier,
-        image_size=args.image_size,
-        output_type=args.classifier_outputs,
-    )
-    extractor = load_auxiliary(args.auxiliary, args.aux_layers, preset_size)
-    return PTAME(backbone, extractor, fill=args.fill)
-
-
-def _training_size(explainer, image_size, recipe):
-    """The side of the training images: asked, else what the networks take."""
-    if image_size is not None:
-        return image_size
-    size = explainer.input_size
-    if size is None:
-        return recipe.image_size if recipe else data.IMAGE_SIZE
-    if size[0] != size[1]:
-        raise UsageError(
-            "Training takes square images, but the networks take "
-            f"{size[0]}x{size[1]} pixels."
-        )
-    return int(size[0])
-
-
-def _training_data(args, size, batch_size):
-    """The training pipeline of `kp.data`, from a folder or a tfds name."""
-    source = args.data
-    options = dict(
-        batch_size=batch_size,
-        training=True,
-        image_size=size,
-        resize=max(size, round(size * RESIZE_RATIO)),
-    )
-    if os.path.isdir(source):
-        # Every file is decoded once first, so that a bad image stops the
-        # run now, in one line, rather than an epoch into training.
-        for path in images_in_folder(source):
-            read_image(path)
-        batches = data.image_folder(source, **options)
-    elif os.path.sep in source or os.path.splitext(source)[1]:
-        raise FileNotFoundError(f"No such image folder: {source!r}")
-    else:
-        try:
-            batches = data.tfds_dataset(source, split=args.split, **options)
-        except ImportError as error:
-            raise UsageError(
-                f"{source!r} is not a folder; reading it as a TensorFlow Datasets "
-                f"name needs tensorflow-datasets: {error}"
-            ) from error
-    if args.max_images:
-        batches = batches.take(args.max_images // batch_size)
-    return batches
-
-
-def _count_batches(batches, source, batch_size):
-    try:
-        steps = len(batches)
-    except TypeError:
-        # A tf.data pipeline whose length TensorFlow cannot tell.
-        raise UsageError(
-            f"Cannot tell how many batches {source!r} holds; pass --max-images."
-        ) from None
-    if steps <= 0:
-        raise UsageError(
-            f"No training batches in {source!r}: training drops a last partial "
-            f"batch, so it needs at least --batch-size ({batch_size}) images."
-        )
-    return steps
 
 
 def _compile(explainer, recipe, epochs, steps, learning_rate):

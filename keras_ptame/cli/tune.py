@@ -8,22 +8,16 @@ import numpy as np
 from keras_ptame import data, recipes
 from keras_ptame.cli.arguments import (
     add_batch_size,
+    add_data_options,
     add_epochs,
     add_fill,
+    add_network_options,
     add_overwrite,
     add_recipe,
     positive_int,
 )
 from keras_ptame.cli.errors import UsageError, say
-from keras_ptame.cli.train import (
-    RESIZE_RATIO,
-    _add_data_options,
-    _add_network_options,
-    _build_explainer,
-    _count_batches,
-    _training_data,
-    _training_size,
-)
+from keras_ptame.cli.training import RESIZE_RATIO, prepare_training
 from keras_ptame.evaluation import load_data
 from keras_ptame.tuning import DEFAULT_OBJECTIVE, OBJECTIVES, RECIPE_FILE, tune
 from keras_ptame.tuning.space import parse_space
@@ -44,12 +38,12 @@ def add_parser(subcommands):
             "the same command again to resume an interrupted search."
         ),
     )
-    _add_network_options(parser.add_argument_group("networks"))
-    _add_data_options(parser.add_argument_group("data"))
+    add_network_options(parser.add_argument_group("networks"))
+    add_data_options(parser.add_argument_group("data"))
     _add_held_out_options(parser.add_argument_group("held-out data"))
     _add_trial_options(parser.add_argument_group("trials"))
     _add_search_options(parser.add_argument_group("search"))
-    _add_output_options(parser.add_argument_group("output"))
+    _add_directory_options(parser.add_argument_group("output"))
     parser.set_defaults(run=run)
 
 
@@ -135,7 +129,7 @@ def _add_search_options(group):
     )
 
 
-def _add_output_options(group):
+def _add_directory_options(group):
     group.add_argument(
         "--directory",
         required=True,
@@ -163,14 +157,7 @@ def run(args):
     """Runs (or resumes) the search as `args` say; writes into `args.directory`."""
     recipe = recipes.get(args.recipe) if args.recipe else None
     batch_size = args.batch_size or (recipe.batch_size if recipe else 32)
-    explainer = _build_explainer(args, recipe)
-    size = _training_size(explainer, args.image_size, recipe)
-    try:
-        explainer.ensure_built((None, size, size, 3))
-    except ValueError as error:
-        raise UsageError(f"{error} (--image-size sets the training size)") from error
-    batches = _training_data(args, size, batch_size)
-    steps = _count_batches(batches, args.data, batch_size)
+    explainer, size, batches, steps = prepare_training(args, recipe, batch_size)
     held_out = _held_out_images(args, size)
     say(
         args.verbose,

@@ -114,11 +114,7 @@ class DemoConfig:
         return cls().replace(**{**QUICK, **settings})
 
     def replace(self, **settings):
-        """A copy with `settings` changed; `baseline=` is an old name of `fill=`."""
-        if "baseline" in settings:
-            if "fill" in settings:
-                raise ValueError("Pass `fill` or its old name `baseline`, not both.")
-            settings["fill"] = settings.pop("baseline")
+        """A copy with `settings` changed."""
         known = [field.name for field in dataclasses.fields(self)]
         for key, value in settings.items():
             if key not in known:

@@ -16,6 +16,7 @@ from keras_ptame.baselines.centre_maps import CentreMaps
 from keras_ptame.datasets import synthetic
 from keras_ptame.demo.config import DARK_CLASS, EXPLAINER_WEIGHT_DECAY, DemoConfig
 from keras_ptame.demo.models import AUXILIARY_LAYERS, build_auxiliary, build_classifier
+from keras_ptame.evaluation.per_class import class_rows
 from keras_ptame.layers.auxiliary_extractor import AuxiliaryExtractor
 from keras_ptame.layers.backbone import Backbone
 from keras_ptame.losses.perturbation_loss import PerturbationLoss
@@ -23,6 +24,7 @@ from keras_ptame.metrics.localization import mass_inside, pointing_game
 from keras_ptame.models.ptame import PTAME
 from keras_ptame.recipes import one_cycle, one_cycle_adamw
 from keras_ptame.utils.files import atomic_path, write_text
+from keras_ptame.utils.tables import markdown_table
 
 # The phases of `run`, with the line logged as each begins.
 PHASES = {
@@ -38,6 +40,21 @@ CENTRE_SIGMA = 0.125
 # A class is flagged when most of its held-out maps found no evidence (or
 # are misranked).
 _FLAGGED_SHARE = 0.5
+# The per-class table of metrics.md: its columns and the rows' keys.
+_PER_CLASS_HEADER = [
+    "explained class",
+    "count",
+    "pointing game",
+    "flat maps",
+    "misranked maps",
+    "median evidence",
+]
+_PER_CLASS_COLUMNS = (
+    "pointing_game",
+    "flat_share",
+    "misranked_share",
+    "median_evidence",
+)
 
 
 def run(output_dir, seed=None, verbose=None, log=print, config=None, **settings):
@@ -266,23 +283,18 @@ def _flagged(per_class, share):
 def _per_class(data, outputs):
     """Per explained class: count, pointing game, shares of flat and misranked
     maps, evidence."""
-    scores = pointing_game(outputs["maps"], masks=data.test_masks)
-    rows = {}
-    for index, name in enumerate(data.class_names):
-        chosen = outputs["classes"] == index
-        count = int(chosen.sum())
-        rows[name] = {
-            "count": count,
-            "pointing_game": float(scores[chosen].mean()) if count else None,
-            "flat_share": float(outputs["flat"][chosen].mean()) if count else None,
-            "misranked_share": float(outputs["misranked"][chosen].mean())
-            if count
-            else None,
-            "median_evidence": float(np.median(outputs["evidence"][chosen]))
-            if count
-            else None,
-        }
-    return rows
+    rows = class_rows(
+        outputs["classes"],
+        {
+            "pointing_game": pointing_game(outputs["maps"], masks=data.test_masks),
+            "flat_share": outputs["flat"],
+            "misranked_share": outputs["misranked"],
+            "median_evidence": outputs["evidence"],
+        },
+        labels=range(len(data.class_names)),
+        statistics={"median_evidence": np.median},
+    )
+    return {data.class_names[label]: row for label, row in rows.items()}
 
 
 def _write_outputs(output_dir, config, data, outputs, models):
@@ -353,6 +365,12 @@ def _markdown(metrics):
         ("reference: uniform map's mass inside", reference["mass_inside_uniform"]),
     ]
     size = config["image_size"]
+    per_class = [
+        [name, str(row["count"])]
+        + [_value_cell(row[key]) for key in _PER_CLASS_COLUMNS]
+        for name, row in metrics["per_class"].items()
+    ]
+    timings = [[p, f"{metrics['timings_s'][p]:.1f}"] for p in (*PHASES, "total")]
     lines = [
         "# P-TAME demo on synthetic shapes",
         "",
@@ -361,23 +379,15 @@ def _markdown(metrics):
         f"{size}x{size} images, {config['num_classes']} classes"
         + ("." if config["none_class"] else ", no 'none' class (squares drawn dark)."),
         "",
-        "| metric | value |",
-        "|---|---|",
-        *(f"| {label} | {value:.3f} |" for label, value in rows),
-        "",
+        markdown_table(
+            ["metric", "value"],
+            ([label, f"{value:.3f}"] for label, value in rows),
+            text_columns=2,
+        ),
         "Pointing game and mass inside as `keras_ptame.metrics` defines them "
         "(tied peaks score the share of them on the object).",
         "",
-        "| explained class | count | pointing game | flat maps | misranked maps "
-        "| median evidence |",
-        "|---|---|---|---|---|---|",
-        *(
-            f"| {name} | {row['count']} | {_cell(row['pointing_game'])} | "
-            f"{_cell(row['flat_share'])} | {_cell(row['misranked_share'])} | "
-            f"{_cell(row['median_evidence'])} |"
-            for name, row in metrics["per_class"].items()
-        ),
-        "",
+        markdown_table(_PER_CLASS_HEADER, per_class, text_columns=6),
         "Flagged classes (most maps flat: the classifier keeps the class on the "
         "fill image itself, so there is no evidence to show): "
         + (", ".join(metrics["flagged_classes"]) or "no class"),
@@ -387,14 +397,11 @@ def _markdown(metrics):
         "class no more than removing their bottom half): "
         + (", ".join(metrics["misranked_classes"]) or "no class"),
         "",
-        "| phase | seconds |",
-        "|---|---|",
-        *(f"| {p} | {metrics['timings_s'][p]:.1f} |" for p in (*PHASES, "total")),
-        "",
+        markdown_table(["phase", "seconds"], timings, text_columns=2),
         "Loss: " + ", ".join(f"{k}={v}" for k, v in metrics["loss"].items()),
     ]
     return "\n".join(lines)
 
 
-def _cell(value):
+def _value_cell(value):
     return "-" if value is None else f"{value:.3f}"

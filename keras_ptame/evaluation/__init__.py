@@ -17,6 +17,7 @@ is written as Markdown and CSV.
 import keras
 
 from keras_ptame.evaluation.data import load_data
+from keras_ptame.evaluation.per_class import class_rows
 from keras_ptame.evaluation.scorer import Scorer, notes
 from keras_ptame.evaluation.table import LEGEND, EvaluationTable
 from keras_ptame.metrics.confidence import FRACTIONS
@@ -31,7 +32,7 @@ from keras_ptame.models.classifier_scores import (
 )
 from keras_ptame.utils.validation import check_option
 
-__all__ = ["LEGEND", "EvaluationTable", "evaluate", "load_data"]
+__all__ = ["LEGEND", "EvaluationTable", "class_rows", "evaluate", "load_data"]
 
 # How `evaluate` scores the maps a `PTAME` flags flat: as their min-max maps
 # (the authors'), or as the zeros `explain` returns.

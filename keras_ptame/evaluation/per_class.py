@@ -12,17 +12,59 @@ in Confidence with the whole map kept, and the localisation scores when the
 objects are known.
 """
 
+import keras
 import numpy as np
 
 from keras_ptame.metrics.confidence import confidence_metrics
 from keras_ptame.metrics.localization import mass_inside, pointing_game
 from keras_ptame.models import removal_check
+from keras_ptame.models.explanation import evidence
 
 
-def flat_maps(maps):
-    """bool `(N,)`: maps without contrast (constant, e.g. all zeros)."""
-    maps = np.asarray(maps)
-    return np.ptp(maps.reshape(len(maps), -1), axis=1) == 0
+def no_evidence(maps):
+    """bool `(N,)`: maps whose evidence (peak minus floor, as `explain`
+    measures it) is zero: constant maps, such as all zeros.
+
+    The flat maps of an explainer that does not flag its own (a `PTAME`
+    flags the maps whose evidence is below its `evidence_threshold`): the
+    scale of other explainers' maps is their own, so only no evidence at all
+    is taken as none.
+    """
+    found = keras.ops.convert_to_numpy(evidence(np.asarray(maps, "float32")))
+    return found == 0
+
+
+def class_rows(classes, values, labels=None, statistics=None):
+    """Per class, the per-image `values` of its images summarised: one row each.
+
+    The one per-class routine of the package: the evaluation's per-class
+    table and the demo's rows are built with it.
+
+    Args:
+        classes: int `(N,)`, the class of each image.
+        values: dict column -> array `(N,)` of per-image values.
+        labels: optional iterable of classes, the rows in order. Defaults to
+            `None` (the classes in `classes`, in order).
+        statistics: optional dict column -> function of an array -> float.
+            Defaults to `None` (the mean of every column).
+
+    Returns:
+        `{label: {"count": int, column: float or None}}`; a class without
+        images counts 0 and has `None` in every column.
+    """
+    classes = np.asarray(classes)
+    labels = np.unique(classes) if labels is None else labels
+    statistics = statistics or {}
+    rows = {}
+    for label in labels:
+        chosen = classes == label
+        count = int(chosen.sum())
+        row = {"count": count}
+        for column, value in values.items():
+            summary = statistics.get(column, np.mean)
+            row[column] = float(summary(np.asarray(value)[chosen])) if count else None
+        rows[int(label)] = row
+    return rows
 
 
 def misranked_maps(backbone, images, maps, classes, flat, scores=None, batch_size=32):
@@ -94,20 +136,25 @@ def per_class_rows(
         classes in order.
     """
     classes = np.asarray(classes)
-    flat = flat_maps(maps) if flat is None else np.asarray(flat, bool)
+    flat = no_evidence(maps) if flat is None else np.asarray(flat, bool)
     if misranked is None:
         misranked = misranked_maps(
             backbone, images, maps, classes, flat, None, batch_size
         )
-    misranked = np.asarray(misranked, bool)
-    rows = {}
-    for label in np.unique(classes):
+    shares = {"flat": 100.0 * flat, "misranked": 100.0 * np.asarray(misranked, bool)}
+    rows = class_rows(classes, shares)
+    located = {}
+    if truth is not None:
+        located = class_rows(
+            classes,
+            {
+                "pointing_game": 100.0 * pointing_game(maps, truth),
+                "mass_inside": 100.0 * mass_inside(np.maximum(maps, 0), truth),
+            },
+        )
+    for label, row in rows.items():
         chosen = classes == label
-        row = {
-            "count": float(chosen.sum()),
-            "flat": 100.0 * float(flat[chosen].mean()),
-            "misranked": 100.0 * float(misranked[chosen].mean()),
-        }
+        # Scored on the class's images together, not a mean of per-image values.
         row.update(
             confidence_metrics(
                 backbone,
@@ -119,12 +166,5 @@ def per_class_rows(
                 selection,
             )
         )
-        if truth is not None:
-            row["pointing_game"] = 100.0 * float(
-                pointing_game(maps[chosen], truth[chosen]).mean()
-            )
-            row["mass_inside"] = 100.0 * float(
-                mass_inside(np.maximum(maps[chosen], 0), truth[chosen]).mean()
-            )
-        rows[int(label)] = row
+        row.update({k: v for k, v in located.get(label, {}).items() if k != "count"})
     return rows

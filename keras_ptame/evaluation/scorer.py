@@ -7,11 +7,12 @@ import time
 import keras
 import numpy as np
 
-from keras_ptame.evaluation.per_class import flat_maps, misranked_maps, per_class_rows
-from keras_ptame.metrics.confidence import confidence_metrics
+from keras_ptame.evaluation.per_class import misranked_maps, no_evidence, per_class_rows
+from keras_ptame.metrics.confidence import FRACTIONS, confidence_metrics
 from keras_ptame.metrics.deletion import deletion_insertion
+from keras_ptame.metrics.imputation import check_imputation
 from keras_ptame.metrics.localization import mass_inside, pointing_game
-from keras_ptame.metrics.road import road_scores
+from keras_ptame.metrics.road import PERCENTAGES, road_scores
 from keras_ptame.models.classifier_scores import class_scores
 from keras_ptame.utils.maps import check_maps
 
@@ -23,22 +24,26 @@ class Scorer:
     Every explainer explains `classes` on `images`; each phase of `score`
     fills the row's columns of one metric, in the table's order; the shares
     of flat and misranked maps (the removal check) and the seconds per
-    explanation come last.
+    explanation come last. The phases score given maps too: `kp.tune`'s
+    objectives weigh them.
     """
 
     backbone: object
     images: np.ndarray
     classes: np.ndarray
-    truth: object  # bool (N, H, W) object masks, or None
-    fractions: tuple
-    percentages: tuple
-    imputation: str
-    noise: float
-    curves: bool
-    batch_size: int
-    seed: int
+    truth: object = None  # bool (N, H, W) object masks, or None
+    fractions: tuple = FRACTIONS
+    percentages: tuple = PERCENTAGES
+    imputation: str = "linear"
+    noise: float = 0.01
+    curves: bool = False
+    batch_size: int = 32
+    seed: int = 0
     flat_maps: str = "minmax"
     selection: str = "threshold"
+
+    def __post_init__(self):
+        check_imputation(self.imputation)
 
     @property
     def phases(self):
@@ -213,7 +218,7 @@ def _timed_explain(explainer, images, classes, batch_size, zero_flat=False):
     An explainer with `explain_outputs` (a `PTAME`) gives its own `flat`
     flags, and its maps with the flagged ones normalised as the others
     (`zero_flat=False`) or all zeros; any other explainer's maps are flat
-    where they are constant.
+    where they hold no evidence at all (see `no_evidence`).
 
     The first batch sets up and compiles, so it is not timed (a single batch
     is explained a second time, timed). The seconds are the median over the
@@ -254,6 +259,6 @@ def _explain_function(explainer, zero_flat):
 
         def explain(images, classes):
             found = np.asarray(explainer.explain(images, classes))
-            return found, flat_maps(found)
+            return found, no_evidence(found)
 
     return explain

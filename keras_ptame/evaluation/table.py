@@ -1,22 +1,14 @@
 """The table `evaluate` returns: rows of methods, columns of scores."""
 
-import csv
-import io
 import os
 
 from keras_ptame.models.removal_check import MARGIN
 from keras_ptame.utils.files import write_text
+from keras_ptame.utils.tables import METRIC_LEGEND, csv_table, markdown_table
 
 # What each column means and which way is better, for the table's legend.
 LEGEND = {
-    "AD": "Average Drop, % (lower is better)",
-    "IC": "Increase in Confidence, % (higher is better)",
-    "MoRF": "ROAD accuracy, most relevant removed first, % (lower is better)",
-    "LeRF": "ROAD accuracy, least relevant removed first, % (higher is better)",
-    "pointing_game": "map peak on the object, % (higher is better)",
-    "mass_inside": "share of map mass on the object, % (higher is better)",
-    "deletion": "deletion curve area, probability (lower is better)",
-    "insertion": "insertion curve area, probability (higher is better)",
+    **METRIC_LEGEND,
     "seconds": "seconds per explanation, wall clock (lower is better)",
     "count": "images explained for the class",
     "flat": "maps flagged flat by the explainer, or constant (no evidence found), %",
@@ -50,34 +42,22 @@ class EvaluationTable:
 
     def to_markdown(self, digits=2):
         """The table in Markdown, with notes and a legend below it."""
-        header = ["method", *self.columns]
-        lines = [
-            "| " + " | ".join(header) + " |",
-            "|" + "|".join(["---"] + ["---:"] * len(self.columns)) + "|",
-        ]
-        for name, row in self.rows.items():
-            cells = [name] + [
-                _format(row.get(column), column, digits) for column in self.columns
-            ]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
-        lines += [f"- {note}" for note in self.notes]
-        used = {
-            key
-            for key in LEGEND
-            if any(column.startswith(key) for column in self.columns)
-        }
-        lines += [f"- `{key}`: {LEGEND[key]}" for key in LEGEND if key in used]
-        return "\n".join(lines) + "\n"
+        rows = (
+            [name]
+            + [_format(row.get(column), column, digits) for column in self.columns]
+            for name, row in self.rows.items()
+        )
+        return markdown_table(
+            ["method", *self.columns], rows, notes=self.notes, legend=LEGEND
+        )
 
     def to_csv(self):
         """The table as CSV text, full precision."""
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["method", *self.columns])
-        for name, row in self.rows.items():
-            writer.writerow([name] + [row.get(column, "") for column in self.columns])
-        return buffer.getvalue()
+        rows = (
+            [name] + [row.get(column) for column in self.columns]
+            for name, row in self.rows.items()
+        )
+        return csv_table(["method", *self.columns], rows)
 
     def save(self, directory, stem="evaluation"):
         """Writes `<stem>.md` and `<stem>.csv` into `directory`; returns their paths."""

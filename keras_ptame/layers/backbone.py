@@ -9,7 +9,6 @@ from keras_ptame.layers.frozen_network import FrozenNetwork
 
 # What a classifier may return.
 OUTPUT_TYPES = ("logits", "probabilities")
-_OUTPUTS = OUTPUT_TYPES
 
 
 @keras.saving.register_keras_serializable(package="keras_ptame")
@@ -66,9 +65,9 @@ class Backbone(FrozenNetwork):
                 "`classifier` must be a Keras model, layer or callable. "
                 f"Received: classifier={classifier!r}"
             )
-        if output_type not in _OUTPUTS:
+        if output_type not in OUTPUT_TYPES:
             raise ValueError(
-                f"`output_type` must be one of {_OUTPUTS}. Received: output_type={output_type!r}"
+                f"`output_type` must be one of {OUTPUT_TYPES}. Received: output_type={output_type!r}"
             )
         self.classifier = classifier
         self.output_type = output_type

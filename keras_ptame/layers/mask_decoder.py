@@ -3,7 +3,7 @@ import math
 import keras
 from keras import ops
 
-from keras_ptame.utils.validation import check_option
+from keras_ptame.utils.validation import check_option, check_positive_int
 
 UPSAMPLING = ("doubling", "resize")
 INITIALIZATION = ("torch", "keras")
@@ -121,11 +121,7 @@ class MaskDecoder(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not isinstance(num_classes, int) or num_classes <= 0:
-            raise ValueError(
-                "`num_classes` must be a positive integer. "
-                f"Received: num_classes={num_classes!r}"
-            )
+        num_classes = check_positive_int("num_classes", num_classes)
         check_option("upsampling", upsampling, UPSAMPLING)
         check_option("initialization", initialization, INITIALIZATION)
         self.num_classes = num_classes

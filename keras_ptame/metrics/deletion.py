@@ -6,8 +6,9 @@ from scipy import ndimage
 from keras_ptame.metrics.inputs import prepare
 from keras_ptame.models.classifier_scores import class_scores
 from keras_ptame.utils.maps import ranking
+from keras_ptame.utils.validation import check_positive_int
 
-FILLS = ("black", "blur", "mean")
+DELETION_FILLS = ("black", "blur", "mean")
 
 
 def fill_image(images, fill="black", sigma=5.0):
@@ -23,7 +24,7 @@ def fill_image(images, fill="black", sigma=5.0):
         return ndimage.gaussian_filter(images, sigma=(0, sigma, sigma, 0)).astype(
             np.float32
         )
-    raise ValueError(f"`fill` must be one of {FILLS}. Received: fill={fill!r}")
+    raise ValueError(f"`fill` must be one of {DELETION_FILLS}. Received: fill={fill!r}")
 
 
 def curve_area(curve):
@@ -83,10 +84,7 @@ def deletion_insertion(
     result["deletion_auc"].mean(), result["insertion_auc"].mean()
     ```
     """
-    if not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(
-            f"`steps` must be a positive integer. Received: steps={steps!r}"
-        )
+    steps = check_positive_int("steps", steps)
     backbone, images, maps, classes, _ = prepare(
         classifier, images, maps, classes, batch_size
     )

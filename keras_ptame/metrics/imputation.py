@@ -91,7 +91,7 @@ def noisy_linear_imputation(image, removed, noise=0.01, value_range=255.0, seed=
         raise ValueError(f"`noise` must be non-negative. Received: noise={noise}")
     result = image.astype(np.float64)
     if not removed.any():
-        return _finish(result, squeeze)
+        return _as_float32_maps(result, squeeze)
     rows, cols = np.nonzero(removed)
     if removed.all():
         # Nothing to interpolate from (the system would be singular); any
@@ -111,7 +111,7 @@ def noisy_linear_imputation(image, removed, noise=0.01, value_range=255.0, seed=
         noise_shape = (rows.size, image.shape[-1])
         result[rows, cols] += rng.normal(0.0, noise * value_range, noise_shape)
     np.clip(result, 0.0, value_range, out=result)
-    return _finish(result, squeeze)
+    return _as_float32_maps(result, squeeze)
 
 
 def _linear_system(image, rows, cols):
@@ -228,10 +228,10 @@ def telea_imputation(image, removed, radius=3, value_range=255.0, exact=False):
         painted = painted[..., None]
     painted = painted.astype(np.float64) * (value_range / 255.0)
     if not exact:
-        return _finish(painted, squeeze)
+        return _as_float32_maps(painted, squeeze)
     result = original.copy()
     result[removed] = painted[removed]
-    return _finish(result, squeeze)
+    return _as_float32_maps(result, squeeze)
 
 
 def check_imputation(imputation):
@@ -258,6 +258,6 @@ def impute(image, removed, method="linear", noise=0.01, seed=None, value_range=2
     return telea_imputation(image, removed, value_range=value_range)
 
 
-def _finish(result, squeeze):
+def _as_float32_maps(result, squeeze):
     result = result.astype(np.float32)
     return result[..., 0] if squeeze else result

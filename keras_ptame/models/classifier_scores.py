@@ -12,7 +12,7 @@ import numpy as np
 from keras import ops
 
 from keras_ptame.layers.backbone import Backbone
-from keras_ptame.utils.validation import check_classes
+from keras_ptame.utils.validation import check_classes, check_positive_int
 
 
 def as_backbone(classifier, preprocessor=None):
@@ -55,11 +55,7 @@ def as_backbone(classifier, preprocessor=None):
 
 def check_batch_size(batch_size):
     """Checks that `batch_size` is a positive integer and returns it as `int`."""
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(
-            f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}"
-        )
-    return int(batch_size)
+    return check_positive_int("batch_size", batch_size)
 
 
 def probabilities(backbone, images, batch_size=32):

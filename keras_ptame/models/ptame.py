@@ -21,7 +21,7 @@ from keras_ptame.models.explanation import (
     finish_maps,
     in_classes,
 )
-from keras_ptame.models.fills import FILLS, apply_fill, check_fill, is_random
+from keras_ptame.models.fills import apply_fill, check_fill, is_random
 from keras_ptame.models.image_size import ImageSized
 from keras_ptame.models.pretrained import Pretrained
 from keras_ptame.models.removal_check import RemovalChecking
@@ -32,9 +32,6 @@ from keras_ptame.utils.validation import (
     check_training_data,
     unpack_inputs,
 )
-
-# The name the fill options had before 0.2; kept for code that imports it.
-BASELINES = FILLS
 
 
 @keras.saving.register_keras_serializable(package="keras_ptame")
@@ -64,8 +61,7 @@ class PTAME(Explaining, RemovalChecking, ImageSized, Pretrained, keras.Model):
             image's mean colour), `"blur"` (a Gaussian-blurred copy),
             `"noise"` (uniform noise drawn every step), `"mixture"` (each
             image draws one of these four at every step), or a tuple of
-            fills to draw from. Defaults to `"black"`. (Called `baseline`
-            before; `baseline=` is still accepted.)
+            fills to draw from. Defaults to `"black"`.
         evidence_threshold: float. A map whose sigmoid map spans less than
             this (peak minus floor) found no evidence: `explain` returns it
             flat (all zeros) and flags it. Defaults to `0.1`.
@@ -118,7 +114,6 @@ class PTAME(Explaining, RemovalChecking, ImageSized, Pretrained, keras.Model):
         misranked_classes=(),
         **kwargs,
     ):
-        fill = kwargs.pop("baseline", fill)
         super().__init__(**kwargs)
         if not isinstance(backbone, Backbone):
             backbone = Backbone(backbone, name="backbone")
@@ -407,11 +402,6 @@ class PTAME(Explaining, RemovalChecking, ImageSized, Pretrained, keras.Model):
             verbose=1 if verbose is None else int(verbose),
             **kwargs,
         )
-
-    @property
-    def baseline(self):
-        """The fill's name before 0.2; read `fill` instead."""
-        return self.fill
 
     # === Config ===
 

@@ -94,7 +94,7 @@ def _double(x, size):
     return x[:, : size[0], : size[1]]
 
 
-def removal_masks(maps, share=REMOVED_SHARE):
+def kept_masks(maps, share=REMOVED_SHARE):
     """Pixels kept after removing each map's top `share`, and its bottom.
 
     Args:
@@ -144,7 +144,7 @@ def removal_changes(backbone, images, maps, classes, scores=None, batch_size=64)
     if scores is None:
         scores = class_scores(backbone, images, classes, batch_size)[0]
     scores = np.asarray(scores, "float32")
-    without_top, without_bottom = removal_masks(maps)
+    without_top, without_bottom = kept_masks(maps)
     found = {"scores": scores}
     for name, keep in (
         ("without_top", without_top),
@@ -165,7 +165,7 @@ def misranked(change):
     return np.asarray(change) > -MARGIN
 
 
-def check_maps(explainer, images, classes=None, batch_size=64):
+def check_explainer(explainer, images, classes=None, batch_size=64):
     """The removal check of an explainer's maps, one row per image.
 
     Args:
@@ -197,7 +197,7 @@ def summarize(checked, min_checked=MIN_CHECKED, share=MISRANKED_SHARE):
     """Per class: maps checked, the share misranked, and whether it is flagged.
 
     Args:
-        checked: the dict `check_maps` returns.
+        checked: the dict `check_explainer` returns.
         min_checked: int. Fewest maps (not flat) of a class for a verdict.
         share: float. A class is flagged when more than this share of its
             checked maps is misranked.
@@ -348,7 +348,7 @@ class RemovalCheck(keras.callbacks.Callback):
 
     `PTAME.fit` adds one on a sample of its data (`removal_check` images of
     `validation_data` if given, else of `x`). After each epoch it checks the
-    explainer's maps of `images` (see `check_maps`), sets the explainer's
+    explainer's maps of `images` (see `check_explainer`), sets the explainer's
     `misranked_classes` to the classes flagged, and logs their number as
     `misranked` (shown beside the loss, kept in the `History`); at the end
     of training it warns, naming them.
@@ -380,7 +380,7 @@ class RemovalCheck(keras.callbacks.Callback):
         self.reversed_classes = []
 
     def on_epoch_end(self, epoch, logs=None):
-        checked = check_maps(self.model, self.images, batch_size=self.batch_size)
+        checked = check_explainer(self.model, self.images, batch_size=self.batch_size)
         self.rows = summarize(checked)
         flagged = [c for c, row in self.rows.items() if row["flagged"]]
         self.model.misranked_classes = flagged

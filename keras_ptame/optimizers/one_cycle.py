@@ -1,8 +1,9 @@
 import math
-import numbers
 
 import keras
 from keras import ops
+
+from keras_ptame.utils.validation import check_positive_int
 
 # PyTorch's `OneCycleLR` defaults, which the authors train with.
 WARMUP_FRACTION = 0.3
@@ -70,15 +71,7 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         name="one_cycle",
     ):
         super().__init__()
-        if (
-            isinstance(total_steps, bool)
-            or not isinstance(total_steps, numbers.Integral)
-            or total_steps < 1
-        ):
-            raise ValueError(
-                "`total_steps` must be a positive integer. "
-                f"Received: total_steps={total_steps!r}"
-            )
+        check_positive_int("total_steps", total_steps)
         if not 0 <= warmup_fraction <= 1:
             raise ValueError(
                 "`warmup_fraction` must be in [0, 1]. "

@@ -38,12 +38,13 @@ import os
 
 import numpy as np
 
+from keras_ptame.evaluation.scorer import Scorer
 from keras_ptame.models.classifier_scores import check_batch_size, explained_classes
 from keras_ptame.models.ptame import PTAME
 from keras_ptame.tuning.objectives import (
     DEFAULT_OBJECTIVE,
     OBJECTIVES,
-    Scorer,
+    Objective,
     parse_objective,
 )
 from keras_ptame.tuning.space import (
@@ -55,7 +56,7 @@ from keras_ptame.tuning.space import (
 )
 from keras_ptame.tuning.trial import TrialJob
 from keras_ptame.utils.files import write_text
-from keras_ptame.utils.validation import check_images
+from keras_ptame.utils.validation import check_images, check_positive_int
 
 # The best recipe, beside the results table; `kp.recipes.get(path)` reads it.
 RECIPE_FILE = "recipe.json"
@@ -165,7 +166,7 @@ def tune(
     """
     tuner = _import_tuner()
     budget = _check_budget(max_trials, max_seconds, initial_trials)
-    job, ranges, digest = _prepare(
+    job, ranges, digest = _trial_job(
         explainer,
         train_data,
         validation_images,
@@ -195,7 +196,7 @@ def tune(
     return tuned
 
 
-def _prepare(
+def _trial_job(
     explainer, train_data, validation_images, objective, recipe, space, options
 ):
     """Checks the arguments; returns the `TrialJob`, the ranges and a digest."""
@@ -206,13 +207,12 @@ def _prepare(
     weights = parse_objective(objective)
     ranges, base = resolve_space(space, as_recipe(recipe))
     batch_size = check_batch_size(options["batch_size"])
-    epochs = _positive("epochs", options["epochs"])
+    epochs = check_positive_int("epochs", options["epochs"])
     images = check_images(validation_images, name="validation_images")
     explainer.ensure_built(images.shape)
     if isinstance(train_data, np.ndarray):
         check_images(train_data, name="train_data")
     scorer = Scorer(
-        weights=weights,
         backbone=explainer.backbone,
         images=images.astype("float32"),
         classes=explained_classes(explainer.backbone, images, None, batch_size),
@@ -223,7 +223,7 @@ def _prepare(
     job = TrialJob(
         template=explainer,
         train_data=train_data,
-        scorer=scorer,
+        objective=Objective(weights, scorer),
         base=base,
         epochs=epochs,
         batch_size=batch_size,
@@ -237,20 +237,14 @@ def _prepare(
     return job, ranges, f"{images.shape}:{digest}"
 
 
-def _positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {value!r}")
-    return int(value)
-
-
 def _check_budget(max_trials, max_seconds, initial_trials):
-    _positive("max_trials", max_trials)
+    check_positive_int("max_trials", max_trials)
     if max_seconds is not None and not max_seconds > 0:
         raise ValueError(
             f"`max_seconds` must be positive or None. Received: {max_seconds!r}"
         )
     if initial_trials is not None:
-        _positive("initial_trials", initial_trials)
+        check_positive_int("initial_trials", initial_trials)
     return {
         "max_trials": int(max_trials),
         "max_seconds": max_seconds,

@@ -27,36 +27,20 @@ import dataclasses
 
 import numpy as np
 
-from keras_ptame.metrics.confidence import FRACTIONS, confidence_metrics
-from keras_ptame.metrics.deletion import deletion_insertion
-from keras_ptame.metrics.imputation import check_imputation
-from keras_ptame.metrics.road import road_scores
+from keras_ptame.evaluation.scorer import Scorer
+from keras_ptame.metrics.confidence import FRACTIONS
 
 DEFAULT_OBJECTIVE = "road"
 
 
 def _road(scorer, maps):
-    scores = road_scores(
-        scorer.backbone,
-        scorer.images,
-        maps,
-        scorer.classes,
-        accuracies=False,
-        imputation=scorer.imputation,
-        batch_size=scorer.batch_size,
-        seed=scorer.seed,
-    )
+    columns = {**scorer.road(maps, order="morf"), **scorer.road(maps, order="lerf")}
+    scores = {key: columns[key] for key in ("MoRF", "LeRF")}
     return (scores["LeRF"] - scores["MoRF"]) / 100.0, scores
 
 
 def _adic(scorer, maps):
-    scores = confidence_metrics(
-        scorer.backbone,
-        scorer.images,
-        maps,
-        scorer.classes,
-        batch_size=scorer.batch_size,
-    )
+    scores = scorer.confidence(maps)
     gaps = [
         scores[f"IC{100 * fraction:g}"] - scores[f"AD{100 * fraction:g}"]
         for fraction in FRACTIONS
@@ -65,17 +49,7 @@ def _adic(scorer, maps):
 
 
 def _deletion(scorer, maps):
-    result = deletion_insertion(
-        scorer.backbone,
-        scorer.images,
-        maps,
-        scorer.classes,
-        batch_size=scorer.batch_size,
-    )
-    scores = {
-        "deletion": float(result["deletion_auc"].mean()),
-        "insertion": float(result["insertion_auc"].mean()),
-    }
+    scores = scorer.deletion_insertion(maps)
     return scores["insertion"] - scores["deletion"], scores
 
 
@@ -134,35 +108,24 @@ def describe(weights):
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class Scorer:
-    """Scores maps of fixed held-out images by a weighted objective.
+class Objective:
+    """A weighted objective of the maps of fixed held-out images.
 
     Attributes:
         weights: dict name -> weight (see `parse_objective`).
-        backbone: the `Backbone` explained.
-        images: float32 array `(N, H, W, 3)` of raw pixels.
-        classes: int array `(N,)`, the classes explained.
-        imputation: str. ROAD's fill, `"linear"` or `"telea"`.
-        batch_size: int. Images per classifier call.
-        seed: int. Seed of ROAD's imputation noise.
+        scorer: the evaluation's `Scorer` of the held-out images, which
+            scores the metrics the objective weighs (its fractions of AD/IC,
+            a name of `OBJECTIVES`' `"adic"`, must be `FRACTIONS`).
     """
 
     weights: dict
-    backbone: object
-    images: np.ndarray
-    classes: np.ndarray
-    imputation: str = "linear"
-    batch_size: int = 32
-    seed: int = 0
-
-    def __post_init__(self):
-        check_imputation(self.imputation)
+    scorer: Scorer
 
     def __call__(self, maps):
         """dict: `"objective"` and each metric's columns."""
         row, total = {}, 0.0
         for name, weight in self.weights.items():
-            value, columns = OBJECTIVES[name][1](self, maps)
+            value, columns = OBJECTIVES[name][1](self.scorer, maps)
             row.update(columns)
             total += weight * value
         row["objective"] = total / sum(self.weights.values())

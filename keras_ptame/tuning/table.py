@@ -5,22 +5,16 @@ directory after every trial, so that an interrupted search leaves the table
 of the trials it finished.
 """
 
-import csv
-import io
 import os
 
 from keras_ptame.utils.files import write_text
+from keras_ptame.utils.tables import METRIC_LEGEND, csv_table, markdown_table
 
 # Scores as the evaluation table shows them: ROAD and AD/IC in percent,
 # areas as probabilities.
-LEGEND = {
+TRIAL_LEGEND = {
     "objective": "the objective searched (higher is better)",
-    "MoRF": "ROAD accuracy area, most relevant removed first, % (lower is better)",
-    "LeRF": "ROAD accuracy area, least relevant removed first, % (higher is better)",
-    "AD": "Average Drop, % (lower is better)",
-    "IC": "Increase in Confidence, % (higher is better)",
-    "deletion": "deletion curve area (lower is better)",
-    "insertion": "insertion curve area (higher is better)",
+    **METRIC_LEGEND,
     "kept": "training share of masked images keeping their class, last epoch",
     "seconds": "wall-clock seconds of the trial (training and scoring)",
 }
@@ -65,32 +59,16 @@ def columns_of(rows, names):
 
 def to_csv(rows, columns):
     """The rows as CSV text, full precision."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
-    return buffer.getvalue()
+    return csv_table(columns, ([row.get(c) for c in columns] for row in rows))
 
 
 def to_markdown(rows, columns, notes=()):
     """The rows as a Markdown table, notes and a legend below it."""
-    lines = [
-        "| " + " | ".join(columns) + " |",
-        "|"
-        + "|".join("---" if c in ("trial", "status") else "---:" for c in columns)
-        + "|",
-    ]
-    for row in rows:
-        lines.append("| " + " | ".join(_cell(row.get(c)) for c in columns) + " |")
-    lines.append("")
-    lines += [f"- {note}" for note in notes]
-    lines += [
-        f"- `{key}`: {text}"
-        for key, text in LEGEND.items()
-        if any(column.startswith(key) for column in columns)
-    ]
-    return "\n".join(lines) + "\n"
+    # `columns_of` puts the trial and its status first, the numbers after.
+    cells = ([_trial_cell(row.get(c)) for c in columns] for row in rows)
+    return markdown_table(
+        columns, cells, text_columns=2, notes=notes, legend=TRIAL_LEGEND
+    )
 
 
 def write(directory, rows, columns, notes=()):
@@ -106,7 +84,7 @@ def write(directory, rows, columns, notes=()):
     return paths
 
 
-def _cell(value):
+def _trial_cell(value):
     if value is None:
         return ""
     if isinstance(value, float):

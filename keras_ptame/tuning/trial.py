@@ -48,7 +48,7 @@ class TrialJob:
     Attributes:
         template: the `PTAME` whose networks and options every trial uses.
         train_data: what `fit` trains on: an array of images or a dataset.
-        scorer: the `Scorer` of the held-out images.
+        objective: the `Objective` scoring the maps of the held-out images.
         base: the `Recipe` the unsearched settings come from.
         epochs: int. Training epochs of a trial.
         batch_size: int. Images per step (for arrays).
@@ -60,7 +60,7 @@ class TrialJob:
 
     template: object
     train_data: object
-    scorer: object
+    objective: object
     base: object
     epochs: int
     batch_size: int
@@ -89,9 +89,10 @@ class TrialJob:
         """
         started = time.perf_counter()
         explainer, history = self.train(self.recipe(values))
-        maps = explainer.explain(self.scorer.images, batch_size=self.scorer.batch_size)
+        scorer = self.objective.scorer
+        maps = explainer.explain(scorer.images, batch_size=scorer.batch_size)
         if np.all(np.isfinite(maps)):
-            row = self.scorer(maps)
+            row = self.objective(maps)
         else:
             row = {"objective": WORST}
         kept = history.history.get("kept")

@@ -158,9 +158,9 @@ def _check_resumable(directory, settings):
 
 
 def _notes(job, settings):
-    images = job.scorer.images
+    images = job.objective.scorer.images
     return [
-        f"Objective: {describe(job.scorer.weights)}, on {len(images)} held-out "
+        f"Objective: {describe(job.objective.weights)}, on {len(images)} held-out "
         f"images of {images.shape[1]}x{images.shape[2]}; Keras backend "
         f"`{keras.config.backend()}`.",
         f"Each trial trains a fresh decoder for {job.epochs} epoch(s) of "
@@ -175,8 +175,8 @@ def _notes(job, settings):
 def settings_of(job, ranges, digest):
     """What a search depends on, as JSON-ready values (see `search`)."""
     return {
-        "objective": job.scorer.weights,
-        "imputation": job.scorer.imputation,
+        "objective": job.objective.weights,
+        "imputation": job.objective.scorer.imputation,
         "space": {name: dataclasses.asdict(value) for name, value in ranges.items()},
         "base": dataclasses.asdict(job.base),
         "epochs": job.epochs,

@@ -1,13 +1,15 @@
 """Finding and reading image files: the one definition that `kp.data` and the
-command line share."""
+command line share (`kp.data.image_folder` decodes each file with
+`read_image`; only the exported SavedModel decodes with `tf.io`, inside its
+graph, as serving has no Python)."""
 
 import os
 
 import numpy as np
 
-# The formats both readers decode: TensorFlow's `decode_image` (tf.data
-# pipelines) and Pillow (the command line). Files named one by one may be of
-# any format Pillow reads.
+# The formats found in folders, which the exported SavedModel's
+# `decode_image` reads too. Files named one by one may be of any format
+# Pillow reads.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 

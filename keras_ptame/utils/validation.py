@@ -132,17 +132,19 @@ def _range_fix(dtype, low, high):
     return "Rescale them to [0, 255] first."
 
 
+def check_positive_int(name, value):
+    """Checks that the argument `name` is a positive integer; returns it as `int`."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(
+            f"`{name}` must be a positive integer. Received: {name}={value!r}"
+        )
+    return int(value)
+
+
 def check_num_classes(num_classes, classifier_classes=None):
     """Checks `num_classes` (`None` or a positive int) against the classifier's."""
-    if num_classes is not None and (
-        isinstance(num_classes, bool)
-        or not isinstance(num_classes, (int, np.integer))
-        or num_classes <= 0
-    ):
-        raise ValueError(
-            "`num_classes` must be a positive integer. "
-            f"Received: num_classes={num_classes!r}"
-        )
+    if num_classes is not None:
+        check_positive_int("num_classes", num_classes)
     for count in (num_classes, classifier_classes):
         if count is not None and int(count) < 2:
             raise ValueError(

@@ -41,6 +41,16 @@ def test_subcommand_help_explains_options(ptame, command, options):
         assert option in result.out
 
 
+@pytest.mark.parametrize("command", ["train", "tune", "explain", "evaluate", "export"])
+def test_image_size_is_one_side_in_every_command(command, ptame):
+    # One builder: `--image-size SIDE`, of square images, whichever command.
+    assert "--image-size SIDE " in ptame(command, "--help").out
+    args = cli.build_parser().parse_args(
+        ["export", "--model", "e.keras", "--output", "out", "--image-size", "64"]
+    )
+    assert args.image_size == 64
+
+
 def test_no_command_is_a_usage_error(ptame):
     result = ptame()
     assert result.code == 2

@@ -114,16 +114,6 @@ def test_the_weights_options_are_refused_without_a_checkpoint(tmp_path, ptame):
     result.assert_user_error("--image-size: only for a P-TAME authors' checkpoint")
 
 
-def test_export_imports_a_checkpoint_for_square_images_only(published, tmp_path, ptame):
-    _, (checkpoint, classifier, auxiliary), _ = published
-    result = ptame(
-        "export", "--model", checkpoint, "--classifier-weights", classifier,
-        "--auxiliary-weights", auxiliary, "--image-size", 64, 48,
-        "--output", tmp_path / "model",
-    )  # fmt: skip
-    result.assert_user_error("HEIGHT = WIDTH")
-
-
 @pytest.mark.parametrize("command", ["explain", "evaluate", "export"])
 def test_the_commands_that_load_explainers_take_the_weights_options(command, ptame):
     result = ptame(command, "--help")

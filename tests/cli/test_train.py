@@ -62,15 +62,6 @@ def test_train_writes_an_explainer_and_refuses_to_overwrite(workspace, ptame):
     assert output.read_bytes() == before
 
 
-def test_baseline_is_an_old_name_of_fill(workspace, tmp_path, ptame):
-    root, _ = workspace
-    output = tmp_path / "trained.keras"
-    result = ptame(*train_argv(root, output, baseline="blur", batch_size=4))
-    assert result.code == 0, result.err
-    assert keras.saving.load_model(output).fill == "blur"
-    assert "--baseline" not in ptame("train", "--help").out
-
-
 @pytest.mark.parametrize(
     "change, match",
     [

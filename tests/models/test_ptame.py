@@ -298,15 +298,6 @@ def test_config_round_trip():
     assert restored.num_classes == NUM_CLASSES and restored.fill == "mean"
 
 
-def test_the_fill_s_former_name_still_works():
-    # Code and configs from before the rename say `baseline`.
-    explainer = tiny_explainer(baseline="blur")
-    assert explainer.fill == "blur" and explainer.baseline == "blur"
-    config = explainer.get_config()
-    config["baseline"] = config.pop("fill")
-    assert kp.PTAME.from_config(config).fill == "blur"
-
-
 def test_decoder_numerics_travel_with_the_explainer(tmp_path):
     explainer = tiny_explainer(
         decoder_options={"upsampling": "doubling", "batch_norm_epsilon": 1e-4}

@@ -89,8 +89,8 @@ def test_the_constructed_maps_point_where_they_were_built_to(sign):
 
 def test_background_maps_are_misranked_and_object_maps_are_not():
     images, _ = object_images()
-    good = removal_check.check_maps(object_explainer(1.0), images)
-    bad = removal_check.check_maps(object_explainer(-1.0), images)
+    good = removal_check.check_explainer(object_explainer(1.0), images)
+    bad = removal_check.check_explainer(object_explainer(-1.0), images)
     # The object removed, the class is gone; the background removed, kept.
     assert np.all(good["without_top"] < 0.01) and np.all(good["without_bottom"] > 0.99)
     assert np.all(bad["without_top"] > 0.99) and np.all(bad["without_bottom"] < 0.01)
@@ -111,7 +111,7 @@ def test_maps_of_a_class_that_needs_nothing_are_misranked():
     kernel = to_numpy(explainer.decoder.fuser.kernel)
     kernel[..., 0] = 0.1
     explainer.decoder.fuser.kernel.assign(kernel)
-    checked = removal_check.check_maps(explainer, images)
+    checked = removal_check.check_explainer(explainer, images)
     assert checked["classes"].tolist() == [0] * 8
     assert not checked["flat"].any()
     np.testing.assert_allclose(checked["change"], 0.0, atol=1e-3)
@@ -131,7 +131,7 @@ def test_filling_from_kept_pixels_leaves_no_shape():
 
 def test_removal_masks_split_each_map_in_half_by_rank():
     maps = np.random.default_rng(0).random((3, 6, 5)).astype("float32")
-    without_top, without_bottom = removal_check.removal_masks(maps)
+    without_top, without_bottom = removal_check.kept_masks(maps)
     assert (without_top.sum((1, 2)) == 15).all() and (
         without_bottom.sum((1, 2)) == 15
     ).all()
