@@ -90,6 +90,10 @@ def run_model_saving_test(model, inputs, directory, call=None, safe_mode=True, a
     loaded = keras.saving.load_model(path, safe_mode=safe_mode)
     assert type(loaded) is type(model)
     assert _config_json(loaded.get_config()) == _config_json(model.get_config())
+    if getattr(model, "compiled", False):
+        assert _config_json(loaded.get_compile_config()) == _config_json(
+            model.get_compile_config()
+        )
     assert_outputs_equal(call(loaded, inputs), expected, atol)
     return loaded
 
@@ -105,7 +109,11 @@ def _symbolic(inputs):
 
 def _check_shapes(outputs, expected_output_shape):
     shapes = [tuple(keras.ops.shape(x)) for x in keras.tree.flatten(outputs)]
-    if isinstance(outputs, (list, tuple, dict)):
+    if isinstance(outputs, dict):
+        assert sorted(outputs) == sorted(expected_output_shape)
+        # `keras.tree.flatten` orders a dict by key.
+        expected = [tuple(expected_output_shape[key]) for key in sorted(outputs)]
+    elif isinstance(outputs, (list, tuple)):
         expected = [tuple(shape) for shape in expected_output_shape]
     else:
         expected = [tuple(expected_output_shape)]
