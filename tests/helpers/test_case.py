@@ -22,6 +22,11 @@ import os
 import keras
 import numpy as np
 
+# Keras' own scope for `safe_mode`, which `deserialize_keras_object` and
+# `load_model` enter; a direct `from_config` call needs it too (a torch
+# module inside a layer is only revived with `safe_mode=False`).
+from keras.src.saving.serialization_lib import SafeModeScope
+
 
 def _config_json(config):
     # As a `.keras` file stores it: JSON, keys sorted, tuples as lists.
@@ -42,7 +47,8 @@ def run_serialization_test(instance, safe_mode=True):
     """
     config = instance.get_config()
     expected = _config_json(config)
-    revived = type(instance).from_config(json.loads(expected))
+    with SafeModeScope(safe_mode):
+        revived = type(instance).from_config(json.loads(expected))
     assert type(revived) is type(instance)
     assert _config_json(revived.get_config()) == expected
     serialized = _config_json(keras.saving.serialize_keras_object(instance))
@@ -68,7 +74,9 @@ def assert_outputs_equal(actual, expected, atol=1e-5):
         )
 
 
-def run_model_saving_test(model, inputs, directory, call=None, safe_mode=True, atol=1e-5):
+def run_model_saving_test(
+    model, inputs, directory, call=None, safe_mode=True, atol=1e-5
+):
     """Saves `model` to a `.keras` file, loads it, and compares the outputs.
 
     Args:
