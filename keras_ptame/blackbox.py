@@ -216,15 +216,6 @@ class TorchClassifier(keras.layers.Layer):
             images = ops.transpose(images, (0, 3, 1, 2))
         return self.module(images, training=False)
 
-    def compute_output_spec(self, images):
-        # Run on meta tensors through the wrapper, channels-first if needed.
-        if self.channels_first:
-            batch, height, width, channels = images.shape
-            images = keras.KerasTensor(
-                (batch, channels, height, width), dtype=images.dtype
-            )
-        return self.module.compute_output_spec(images)
-
     def get_config(self):
         config = super().get_config()
         config.update(

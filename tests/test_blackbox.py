@@ -13,6 +13,7 @@ from tests.helpers import (
     tiny_classifier,
     tiny_feature_model,
 )
+from tests.helpers.test_case import run_layer_test
 
 BACKEND = keras.config.backend()
 
@@ -57,6 +58,20 @@ def test_saved_model_is_explained_as_a_black_box(tmp_path):
         score = tf.reduce_sum(backbone(x)[:, 0])
     assert float(tf.reduce_sum(tf.abs(tape.gradient(score, x)))) > 0
     _explain_end_to_end(backbone)
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TFSMLayer needs TensorFlow")
+def test_saved_model_classifier_passes_the_layer_checks(tmp_path):
+    classifier = tiny_classifier()
+    classifier.export(str(tmp_path / "classifier"), verbose=False)
+    run_layer_test(
+        blackbox.SavedModelClassifier(str(tmp_path / "classifier"), name="saved"),
+        random_images(2).astype("float32"),
+        tmp_path,
+        expected_output_shape=(2, NUM_CLASSES),
+        expected_num_trainable_weights=0,
+        expected_num_non_trainable_weights=len(classifier.weights),
+    )
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="TFSMLayer needs TensorFlow")
@@ -141,6 +156,21 @@ def test_torch_module_is_explained_as_a_black_box():
     _explain_end_to_end(backbone)
     # BatchNorm statistics of the classifier stay as they were (eval mode).
     assert not module.training
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="TorchModuleWrapper needs torch")
+def test_torch_classifier_passes_the_layer_checks(tmp_path):
+    module = _torch_classifier()
+    # The module is pickled into the file: it loads with `safe_mode=False`.
+    run_layer_test(
+        blackbox.TorchClassifier(module, name="torch_classifier"),
+        random_images(2).astype("float32"),
+        tmp_path,
+        expected_output_shape=(2, NUM_CLASSES),
+        expected_num_trainable_weights=0,
+        expected_num_non_trainable_weights=len(list(module.parameters())),
+        safe_mode=False,
+    )
 
 
 @pytest.mark.skipif(BACKEND == "torch", reason="checks the error elsewhere")

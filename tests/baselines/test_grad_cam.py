@@ -51,11 +51,32 @@ def test_default_class_is_the_prediction_and_batches_do_not_matter():
     assert maps[2][red[2]].max() == 0.0
 
 
-def test_backbone_with_preprocessor_and_upsampling():
-    classifier = tiny_classifier()
-    backbone = kp.Backbone(classifier)
-    maps = GradCAM(backbone, "stage2").explain(random_images(2))
+def test_maps_of_a_coarser_layer_are_upsampled_to_the_images():
+    maps = GradCAM(tiny_classifier(), "stage2").explain(random_images(2))  # 8x8
     assert maps.shape == (2, 16, 16)
+    assert maps.min() >= 0.0 and maps.max() <= 1.0
+
+
+def _swap_red_and_green(images):
+    return keras.ops.take(images, [1, 0, 2], axis=-1)
+
+
+def test_a_backbone_s_preprocessor_runs_before_the_classifier():
+    # Red and green swapped: class 0 (red) sees the green patch, and the
+    # maps, on the raw images, point there.
+    images, red, green = two_patch_images(count=2)
+    backbone = kp.Backbone(two_patch_classifier(), preprocessor=_swap_red_and_green)
+    maps = GradCAM(backbone, "conv").explain(images, classes=[0, 1])
+    np.testing.assert_allclose(maps[0], green[0].astype("float32"), atol=1e-6)
+    np.testing.assert_allclose(maps[1], red[1].astype("float32"), atol=1e-6)
+    # The same preprocessor given beside the bare classifier, and the
+    # prediction as the default class: the swapped image of a red patch
+    # alone is class 1, whose map is that patch.
+    images[:, :, :, 1] = 0.0
+    maps = GradCAM(backbone, "conv").explain(images)
+    np.testing.assert_allclose(maps[0], red[0].astype("float32"), atol=1e-6)
+    given = GradCAM(two_patch_classifier(), "conv", preprocessor=_swap_red_and_green)
+    np.testing.assert_allclose(given.explain(images), maps, atol=1e-6)
 
 
 def test_argument_errors():

@@ -1,8 +1,10 @@
 """What the tests share: tiny models (random weights, 16x16 images, a few
-classes), images, and the round-trip checks every layer goes through.
+classes) and images.
 
-`tests.helpers.known_classifiers` holds classifiers whose evidence is known
-(for the metrics), `tests.helpers.hub_models` tiny keras-hub presets.
+`tests.helpers.test_case` holds the checks every public layer, model, loss
+and optimiser goes through, `tests.helpers.known_classifiers` classifiers
+whose evidence is known (for the metrics), `tests.helpers.hub_models` tiny
+keras-hub presets.
 """
 
 import keras
@@ -63,25 +65,3 @@ def weights_of(layer):
 
 def to_numpy(x):
     return keras.ops.convert_to_numpy(x)
-
-
-def assert_round_trip(layer, inputs, atol=1e-5):
-    """Serialises `layer`, revives it, and checks it is the same layer.
-
-    Same class, same config, and (its weights copied over) the same outputs
-    on `inputs`: what `explainer.save` relies on for every part. Returns the
-    revived layer.
-    """
-    expected = keras.tree.flatten(layer(inputs))
-    revived = keras.saving.deserialize_keras_object(
-        keras.saving.serialize_keras_object(layer)
-    )
-    assert type(revived) is type(layer)
-    assert revived.get_config() == layer.get_config()
-    revived(inputs)  # builds its weights
-    assert len(revived.weights) == len(layer.weights)
-    for target, source in zip(revived.weights, weights_of(layer)):
-        target.assign(source)
-    for got, want in zip(keras.tree.flatten(revived(inputs)), expected):
-        np.testing.assert_allclose(to_numpy(got), to_numpy(want), atol=atol)
-    return revived

@@ -5,11 +5,11 @@ from keras import ops
 
 import keras_ptame as kp
 from tests.helpers import (
-    assert_round_trip,
     random_images,
     tiny_classifier,
     tiny_feature_model,
 )
+from tests.helpers.test_case import run_layer_test
 
 
 def test_returns_the_model_outputs_finest_first():
@@ -39,14 +39,32 @@ def test_is_frozen():
     assert extractor.trainable_weights == []
 
 
-def test_serialization_round_trip():
+def test_layer_checks_and_saving(tmp_path):
+    # It holds the whole classifier, frozen, whichever layers it taps.
+    classifier = tiny_classifier()
     extractor = kp.AuxiliaryExtractor(
-        tiny_classifier(), layer_names=["stage1", "stage2"], name="aux"
+        classifier, layer_names=["stage1", "stage2"], name="aux"
     )
-    restored = assert_round_trip(extractor, random_images(1))
+    restored = run_layer_test(
+        extractor,
+        random_images(1),
+        tmp_path,
+        expected_output_shape=[(1, 16, 16, 8), (1, 8, 8, 16)],
+        expected_num_trainable_weights=0,
+        expected_num_non_trainable_weights=len(classifier.weights),
+    )
     assert restored.layer_names == ["stage1", "stage2"]
-    shapes = [tuple(f.shape) for f in restored(random_images(1))]
-    assert shapes == [(1, 16, 16, 8), (1, 8, 8, 16)]
+
+
+def test_a_whole_feature_model_passes_the_layer_checks(tmp_path):
+    run_layer_test(
+        kp.AuxiliaryExtractor(tiny_feature_model()),
+        random_images(2),
+        tmp_path,
+        expected_output_shape=[(2, 8, 8, 6), (2, 4, 4, 10)],
+        expected_num_trainable_weights=0,
+        expected_num_non_trainable_weights=4,
+    )
 
 
 def test_rejects_unknown_layer_names():

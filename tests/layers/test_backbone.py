@@ -4,7 +4,8 @@ import pytest
 from keras import ops
 
 import keras_ptame as kp
-from tests.helpers import assert_round_trip, random_images, tiny_classifier
+from tests.helpers import random_images, tiny_classifier
+from tests.helpers.test_case import run_layer_test
 
 
 def test_returns_the_classifier_logits_on_raw_pixels():
@@ -55,11 +56,19 @@ def test_knows_the_number_of_classes():
     assert kp.Backbone(tiny_classifier(num_classes=9)).num_classes == 9
 
 
-def test_serialization_round_trip_keeps_the_outputs():
+def test_layer_checks_and_saving(tmp_path):
+    classifier = tiny_classifier()
     backbone = kp.Backbone(
-        tiny_classifier(), preprocessor=keras.layers.Rescaling(2.0), name="bb"
+        classifier, preprocessor=keras.layers.Rescaling(2.0), name="bb"
     )
-    restored = assert_round_trip(backbone, random_images(2))
+    restored = run_layer_test(
+        backbone,
+        random_images(2),
+        tmp_path,
+        expected_output_shape=(2, 4),
+        expected_num_trainable_weights=0,
+        expected_num_non_trainable_weights=len(classifier.weights),
+    )
     assert restored.output_type == "logits"
     assert isinstance(restored.preprocessor, keras.layers.Rescaling)
 

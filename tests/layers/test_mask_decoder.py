@@ -4,7 +4,13 @@ import pytest
 from keras import ops
 
 import keras_ptame as kp
-from tests.helpers import assert_round_trip, to_numpy
+from tests.helpers import to_numpy
+from tests.helpers.test_case import run_layer_test
+
+# Per feature map a 1x1 convolution (kernel, bias) and a batch normalisation
+# (gamma, beta; moving mean and variance), then the fuser's kernel.
+TRAINABLE_WEIGHTS = 3 * 4 + 1
+NON_TRAINABLE_WEIGHTS = 3 * 2
 
 
 def _features(batch=3, seed=0):
@@ -130,9 +136,16 @@ def test_normalize_gives_each_map_the_range_zero_to_one():
     assert np.isfinite(constant).all()
 
 
-def test_serialization_round_trip():
+def test_layer_checks_and_saving(tmp_path):
     decoder = kp.MaskDecoder(num_classes=4, epsilon=1e-6, name="dec")
-    revived = assert_round_trip(decoder, _features())
+    revived = run_layer_test(
+        decoder,
+        _features(),
+        tmp_path,
+        expected_output_shape=(3, 8, 8, 4),
+        expected_num_trainable_weights=TRAINABLE_WEIGHTS,
+        expected_num_non_trainable_weights=NON_TRAINABLE_WEIGHTS,
+    )
     assert revived.num_classes == 4 and revived.epsilon == 1e-6
 
 
@@ -196,7 +209,9 @@ def test_config_saved_before_the_numerics_options_keeps_the_old_numerics():
 
 @pytest.mark.parametrize("upsampling", ["doubling", "resize"])
 @pytest.mark.parametrize("initialization", ["torch", "keras"])
-def test_numerics_options_survive_a_config_round_trip(upsampling, initialization):
+def test_numerics_options_survive_a_config_round_trip(
+    upsampling, initialization, tmp_path
+):
     decoder = kp.MaskDecoder(
         num_classes=3,
         batch_norm_epsilon=1e-4,
@@ -205,7 +220,7 @@ def test_numerics_options_survive_a_config_round_trip(upsampling, initialization
         initialization=initialization,
         seed=11,
     )
-    revived = assert_round_trip(decoder, _features()[:2])
+    revived = run_layer_test(decoder, _features()[:2], tmp_path)
     assert (revived.upsampling, revived.initialization, revived.seed) == (
         upsampling,
         initialization,

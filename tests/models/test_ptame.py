@@ -18,6 +18,11 @@ from tests.helpers import (
     to_numpy,
     weights_of,
 )
+from tests.helpers.test_case import (
+    run_layer_test,
+    run_model_saving_test,
+    run_serialization_test,
+)
 
 BACKENDS = ("tensorflow", "jax", "torch")
 
@@ -235,15 +240,10 @@ def test_saved_explainer_gives_the_same_maps_after_loading(tmp_path):
     explainer = _compiled()
     images = random_images(8)
     explainer.fit(images, epochs=1, batch_size=4, verbose=0)
-    expected = explainer.explain(images)
-    path = str(tmp_path / "explainer.keras")
-    explainer.save(path)
-    restored = keras.saving.load_model(path)  # safe_mode=True by default
-    assert isinstance(restored, kp.PTAME)
-    np.testing.assert_allclose(restored.explain(images), expected, rtol=1e-5, atol=1e-5)
-    assert (
-        restored.perturbation_loss.get_config()
-        == explainer.perturbation_loss.get_config()
+    # The whole config and compile config (the loss's included), and the
+    # maps, with `load_model`'s default `safe_mode=True`.
+    restored = run_model_saving_test(
+        explainer, images, tmp_path, call=lambda model, x: model.explain(x)
     )
     # Training goes on from where it stopped.
     restored.fit(images, epochs=1, batch_size=4, verbose=0)
@@ -293,9 +293,33 @@ def test_weights_saved_under_one_backend_load_under_another(tmp_path):
 
 
 def test_config_round_trip():
-    explainer = tiny_explainer(fill="mean")
-    restored = kp.PTAME.from_config(explainer.get_config())
+    explainer = tiny_explainer(fill="mean", evidence_threshold=0.25)
+    restored = run_serialization_test(explainer)
     assert restored.num_classes == NUM_CLASSES and restored.fill == "mean"
+
+
+def test_layer_checks_and_saving(tmp_path):
+    # Frozen: the classifier (2 convolutions and a dense layer) and the
+    # auxiliary network (2 convolutions), a kernel and a bias each, the
+    # decoder's moving statistics and the count of steps trained. Trained:
+    # per feature map a convolution and a batch normalisation (2 weights
+    # each), and the fuser's kernel.
+    explainer = tiny_explainer()
+    run_layer_test(
+        explainer,
+        random_images(2),
+        tmp_path,
+        expected_output_shape={
+            "classes": (2,),
+            "scores": (2,),
+            "maps": (2, 16, 16),
+            "evidence": (2,),
+            "flat": (2,),
+            "misranked": (2,),
+        },
+        expected_num_trainable_weights=2 * 4 + 1,
+        expected_num_non_trainable_weights=6 + 4 + 2 * 2 + 1,
+    )
 
 
 def test_decoder_numerics_travel_with_the_explainer(tmp_path):
