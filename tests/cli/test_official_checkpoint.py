@@ -8,7 +8,7 @@ import pytest
 
 import keras_ptame as kp
 from keras_ptame.cli.loading import make_explainer
-from tests.models.test_official_checkpoint import (
+from tests.converters.test_ptame_checkpoint import (
     _images,
     authors_checkpoint,
     resnet_weights,

@@ -62,7 +62,7 @@ def test_the_decoder_s_numerics_survive_a_preset(tmp_path):
 
 def test_an_imported_checkpoint_round_trips_with_identical_maps(tmp_path):
     pytest.importorskip("torch")
-    from tests.models.test_official_checkpoint import authors_checkpoint
+    from tests.converters.test_ptame_checkpoint import authors_checkpoint
 
     explainer = kp.PTAME.from_official_checkpoint(authors_checkpoint(), image_size=64)
     images = random_images(2, size=64)
