@@ -265,7 +265,10 @@ def _top_level_names(tree):
         elif isinstance(node, (ast.Assign, ast.AnnAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for target in targets:
-                for element in ast.walk(target):
+                # `x = ...` and `x, y = ...` define names; `sys.argv[1:] = ...`
+                # and `obj.attr = ...` change something defined elsewhere.
+                elements = getattr(target, "elts", [target])
+                for element in elements:
                     if isinstance(element, ast.Name):
                         yield element.id
 
