@@ -214,6 +214,22 @@ def test_draw_shapes_gives_training_and_held_out_images_of_their_own_streams():
     assert images[square].mean() < light[0][light_square].mean()
 
 
+def test_save_tiny_presets_writes_two_resnets_with_their_own_weights(tmp_path):
+    keras_hub = pytest.importorskip("keras_hub")
+    paths = demo.save_tiny_presets(tmp_path, image_size=32, num_classes=3)
+    assert paths == (str(tmp_path / "classifier"), str(tmp_path / "auxiliary"))
+    classifier, auxiliary = (
+        keras_hub.models.ImageClassifier.from_preset(path) for path in paths
+    )
+    images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3))
+    logits = [
+        model.predict(images.astype("float32"), verbose=0)
+        for model in (classifier, auxiliary)
+    ]
+    assert logits[0].shape == (2, 3)
+    assert not np.allclose(logits[0], logits[1])
+
+
 @pytest.mark.parametrize(
     "settings, message",
     [

@@ -2,7 +2,8 @@
 classes), images, and the round-trip checks every layer goes through.
 
 `tests.helpers.known_classifiers` holds classifiers whose evidence is known
-(for the metrics), `tests.helpers.hub_models` tiny keras-hub presets.
+(for the metrics); tiny keras-hub presets come from the package
+(`keras_ptame.demo.save_tiny_resnet`, `save_tiny_vit`).
 """
 
 import keras
