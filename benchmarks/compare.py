@@ -17,117 +17,29 @@ and the trained `classifier.keras`, `auxiliary.keras` and `ptame.keras`
 
 import argparse
 import json
-import os
 import sys
 import time
 
 import numpy as np
-
-# The comparison's own settings; the demo's (`demo.DEFAULTS`) come first.
-SETTINGS = {
-    "test_count": 300,
-    "rise_masks": 4000,
-    "imputation": "linear",
-    "seed": 0,
-    "reuse": False,
-}
-# Tiny sizes for `--quick`, a check of the pipeline.
-QUICK = {
-    "train_count": 256,
-    "test_count": 8,
-    "rise_masks": 200,
-    "classifier_epochs": 1,
-    "auxiliary_epochs": 1,
-    "explainer_epochs": 1,
-}
-
-
-def _last_spatial_layer(model):
-    """Grad-CAM's usual choice: the last layer with a (B, h, w, C) output."""
-    for layer in reversed(model.layers):
-        if len(layer.output.shape) == 4:
-            return layer.name
-    raise ValueError("The classifier has no spatial layer for Grad-CAM.")
-
-
-def make_config(**settings):
-    """The demo's settings (but its `test_count`), then `SETTINGS`, overridden."""
-    from keras_ptame import demo
-
-    config = {k: v for k, v in demo.DEFAULTS.items() if k != "test_count"}
-    config.update(SETTINGS)
-    unknown = set(settings) - set(config)
-    if unknown:
-        raise ValueError(f"Unknown settings. Received: {sorted(unknown)}")
-    config.update(settings)
-    return config
-
-
-def train_models(config, output, verbose, log):
-    """Trains the demo's models with `demo.run` (or, with `reuse`, loads them).
-
-    The demo's own training, data and settings: one code path, so that the
-    table explains the same classifier the demo reports on.
-    """
-    import keras
-
-    from keras_ptame import demo
-
-    paths = {
-        name: os.path.join(output, f"{name}.keras") for name in ("classifier", "ptame")
-    }
-    timings = {}
-    if not (config["reuse"] and all(os.path.exists(path) for path in paths.values())):
-        settings = {
-            key: value
-            for key, value in config.items()
-            if key in demo.DEFAULTS and key != "test_count"
-        }
-        metrics = demo.run(
-            output, seed=config["seed"], verbose=verbose, log=log, **settings
-        )
-        timings = {
-            key: metrics["timings_s"][key]
-            for key in ("classifier", "auxiliary", "explainer")
-        }
-    else:
-        log("Loading the trained models from", output)
-    classifier = keras.saving.load_model(paths["classifier"])
-    explainer = keras.saving.load_model(paths["ptame"])
-    return classifier, explainer, timings
-
-
-def make_explainers(classifier, explainer, config):
-    """The table's rows: P-TAME and the baselines, by name."""
-    from keras_ptame import baselines
-
-    layer = _last_spatial_layer(classifier)
-    return {
-        "P-TAME": explainer,
-        f"RISE ({config['rise_masks']} masks)": baselines.RISE(
-            classifier, num_masks=config["rise_masks"], seed=config["seed"]
-        ),
-        f"Grad-CAM (`{layer}`)": baselines.GradCAM(classifier, layer),
-        "gradient": baselines.GradientSaliency(classifier),
-        "random": baselines.RandomMaps(seed=config["seed"]),
-        "centre": baselines.CentreMaps(),
-    }
+from common import (
+    QUICK,
+    SETTINGS,
+    demo_config,
+    finish,
+    make_config,
+    make_explainers,
+    train_models,
+)
 
 
 def run(output="benchmarks/results", verbose=2, log=print, **settings):
     """Trains, explains and scores; returns the `EvaluationTable`."""
-    from keras_ptame.datasets import synthetic
     from keras_ptame.evaluation import evaluate
 
     config = make_config(**settings)
     started = time.perf_counter()
     classifier, explainer, timings = train_models(config, output, verbose, log)
-    images, labels, masks = synthetic.make_shapes(
-        config["test_count"],
-        image_size=config["image_size"],
-        num_classes=config["num_classes"],
-        seed=config["seed"] + 10_000,
-    )
+    images, labels, masks = demo_config(config).draw_shapes(held_out=True)
     logits = classifier.predict(images, batch_size=128, verbose=0)
     accuracy = float(np.mean(np.argmax(logits, axis=-1) == labels))
     log(f"Classifier accuracy on {len(images)} held-out images: {accuracy:.3f}")
@@ -144,36 +56,10 @@ def run(output="benchmarks/results", verbose=2, log=print, **settings):
     )
     timings["evaluation"] = time.perf_counter() - clock
     timings["total"] = time.perf_counter() - started
-    summary = _finish(table, config, accuracy, timings, output)
+    summary = finish(table, config, accuracy, timings, output)
     log(table.to_markdown())
     log(json.dumps(summary["timings_s"]))
     return table
-
-
-def _finish(table, config, accuracy, timings, output):
-    """Adds the setting's notes, writes the table and `settings.json`."""
-    import keras
-
-    from keras_ptame.utils.files import write_text
-
-    rise = next(name for name in table.rows if name.startswith("RISE"))
-    ratio = table.rows[rise]["seconds"] / table.rows["P-TAME"]["seconds"]
-    table.notes += [
-        f"Synthetic shapes, {config['num_classes']} shape classes and 'none', the "
-        f"demo's classifier (held-out accuracy {accuracy:.3f}); P-TAME trained "
-        f"{config['explainer_epochs']} epochs on {config['train_count']} images.",
-        f"RISE takes {ratio:,.0f} times as long as P-TAME per explanation.",
-    ]
-    table.save(output)
-    summary = {
-        "backend": keras.config.backend(),
-        "settings": config,
-        "classifier_accuracy": accuracy,
-        "rise_over_ptame_seconds": ratio,
-        "timings_s": {key: round(value, 1) for key, value in timings.items()},
-    }
-    write_text(os.path.join(output, "settings.json"), json.dumps(summary, indent=2))
-    return summary
 
 
 def main(argv=None):

@@ -70,20 +70,6 @@ def trained_explainer(folder, none_class, quick, log):
     return keras.saving.load_model(path), config
 
 
-def held_out(config):
-    """The demo's held-out images, labels and object masks."""
-    from keras_ptame.datasets import synthetic
-    from keras_ptame.demo import DARK_CLASS
-
-    return synthetic.make_shapes(
-        config.test_count,
-        seed=config.seed + 10_000,
-        image_size=config.image_size,
-        num_classes=config.num_classes,
-        dark_classes=() if config.none_class else (DARK_CLASS,),
-    )
-
-
 def raw_maps(explainer, images, classes, batch_size=64):
     """The decoder's raw maps `(N, h, w)` for `classes`, before the sigmoid."""
     import keras
@@ -228,7 +214,7 @@ def main(argv=None):
         tag += "_quick" if args.quick else ""
         folder = os.path.join(args.output, f"{tag}.models")
         explainer, config = trained_explainer(folder, none_class, args.quick, print)
-        results[setting] = measure(explainer, held_out(config))
+        results[setting] = measure(explainer, config.draw_shapes(held_out=True))
     print(write(args.output, results, time.perf_counter() - started, args.quick))
     return 0
 

@@ -116,16 +116,8 @@ def train_base(config, folder, verbose, log):
 
 def make_data(config):
     """The explainer's training images and the held-out images, as the demo draws them."""
-    from keras_ptame.datasets import synthetic
-
-    shapes = {
-        "image_size": config.image_size,
-        "num_classes": config.num_classes,
-        "dark_classes": () if config.none_class else (DARK_CLASS,),
-    }
-    train, _, _ = synthetic.make_shapes(config.train_count, seed=config.seed, **shapes)
-    test = synthetic.make_shapes(config.test_count, seed=config.seed + 10_000, **shapes)
-    return train, test
+    train, _, _ = config.draw_shapes()
+    return train, config.draw_shapes(held_out=True)
 
 
 def build_explainer(config, setup, models):

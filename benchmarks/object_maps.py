@@ -189,15 +189,9 @@ def _base_models(output, tag, config):
 
 def _data(config):
     from keras_ptame.datasets import synthetic
-    from keras_ptame.demo import DARK_CLASS
 
-    shapes = {
-        "image_size": config.image_size,
-        "num_classes": config.num_classes,
-        "dark_classes": () if config.none_class else (DARK_CLASS,),
-    }
-    train, _, _ = synthetic.make_shapes(config.train_count, seed=config.seed, **shapes)
-    test = synthetic.make_shapes(config.test_count, seed=config.seed + 10_000, **shapes)
+    train, _, _ = config.draw_shapes()
+    test = config.draw_shapes(held_out=True)
     names = synthetic.shape_names(config.num_classes)
     return {"train": train, "test": test, "names": names}
 

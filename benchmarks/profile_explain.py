@@ -3,7 +3,7 @@
     KERAS_BACKEND=jax python benchmarks/profile_explain.py --output profile.md
     KERAS_BACKEND=jax python benchmarks/profile_explain.py --thin --image-size 32
 
-On the models of `speed.py` (ResNet-50 classifier, ResNet-18 auxiliary
+On the models of `speed.py` (`common.build`: ResNet-50 classifier, ResNet-18 auxiliary
 network, random weights), or with `--thin` on the same two graphs with 4
 channels a layer: the same ~450 variables, hence the same host work per
 batch, and almost no compute, so that the host's share shows on a CPU. It
@@ -27,12 +27,11 @@ keep up with the device; on a CPU it includes compute run inline).
 """
 
 import argparse
-import os
 import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import build
 
 
 def _median_ms(function, repeats):
@@ -47,7 +46,7 @@ def _median_ms(function, repeats):
     return 1000 * statistics.median(wall), 1000 * statistics.median(cpu)
 
 
-# === Thin models: the variables of speed.py's, almost none of the compute ===
+# === Thin models: the variables of `common.build`'s, almost none of the compute ===
 
 
 def _conv_bn(x, filters, kernel, stride, name, use_bias=True):
@@ -83,7 +82,7 @@ def thin_resnet50(image_size, width=4):
 
 
 def thin_resnet18(image_size, width=4):
-    """`speed.resnet18_features`' graph (stages stage1..stage4), narrow."""
+    """`common.resnet18_features`' graph (stages stage1..stage4), narrow."""
     import keras
 
     inputs = keras.Input((image_size, image_size, 3))
@@ -106,8 +105,6 @@ def thin_resnet18(image_size, width=4):
 
 def _build(image_size, thin):
     if not thin:
-        from speed import build
-
         return build(image_size, "float32")
     import keras_ptame as kp
 

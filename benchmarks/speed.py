@@ -31,68 +31,9 @@ import subprocess
 import sys
 import time
 
+from common import build
+
 BACKENDS = ("tensorflow", "jax", "torch")
-
-
-# === Models (random weights) ===
-
-
-def resnet18_features(image_size):
-    """A ResNet-18 whose four stage outputs are named stage1..stage4."""
-    import keras
-
-    def block(x, filters, stride, name):
-        shortcut = x
-        y = keras.layers.Conv2D(
-            filters, 3, stride, "same", use_bias=False, name=name + "_c1"
-        )(x)
-        y = keras.layers.BatchNormalization(name=name + "_b1")(y)
-        y = keras.layers.ReLU()(y)
-        y = keras.layers.Conv2D(
-            filters, 3, 1, "same", use_bias=False, name=name + "_c2"
-        )(y)
-        y = keras.layers.BatchNormalization(name=name + "_b2")(y)
-        if stride != 1 or shortcut.shape[-1] != filters:
-            shortcut = keras.layers.Conv2D(
-                filters, 1, stride, use_bias=False, name=name + "_down"
-            )(shortcut)
-            shortcut = keras.layers.BatchNormalization(name=name + "_bd")(shortcut)
-        return keras.layers.ReLU()(keras.layers.Add()([y, shortcut]))
-
-    inputs = keras.Input((image_size, image_size, 3))
-    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
-    x = keras.layers.Conv2D(64, 7, 2, "same", use_bias=False)(x)
-    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
-    x = keras.layers.MaxPooling2D(3, 2, "same")(x)
-    for stage, (filters, stride) in enumerate(
-        [(64, 1), (128, 2), (256, 2), (512, 2)], start=1
-    ):
-        x = block(x, filters, stride, f"s{stage}a")
-        x = block(x, filters, 1, f"s{stage}b")
-        x = keras.layers.Identity(name=f"stage{stage}")(x)
-    return keras.Model(inputs, x, name="resnet18")
-
-
-def build(image_size, dtype):
-    import keras
-
-    import keras_ptame as kp
-
-    if dtype != "float32":
-        keras.config.set_dtype_policy(dtype)
-    classifier = keras.applications.ResNet50(
-        weights=None,
-        input_shape=(image_size, image_size, 3),
-        classifier_activation=None,
-    )
-    auxiliary = resnet18_features(image_size)
-    explainer = kp.PTAME(
-        kp.Backbone(classifier),
-        kp.AuxiliaryExtractor(
-            auxiliary, layer_names=[f"stage{i}" for i in range(1, 5)]
-        ),
-    )
-    return classifier, explainer
 
 
 # === Timing ===

@@ -28,13 +28,18 @@ import sys
 import time
 
 import numpy as np
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import compare  # noqa: E402 - the comparison's own functions, reused
+from common import (
+    QUICK,
+    SETTINGS,
+    demo_config,
+    finish,
+    make_config,
+    make_explainers,
+    train_models,
+)
 
 # The tuning split's seed offset: not the training images' (0) nor the
-# comparison's held-out images' (10_000).
+# comparison's held-out images' (`demo.config.HELD_OUT_SEED_OFFSET`).
 TUNING_SEED_OFFSET = 20_000
 
 
@@ -64,9 +69,7 @@ def tune_recipe(config, template, args, log):
     from keras_ptame.datasets import synthetic
 
     shapes = dict(image_size=config["image_size"], num_classes=config["num_classes"])
-    train, _, _ = synthetic.make_shapes(
-        config["train_count"], seed=config["seed"], **shapes
-    )
+    train, _, _ = demo_config(config).draw_shapes()
     held_out, _, _ = synthetic.make_shapes(
         args.tuning_count, seed=config["seed"] + TUNING_SEED_OFFSET, **shapes
     )
@@ -151,17 +154,16 @@ def _cell(value, best):
 def run(args, log=print):
     import keras
 
-    from keras_ptame.datasets import synthetic
     from keras_ptame.evaluation import evaluate
     from keras_ptame.utils.files import write_text
 
     settings = {"test_count": args.test_count, "rise_masks": args.rise_masks}
     settings.update(seed=args.seed, reuse=args.reuse)
     if args.quick:
-        settings.update(compare.QUICK)
-    config = compare.make_config(**settings)
+        settings.update(QUICK)
+    config = make_config(**settings)
     started = time.perf_counter()
-    classifier, template, timings = compare.train_models(config, args.output, 2, log)
+    classifier, template, timings = train_models(config, args.output, 2, log)
     clock = time.perf_counter()
     recipe, train = tune_recipe(config, template, args, log)
     timings["tuning"] = time.perf_counter() - clock
@@ -171,15 +173,10 @@ def run(args, log=print):
     explainer = train_tuned(
         template, recipe, train, config["explainer_epochs"], args.output, config["seed"]
     )
-    images, labels, masks = synthetic.make_shapes(
-        config["test_count"],
-        image_size=config["image_size"],
-        num_classes=config["num_classes"],
-        seed=config["seed"] + 10_000,
-    )
+    images, labels, masks = demo_config(config).draw_shapes(held_out=True)
     logits = classifier.predict(images, batch_size=128, verbose=0)
     accuracy = float(np.mean(np.argmax(logits, axis=-1) == labels))
-    explainers = compare.make_explainers(classifier, explainer, config)
+    explainers = make_explainers(classifier, explainer, config)
     tuned = explainers.pop("P-TAME")
     explainers = {
         "P-TAME (sigmoid maps)": SigmoidMaps(tuned),
@@ -205,7 +202,7 @@ def run(args, log=print):
         'tuned explainer with `explain(..., normalize="sigmoid")`, the others '
         f"with the default min-max. Backend `{keras.config.backend()}`."
     )
-    compare._finish(table, config, accuracy, timings, args.output)
+    finish(table, config, accuracy, timings, args.output)
     write_text(
         os.path.join(args.output, "evaluation_winners.md"), winners_markdown(table)
     )
@@ -229,13 +226,9 @@ def main(argv=None):
         help="training epochs of each trial (default: the demo's explainer epochs)",
     )
     parser.add_argument("--tuning-count", type=int, default=200)
-    parser.add_argument(
-        "--test-count", type=int, default=compare.SETTINGS["test_count"]
-    )
-    parser.add_argument(
-        "--rise-masks", type=int, default=compare.SETTINGS["rise_masks"]
-    )
-    parser.add_argument("--seed", type=int, default=compare.SETTINGS["seed"])
+    parser.add_argument("--test-count", type=int, default=SETTINGS["test_count"])
+    parser.add_argument("--rise-masks", type=int, default=SETTINGS["rise_masks"])
+    parser.add_argument("--seed", type=int, default=SETTINGS["seed"])
     parser.add_argument("--reuse", action="store_true", help="load trained models")
     parser.add_argument("--quick", action="store_true", help="tiny sizes")
     args = parser.parse_args(argv)

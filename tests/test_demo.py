@@ -195,6 +195,41 @@ def test_config_defaults_quick_and_replace():
         assert field.metadata["help"], field.name
 
 
+def test_draw_shapes_gives_training_and_held_out_images_of_their_own_streams():
+    config = demo.DemoConfig(**TINY, none_class=False)
+    images, labels, masks = config.draw_shapes()
+    held_out = config.draw_shapes(held_out=True)
+    assert images.shape == (32, 32, 32, 3) and masks.shape == (32, 32, 32)
+    assert held_out[0].shape == (8, 32, 32, 3)
+    expected = make_shapes(
+        8, image_size=32, seed=config.seed + 10_000, dark_classes=(demo.DARK_CLASS,)
+    )
+    for found, wanted in zip(held_out, expected, strict=True):
+        np.testing.assert_array_equal(found, wanted)
+    assert not np.array_equal(held_out[0], images[:8])
+    # Without a "none" class the squares are drawn dark; with it, not.
+    light = config.replace(none_class=True).draw_shapes()
+    square = (labels == demo.DARK_CLASS)[:, None, None] & masks.astype(bool)
+    light_square = (light[1] == demo.DARK_CLASS)[:, None, None] & light[2].astype(bool)
+    assert images[square].mean() < light[0][light_square].mean()
+
+
+def test_save_tiny_presets_writes_two_resnets_with_their_own_weights(tmp_path):
+    keras_hub = pytest.importorskip("keras_hub")
+    paths = demo.save_tiny_presets(tmp_path, image_size=32, num_classes=3)
+    assert paths == (str(tmp_path / "classifier"), str(tmp_path / "auxiliary"))
+    classifier, auxiliary = (
+        keras_hub.models.ImageClassifier.from_preset(path) for path in paths
+    )
+    images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3))
+    logits = [
+        model.predict(images.astype("float32"), verbose=0)
+        for model in (classifier, auxiliary)
+    ]
+    assert logits[0].shape == (2, 3)
+    assert not np.allclose(logits[0], logits[1])
+
+
 @pytest.mark.parametrize(
     "settings, message",
     [

@@ -9,20 +9,20 @@ import numpy as np
 import pytest
 
 import keras_ptame as kp
-from keras_ptame.layers import pretrained_networks
-from keras_ptame.layers.preprocessors import ApplicationPreprocessor, ImagePreprocessor
-from tests.helpers import to_numpy
-from tests.helpers.hub_models import (
-    PRESET_CLASSES,
-    PRESET_IMAGE_SIZE,
+from keras_ptame.demo import (
+    TINY_IMAGE_SIZE,
+    TINY_NUM_CLASSES,
     save_tiny_resnet,
     save_tiny_vit,
 )
+from keras_ptame.layers import pretrained_networks
+from keras_ptame.layers.preprocessors import ApplicationPreprocessor, ImagePreprocessor
+from tests.helpers import to_numpy
 from tests.helpers.test_case import run_layer_test
 
 keras_hub = pytest.importorskip("keras_hub")
 
-SIZE = PRESET_IMAGE_SIZE
+SIZE = TINY_IMAGE_SIZE
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def vgg_preset(tmp_path_factory):
     )
     classifier = keras_hub.models.VGGImageClassifier(
         backbone=backbone,
-        num_classes=PRESET_CLASSES,
+        num_classes=TINY_NUM_CLASSES,
         # The default head's 7x7 convolution needs 224x224 images.
         pooling="flatten",
         pooling_hidden_dim=8,
@@ -68,7 +68,7 @@ def _images(count=8, seed=0):
 def test_backbone_from_preset_preprocesses_raw_pixels(resnet_preset):
     backbone = kp.Backbone.from_preset(resnet_preset)
     assert isinstance(backbone.preprocessor, ImagePreprocessor)
-    assert backbone.num_classes == PRESET_CLASSES
+    assert backbone.num_classes == TINY_NUM_CLASSES
     assert backbone.output_type == "logits"
     assert not backbone.trainable_weights
     images = _images(2).astype("float32")
@@ -119,7 +119,7 @@ def test_vit_classifier_with_resnet_extractor_explained_end_to_end(
     # A ViT classifier (token outputs, pooled to logits by the task head)
     # explained with the features of a ResNet, as in the paper's ViT setting.
     backbone = kp.Backbone.from_preset(vit_preset)
-    assert backbone.num_classes == PRESET_CLASSES
+    assert backbone.num_classes == TINY_NUM_CLASSES
     explainer = kp.PTAME(backbone, kp.AuxiliaryExtractor.from_preset(resnet_preset))
     _check_explained(explainer, _images(4))
 

@@ -15,6 +15,10 @@ and the demo shows those maps flagged flat (`metrics.json`'s
 whose maps fail the removal check that `fit` runs (they do not carry the
 class) is shown the same way: `misranked_classes`,
 `per_class`'s `misranked_share`, "MISRANKED" in `explanations.png`.
+
+`save_tiny_presets` (and `save_tiny_resnet`, `save_tiny_vit`) write tiny
+random keras-hub classifiers as local preset folders: offline stand-ins for
+the hub's presets, as the notebooks' offline mode uses them.
 """
 
 from keras_ptame.demo.config import (
@@ -28,6 +32,13 @@ from keras_ptame.demo.config import (
 )
 from keras_ptame.demo.models import AUXILIARY_LAYERS, build_auxiliary, build_classifier
 from keras_ptame.demo.phases import CENTRE_SIGMA, PHASES, run
+from keras_ptame.demo.tiny_presets import (
+    TINY_IMAGE_SIZE,
+    TINY_NUM_CLASSES,
+    save_tiny_presets,
+    save_tiny_resnet,
+    save_tiny_vit,
+)
 
 __all__ = [
     "AUXILIARY_LAYERS",
@@ -39,8 +50,13 @@ __all__ = [
     "LOSS_KEYS",
     "PHASES",
     "QUICK",
+    "TINY_IMAGE_SIZE",
+    "TINY_NUM_CLASSES",
     "DemoConfig",
     "build_auxiliary",
     "build_classifier",
     "run",
+    "save_tiny_presets",
+    "save_tiny_resnet",
+    "save_tiny_vit",
 ]

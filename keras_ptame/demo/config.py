@@ -12,6 +12,9 @@ from keras_ptame.models.fills import FILL_NAMES, check_fill
 # black fill then looks like a square whose object was removed.
 DARK_CLASS = 0
 
+# The held-out images' seed offset: a stream that shares no draw with training.
+HELD_OUT_SEED_OFFSET = 10_000
+
 # The explainer's decoupled weight decay under the authors' optimiser
 # (`one_cycle_adamw`): Keras' `AdamW` default, which the demo trained with
 # before.
@@ -122,6 +125,29 @@ class DemoConfig:
                     f"Unknown demo setting. Received: {key}={value!r}. Known: {known}"
                 )
         return dataclasses.replace(self, **settings)
+
+    def draw_shapes(self, held_out=False):
+        """The demo's images of shapes, with their labels and object masks.
+
+        Args:
+            held_out: bool. The held-out images (`test_count` of them, seed
+                `seed + HELD_OUT_SEED_OFFSET`) rather than the training images
+                (`train_count`, seed `seed`). Defaults to `False`.
+
+        Returns:
+            `(images, labels, masks)` as `synthetic.make_shapes` returns them;
+            without a "none" class, the squares (`DARK_CLASS`) drawn dark.
+        """
+        count, seed = self.train_count, self.seed
+        if held_out:
+            count, seed = self.test_count, self.seed + HELD_OUT_SEED_OFFSET
+        return synthetic.make_shapes(
+            count,
+            seed=seed,
+            image_size=self.image_size,
+            num_classes=self.num_classes,
+            dark_classes=() if self.none_class else (DARK_CLASS,),
+        )
 
     def settings(self):
         """The data and training settings, as a dict (no loss, no seed)."""

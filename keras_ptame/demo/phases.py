@@ -14,7 +14,7 @@ import numpy as np
 from keras_ptame import visualize
 from keras_ptame.baselines.centre_maps import CentreMaps
 from keras_ptame.datasets import synthetic
-from keras_ptame.demo.config import DARK_CLASS, EXPLAINER_WEIGHT_DECAY, DemoConfig
+from keras_ptame.demo.config import EXPLAINER_WEIGHT_DECAY, DemoConfig
 from keras_ptame.demo.models import AUXILIARY_LAYERS, build_auxiliary, build_classifier
 from keras_ptame.evaluation.per_class import class_rows
 from keras_ptame.layers.auxiliary_extractor import AuxiliaryExtractor
@@ -135,14 +135,8 @@ def _make_data(config):
     their labels and masks."""
     shapes = {"image_size": config.image_size, "num_classes": config.num_classes}
     names = synthetic.shape_names(config.num_classes)
-    dark = () if config.none_class else (DARK_CLASS,)
-    train_images, train_labels, _ = synthetic.make_shapes(
-        config.train_count, seed=config.seed, dark_classes=dark, **shapes
-    )
-    # A different seed stream: the held-out images share no draw with training.
-    test_images, test_labels, test_masks = synthetic.make_shapes(
-        config.test_count, seed=config.seed + 10_000, dark_classes=dark, **shapes
-    )
+    train_images, train_labels, _ = config.draw_shapes()
+    test_images, test_labels, test_masks = config.draw_shapes(held_out=True)
     data = types.SimpleNamespace(
         train_images=train_images,
         classifier_images=train_images,

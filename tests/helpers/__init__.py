@@ -3,8 +3,8 @@ classes) and images.
 
 `tests.helpers.test_case` holds the checks every public layer, model, loss
 and optimiser goes through, `tests.helpers.known_classifiers` classifiers
-whose evidence is known (for the metrics), `tests.helpers.hub_models` tiny
-keras-hub presets.
+whose evidence is known (for the metrics); tiny keras-hub presets come from
+the package (`keras_ptame.demo.save_tiny_resnet`, `save_tiny_vit`).
 """
 
 import keras
