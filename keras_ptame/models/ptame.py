@@ -25,6 +25,7 @@ from keras_ptame.models.fills import apply_fill, check_fill, is_random
 from keras_ptame.models.image_size import ImageSized
 from keras_ptame.models.pretrained import Pretrained
 from keras_ptame.models.removal_check import RemovalChecking
+from keras_ptame.losses.default import default_loss
 from keras_ptame.optimizers.default import default_optimizer
 from keras_ptame.utils.validation import (
     check_image_shape,
@@ -139,7 +140,7 @@ class PTAME(Explaining, RemovalChecking, ImageSized, Pretrained, keras.Model):
         self._fill_probed = set()
         if self.num_classes is not None:
             self.decoder = self._make_decoder()
-        self.perturbation_loss = PerturbationLoss()
+        self.perturbation_loss = default_loss()
         # Metric objects set as attributes join `self.metrics` and the logs.
         self.ce_tracker = keras.metrics.Mean(name="ce")
         self.area_tracker = keras.metrics.Mean(name="area")
@@ -293,14 +294,16 @@ class PTAME(Explaining, RemovalChecking, ImageSized, Pretrained, keras.Model):
     # === Training ===
 
     def compile(self, optimizer=None, loss=None, **kwargs):
-        """Configures training. `loss` defaults to `PerturbationLoss()`.
+        """Configures training. `loss` defaults to `default_loss()`.
 
         Args:
             optimizer: a Keras optimizer. Defaults to Keras' `AdamW(1e-3,
                 amsgrad=True, epsilon=1e-8)` held constant (see
                 `keras_ptame.optimizers.default`; the authors' whole optimiser
                 is a recipe's, `kp.recipes.one_cycle_adamw`).
-            loss: a `PerturbationLoss`. Defaults to `PerturbationLoss()`.
+            loss: a `PerturbationLoss`. Defaults to `PerturbationLoss(
+                smoothness_coeff=0.001)` (see `keras_ptame.losses.default`;
+                `PerturbationLoss()` is the authors' class default).
             **kwargs: passed to `keras.Model.compile` (`jit_compile`,
                 `steps_per_execution`, ...).
         """
@@ -309,7 +312,7 @@ class PTAME(Explaining, RemovalChecking, ImageSized, Pretrained, keras.Model):
         if isinstance(loss, dict):
             loss = keras.saving.deserialize_keras_object(loss)
         if loss is None:
-            loss = PerturbationLoss()
+            loss = default_loss()
         if not isinstance(loss, PerturbationLoss):
             raise ValueError(
                 "`loss` must be a `keras_ptame.PerturbationLoss`. "

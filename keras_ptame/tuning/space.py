@@ -67,10 +67,12 @@ def tunable_names():
 
 
 def default_recipe():
-    """What an explainer trains with when nothing is chosen, as a `Recipe`.
+    """The paper's defaults as a `Recipe`: `kp.tune`'s starting point.
 
-    `PerturbationLoss()`'s coefficients and `PTAME.compile`'s optimiser: AdamW
-    at the paper's 1e-4 with Keras' default weight decay.
+    `PerturbationLoss()`'s coefficients (the authors' class defaults) and AdamW
+    at the paper's 1e-4 with Keras' default weight decay. (`PTAME.compile`'s
+    own defaults differ: `keras_ptame.optimizers.default`,
+    `keras_ptame.losses.default`.)
     """
     fields = {field.name for field in dataclasses.fields(Recipe)}
     loss = {

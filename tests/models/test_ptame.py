@@ -83,6 +83,23 @@ def test_a_compiled_classifier_does_not_leak_its_metrics_into_the_logs():
     assert history.history["loss"][0] > 0
 
 
+def test_compile_defaults_are_the_chosen_ones_and_the_paper_s_loss_is_one_argument_away():
+    explainer = kp.PTAME(tiny_classifier(), tiny_feature_model())
+    explainer.compile()
+    optimizer = explainer.optimizer
+    assert isinstance(optimizer, keras.optimizers.AdamW)
+    assert float(keras.ops.convert_to_numpy(optimizer.learning_rate)) == (
+        pytest.approx(1e-3)
+    )
+    assert optimizer.amsgrad and optimizer.epsilon == 1e-8
+    chosen = explainer.perturbation_loss.get_config()
+    paper = kp.PerturbationLoss().get_config()
+    assert chosen == {**paper, "smoothness_coeff": 0.001}
+    assert paper["smoothness_coeff"] == 0.01
+    explainer.compile(loss=kp.PerturbationLoss())
+    assert explainer.perturbation_loss.get_config() == paper
+
+
 def test_labels_are_ignored():
     images = random_images(16)
     labels = np.full((16,), 3)
