@@ -13,6 +13,7 @@ from keras_ptame.layers.mask_decoder import (
     check_feature_shapes,
     numerics_of,
 )
+from keras_ptame.losses.default import default_loss
 from keras_ptame.losses.perturbation_loss import PerturbationLoss
 from keras_ptame.models.explanation import (
     EVIDENCE_THRESHOLD,
@@ -25,7 +26,6 @@ from keras_ptame.models.fills import apply_fill, check_fill, is_random
 from keras_ptame.models.image_size import ImageSized
 from keras_ptame.models.pretrained import Pretrained
 from keras_ptame.models.removal_check import RemovalChecking
-from keras_ptame.losses.default import default_loss
 from keras_ptame.optimizers.default import default_optimizer
 from keras_ptame.utils.validation import (
     check_image_shape,
