@@ -7,7 +7,8 @@ is Keras' own default, not the paper's 1e-4: that is the peak of a one-cycle
 schedule over a whole ImageNet epoch (about 40,000 steps), and held constant
 it under-trains a short run. On `benchmarks/object_maps.py` (470 steps, 5
 seeds, three backends) 1e-4 left 18 classes of 25 runs under-trained
-(pointing game 0.54 to just under 0.9); 1e-3 one class of 30 runs (0.88).
+(pointing game 0.54 to just under 0.9); 1e-3 none of 30 runs with the default
+loss (`keras_ptame.losses.default`), one with the authors' (0.88).
 The paper's optimiser is a recipe's (`kp.recipes`).
 """
 
