@@ -263,17 +263,20 @@ def _compiled(config, setup):
 
     from keras_ptame.demo import EXPLAINER_WEIGHT_DECAY
     from keras_ptame.losses.perturbation_loss import PerturbationLoss
+    from keras_ptame.optimizers.default import default_optimizer
     from keras_ptame.recipes import one_cycle, one_cycle_adamw
 
     steps = -(-config.train_count // config.batch_size) * config.explainer_epochs
     rate = setup.get("learning_rate", config.explainer_learning_rate)
-    optimizer = one_cycle_adamw(rate, steps, EXPLAINER_WEIGHT_DECAY)
     if setup.get("optimizer") == "keras":
         optimizer = keras.optimizers.AdamW(
             one_cycle(rate, steps), weight_decay=EXPLAINER_WEIGHT_DECAY, amsgrad=True
         )
     elif setup.get("optimizer") == "constant":
-        optimizer = keras.optimizers.AdamW(rate, amsgrad=True, epsilon=1e-8)
+        # `compile()`'s default optimizer, at `rate`.
+        optimizer = default_optimizer(rate)
+    else:
+        optimizer = one_cycle_adamw(rate, steps, EXPLAINER_WEIGHT_DECAY)
     loss = {} if setup.get("paper_loss") else config.loss_settings()
     return {"optimizer": optimizer, "loss": PerturbationLoss(**loss)}
 
