@@ -372,8 +372,6 @@ def verdict(result, row):
 def summarize_group(results):
     """One line of the table: the runs of one setting, configuration, backend."""
     rows = [(r, row) for r in results for row in r["rows"]]
-    shown = [(r, row) for r, row in rows if verdict(r, row) != "flat"] or rows
-    result, worst = min(shown, key=lambda item: item[1]["pointing_game"])
     good = sum(row["good_images"] for _, row in rows)
     alarms = sum(row["good_images"] for r, row in rows if flagged(r, row))
     count = {
@@ -382,15 +380,30 @@ def summarize_group(results):
     }
     return {
         "runs": len(results),
+        **_worst_not_flat(rows),
+        **count,
+        "false_alarms": 100.0 * alarms / max(good, 1),
+    }
+
+
+def _worst_not_flat(rows):
+    """The class that points worst among those not flat, and the largest map;
+    NaN where every class came back flat (a `--quick` run)."""
+    shown = [(r, row) for r, row in rows if verdict(r, row) != "flat"]
+    if not shown:
+        nan = float("nan")
+        return {
+            "worst": "every class flat",
+            "worst_pointing": nan,
+            "worst_auc": nan,
+            "largest_mean_map": nan,
+        }
+    result, worst = min(shown, key=lambda item: item[1]["pointing_game"])
+    return {
         "worst": f"{worst['class']} (seed {result['seed']})",
-        "worst_change": worst["difference_p50"],
         "worst_pointing": worst["pointing_game"],
         "worst_auc": worst["pixel_auc"],
         "largest_mean_map": max(row["mean_map"] for _, row in shown),
-        "worst_flagged": flagged(result, worst),
-        **count,
-        "false_alarms": 100.0 * alarms / max(good, 1),
-        "minutes": sum(r["seconds"] for r in results) / 60,
     }
 
 
