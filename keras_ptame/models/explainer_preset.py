@@ -10,7 +10,9 @@ A preset folder holds everything needed to explain, nothing to download:
 - `metadata.json`: the versions that saved it, its parameter count, the
   image size it was built for and the date.
 
-`explainer.save_to_preset(folder)` writes one and `PTAME.from_preset(preset)`
+`explainer.save_to_preset(folder)` writes one (and, with `overwrite=True`,
+replaces only a folder that is a preset it wrote: these three files and
+nothing else, `metadata.json` naming `keras_ptame_version`), and `PTAME.from_preset(preset)`
 reads one from a local folder or from any handle keras-hub reads presets
 from (`kaggle://`, `hf://`, `modelscope://`, or a `gs://` path).
 `keras_hub.upload_preset(handle, folder)` publishes a folder.
@@ -22,26 +24,31 @@ import os
 
 import keras
 
-from keras_ptame.utils.files import atomic_path
+from keras_ptame.utils.files import atomic_path, check_replaceable, is_own_folder
 from keras_ptame.version import __version__
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
 METADATA_FILE = "metadata.json"
+PRESET_FILES = (CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE)
 
 
-def save_explainer_preset(explainer, preset_dir):
-    """Writes `explainer` (built) as a preset folder, replacing `preset_dir`.
+def save_explainer_preset(explainer, preset_dir, overwrite=False):
+    """Writes `explainer` (built) as the preset folder `preset_dir`.
 
     Args:
         explainer: a built `PTAME`.
         preset_dir: str or path-like. The folder to write.
+        overwrite: bool. Whether to replace a preset already at `preset_dir`
+            (only one this package wrote, with nothing else in it). Defaults
+            to `False`.
     """
     if not explainer.built:
         raise ValueError(
             "Only a built explainer can be saved as a preset: train it, or call "
             "`explain` or `build((None, height, width, 3))` first."
         )
+    check_replaceable(preset_dir, overwrite, is_own_preset, "an explainer preset")
     config = keras.saving.serialize_keras_object(explainer)
     config.pop("compile_config", None)
     with atomic_path(preset_dir, directory=True) as folder:
@@ -49,6 +56,21 @@ def save_explainer_preset(explainer, preset_dir):
         _write_json(os.path.join(folder, CONFIG_FILE), config)
         _write_json(os.path.join(folder, METADATA_FILE), _metadata(explainer))
         explainer.save_weights(os.path.join(folder, WEIGHTS_FILE))
+
+
+def is_own_preset(path):
+    """Whether `path` is a preset folder `save_explainer_preset` wrote, and only that."""
+    return is_own_folder(path, PRESET_FILES, _written_here)
+
+
+def _written_here(path):
+    # The marker: `_metadata`'s `keras_ptame_version`.
+    try:
+        with open(os.path.join(path, METADATA_FILE), encoding="utf-8") as file:
+            metadata = json.load(file)
+    except (OSError, ValueError):
+        return False
+    return isinstance(metadata, dict) and "keras_ptame_version" in metadata
 
 
 def load_explainer_preset(cls, preset, safe_mode=True):

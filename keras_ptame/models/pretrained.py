@@ -96,17 +96,21 @@ class Pretrained:
         """
         return load_explainer_preset(cls, preset, safe_mode=safe_mode)
 
-    def save_to_preset(self, preset_dir):
+    def save_to_preset(self, preset_dir, overwrite=False):
         """Writes this explainer as a keras-hub-style preset folder.
 
         Config (classifier and auxiliary network inside), weights and
-        metadata; `preset_dir` is replaced. See
+        metadata, written whole or not at all. See
         `keras_ptame.models.explainer_preset`.
 
         Args:
             preset_dir: str or path-like. The folder to write.
+            overwrite: bool. Whether to replace a preset already at
+                `preset_dir`. Only a preset this package wrote is replaced:
+                a file, a link, or a folder holding anything else is refused
+                with a `FileExistsError`. Defaults to `False`.
         """
-        save_explainer_preset(self, preset_dir)
+        save_explainer_preset(self, preset_dir, overwrite=overwrite)
 
     # === Training state ===
 

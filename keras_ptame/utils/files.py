@@ -3,13 +3,17 @@
 Everything the package writes (saved explainers, SavedModels, maps, tables,
 pictures) is first written under a temporary name beside its target and
 renamed into place once complete: a rename within one folder is atomic, so an
-interrupted or failed write leaves the target as it was.
+interrupted or failed write leaves the target as it was. The rules of what a
+write may replace live here too: never a link out of its folder
+(`check_no_links`), never one of the command's inputs (`check_not_inputs`),
+and with `overwrite` only what the package wrote itself (`check_replaceable`).
 """
 
 import contextlib
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 
@@ -38,11 +42,8 @@ def atomic_path(path, directory=False):
     ```
     """
     path = os.path.abspath(os.fspath(path))
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
     prefix = f".{os.path.basename(path)}.tmp-"
-    staging = tempfile.mkdtemp(prefix=prefix, dir=folder)
-    try:
+    with staging_folder(os.path.dirname(path), prefix) as staging:
         temporary = os.path.join(staging, "new" + os.path.splitext(path)[1])
         yield temporary
         if not os.path.lexists(temporary):
@@ -51,8 +52,64 @@ def atomic_path(path, directory=False):
             replace_directory(temporary, path)
         else:
             os.replace(temporary, path)
+
+
+@contextlib.contextmanager
+def staging_folder(folder, prefix):
+    """Yields a new hidden folder in `folder`, removed when the block ends.
+
+    Its name holds this process' id and host (`<prefix><pid>-<host>-<random>`)
+    so that a later run can tell a folder left by a killed run (SIGKILL, a
+    power cut: nothing removes it then) from one of a run still going: the
+    ones of `prefix` whose process is gone from this host are removed first.
+
+    Args:
+        folder: str or path-like. Where to create it (created if need be).
+        prefix: str. The start of its name, such as `".ptame-explain-"`.
+    """
+    folder = os.fspath(folder)
+    os.makedirs(folder, exist_ok=True)
+    remove_stale_staging(folder, prefix)
+    name = f"{prefix}{os.getpid()}-{_host()}-"
+    staging = tempfile.mkdtemp(prefix=name, dir=folder)
+    try:
+        yield staging
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def remove_stale_staging(folder, prefix):
+    """Removes the staging folders of `prefix` in `folder` whose run is dead.
+
+    Only those named by `staging_folder` on this host whose process no longer
+    exists; a folder of a live run, of another host or of another naming is
+    left alone.
+    """
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if not name.startswith(prefix) or os.path.islink(path):
+            continue
+        pid, _, rest = name[len(prefix) :].partition("-")
+        host = rest.rpartition("-")[0]
+        if pid.isdigit() and host == _host() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _host():
+    # Host names may hold "-" but not "/"; the random suffix holds no "-".
+    return socket.gethostname().replace(os.sep, "_") or "localhost"
+
+
+def _alive(pid):
+    if os.name == "nt":
+        return True  # `os.kill` would end the process there
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's process: alive
+    return True
 
 
 def write_text(path, text):
@@ -143,3 +200,103 @@ def check_writable(folder, what="the output folder"):
             f"Cannot write to {what} {folder!r} ({error.strerror or error}); "
             "nothing was done."
         ) from error
+
+
+def check_no_links(path, folder, option):
+    """Raises a `ValueError` if writing `path` would follow a link below `folder`.
+
+    Every folder between `folder` and `path`, and `path` itself, must be a
+    real one, not a symbolic link: a linked folder would take the write out of
+    `folder`, and a linked file would be cut from what it points to. `folder`
+    itself may be a link.
+
+    Args:
+        path: str or path-like. The file to write, inside `folder`.
+        folder: str or path-like. The folder the write belongs to.
+        option: str. What `folder` is (`"--output"`), for the message.
+    """
+    folder = os.path.abspath(os.fspath(folder))
+    current = folder
+    for part in os.path.relpath(os.path.abspath(os.fspath(path)), folder).split(os.sep):
+        current = os.path.join(current, part)
+        if os.path.islink(current):
+            raise ValueError(
+                f"{option}: {current!r} is a symbolic link; nothing is written "
+                f"through links inside {option}. Remove the link or choose "
+                f"another {option}."
+            )
+
+
+def check_not_inputs(targets, inputs, option):
+    """Raises a `ValueError` if a file of `targets` is one of `inputs`.
+
+    The same file by any name counts: a path, a symbolic link to it, a hard
+    link. A target that does not exist yet is none of them.
+
+    Args:
+        targets: paths the command writes (or replaces).
+        inputs: paths the command reads; `None` entries and missing paths are
+            skipped.
+        option: str. The option naming the targets, for the message.
+    """
+    read = {}
+    for path in inputs:
+        if path is not None and os.path.exists(path):
+            info = os.stat(path)
+            read.setdefault((info.st_dev, info.st_ino), os.fspath(path))
+    for path in targets:
+        if os.path.exists(path):
+            info = os.stat(path)
+            source = read.get((info.st_dev, info.st_ino))
+            if source is not None:
+                raise ValueError(
+                    f"{option} would write over an input of this command: "
+                    f"{os.fspath(path)!r} is {source!r}. Choose another {option}."
+                )
+
+
+def check_replaceable(path, overwrite, is_own, what):
+    """Raises a `FileExistsError` unless writing `path` replaces nothing foreign.
+
+    A missing `path` may be written; an existing one only with `overwrite`,
+    and only if `is_own(path)` says the package wrote it and nothing else is
+    in it.
+
+    Args:
+        path: str or path-like. The file or folder to write.
+        overwrite: bool. Whether the caller asked to replace `path`.
+        is_own: callable taking `path`, returning whether it is the
+            package's own (see `is_own_folder`).
+        what: str. What the package writes there (`"an explainer preset"`),
+            for the message.
+    """
+    path = os.fspath(path)
+    if not os.path.lexists(path):
+        return
+    if not overwrite:
+        raise FileExistsError(
+            f"{path!r} exists. Choose another path or pass `overwrite=True`."
+        )
+    if not is_own(path):
+        raise FileExistsError(
+            f"{path!r} exists and is not {what} written by keras_ptame, or holds "
+            "other files beside it: overwriting replaces only that. Choose "
+            "another path, or remove it yourself."
+        )
+
+
+def is_own_folder(path, entries, is_marked):
+    """Whether `path` is a real folder holding nothing but `entries`, marked ours.
+
+    Args:
+        path: str or path-like.
+        entries: the names the package writes in it.
+        is_marked: callable taking `path`, returning whether the package's
+            marker (a manifest, a metadata field) is there.
+    """
+    return (
+        os.path.isdir(path)
+        and not os.path.islink(path)
+        and set(os.listdir(path)) <= set(entries)
+        and is_marked(path)
+    )

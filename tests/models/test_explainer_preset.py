@@ -1,4 +1,5 @@
 import json
+import os
 
 import keras
 import numpy as np
@@ -91,17 +92,57 @@ def test_an_extractor_that_taps_the_classifier_round_trips(tmp_path):
     np.testing.assert_allclose(restored.explain(images), expected, atol=1e-6)
 
 
-def test_saving_again_replaces_the_preset(tmp_path):
+# Issue 22, case 2
+def test_saving_again_replaces_the_preset_only_with_overwrite(tmp_path):
     first = _trained_looking(tiny_explainer(), seed=1)
     second = _trained_looking(tiny_explainer(), seed=2)
     first.save_to_preset(tmp_path / "preset")
-    second.save_to_preset(tmp_path / "preset")
+    before = _snapshot(tmp_path / "preset")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        second.save_to_preset(tmp_path / "preset")
+    assert _snapshot(tmp_path / "preset") == before
+    second.save_to_preset(tmp_path / "preset", overwrite=True)
     images = random_images(2)
     restored = kp.PTAME.from_preset(str(tmp_path / "preset"))
     np.testing.assert_allclose(
         restored.explain(images), second.explain(images), atol=1e-6
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["preset"]
+
+
+def _snapshot(folder):
+    return {
+        os.path.relpath(os.path.join(base, name), folder): open(
+            os.path.join(base, name), "rb"
+        ).read()
+        for base, _, names in os.walk(folder)
+        for name in names
+    }
+
+
+# Issue 22, case 2
+@pytest.mark.parametrize("case", ["user_folder", "preset_and_more", "file", "link"])
+def test_overwrite_replaces_nothing_but_a_preset_it_wrote(tmp_path, case):
+    explainer = _trained_looking(tiny_explainer())
+    target = tmp_path / "target"
+    elsewhere = tmp_path / "elsewhere"
+    if case == "user_folder":
+        (target / "photos").mkdir(parents=True)
+        (target / "photos" / "cat.png").write_bytes(b"user's own")
+        (target / "config.json").write_text("{}")
+    elif case == "preset_and_more":
+        explainer.save_to_preset(target)
+        (target / "README.md").write_text("model card")
+    elif case == "file":
+        target.write_bytes(b"user's own")
+    else:
+        explainer.save_to_preset(elsewhere)
+        os.symlink(elsewhere, target)
+    before = _snapshot(tmp_path)
+    with pytest.raises(FileExistsError, match="not an explainer preset written"):
+        explainer.save_to_preset(target, overwrite=True)
+    assert _snapshot(tmp_path) == before
+    assert os.path.islink(target) == (case == "link")
 
 
 def test_a_handle_is_fetched_through_keras_hub(tmp_path, monkeypatch):
