@@ -18,7 +18,12 @@ from keras_ptame.cli.arguments import (
 from keras_ptame.cli.errors import UsageError, note, say, track_outputs, wrote
 from keras_ptame.cli.training import prepare_training
 from keras_ptame.optimizers.default import default_optimizer
-from keras_ptame.utils.files import atomic_path, check_writable, deferred_interrupts
+from keras_ptame.utils.files import (
+    atomic_path,
+    check_not_inputs,
+    check_writable,
+    deferred_interrupts,
+)
 
 # The files `keras.callbacks.BackupAndRestore` writes: all that --backup-dir
 # may hold, and all that is removed from it after training.
@@ -94,7 +99,7 @@ def _add_explainer_file_options(group):
 
 def run(args):
     """Trains an explainer as `args` say and saves it as `args.output`."""
-    _check_output(args.output, args.overwrite)
+    _check_output(args.output, args.overwrite, (args.classifier, args.auxiliary))
     _check_backup_dir(args.backup_dir)
     track_outputs()
     recipe = recipes.get(args.recipe) if args.recipe else None
@@ -150,13 +155,16 @@ def _fit(explainer, batches, epochs, args):
     )
 
 
-def _check_output(path, overwrite):
-    """Checks before training that the output can be written."""
+def _check_output(path, overwrite, inputs):
+    """Checks before training that the output can be written, and is no input."""
     if not path.endswith(".keras"):
         raise UsageError(f"--output must end in .keras. Received: {path!r}")
     if os.path.isdir(path):
         # --overwrite replaces a file, never a folder.
         raise FileExistsError(f"--output is a folder: {path!r}. Name a .keras file.")
+    # --overwrite replaces the output, never the classifier it was asked to
+    # explain (by any name: a link to it too).
+    check_not_inputs([path], inputs, "--output")
     if os.path.lexists(path) and not overwrite:
         raise FileExistsError(
             f"The output exists: {path!r}. Choose another --output or pass --overwrite."

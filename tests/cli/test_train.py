@@ -62,6 +62,26 @@ def test_train_writes_an_explainer_and_refuses_to_overwrite(workspace, ptame):
     assert output.read_bytes() == before
 
 
+# Issue 22, case 4
+@pytest.mark.parametrize("link", ["same", "symlink", "hardlink"])
+def test_train_never_writes_over_its_classifier(workspace, tmp_path, ptame, link):
+    root, _ = workspace
+    classifier = tmp_path / "c.keras"
+    classifier.write_bytes((root / "classifier.keras").read_bytes())
+    output = {"same": classifier, "symlink": tmp_path / "s.keras"}.get(
+        link, tmp_path / "h.keras"
+    )
+    if link == "symlink":
+        os.symlink(classifier, output)
+    elif link == "hardlink":
+        os.link(classifier, output)
+    argv = [*train_argv(root, output, epochs=1, batch_size=2), "--overwrite"]
+    argv[argv.index("--classifier") + 1] = classifier
+    before = classifier.read_bytes()
+    ptame(*argv).assert_user_error("--output would write over an input")
+    assert classifier.read_bytes() == before
+
+
 @pytest.mark.parametrize(
     "change, match",
     [
