@@ -3,8 +3,6 @@
 import contextlib
 import csv
 import os
-import shutil
-import tempfile
 
 import keras
 import numpy as np
@@ -20,11 +18,19 @@ from keras_ptame.cli.arguments import (
 )
 from keras_ptame.cli.errors import UsageError, say, track_outputs, wrote
 from keras_ptame.cli.loading import open_explainer
-from keras_ptame.utils.files import deferred_interrupts
+from keras_ptame.utils.files import (
+    check_no_links,
+    check_not_inputs,
+    deferred_interrupts,
+    staging_folder,
+)
 from keras_ptame.utils.images import IMAGE_EXTENSIONS, find_images, read_image
 
 SUMMARY = "summary.csv"
 SUFFIXES = (".png", ".npy")
+# The hidden folder a run writes into before moving its files into place;
+# one left by a killed run is removed by the next (see `staging_folder`).
+STAGING_PREFIX = ".ptame-explain-"
 # The columns of the summary, one row per image.
 COLUMNS = ("file", "output", "class", "score", "evidence", "flat", "misranked")
 
@@ -121,7 +127,8 @@ def run(args):
     files = find_images(args.inputs)
     names = _output_names(files, args.inputs)
     classes = _expand_classes(args.classes, len(files), explainer.num_classes)
-    _refuse_existing(args.output, names, args.overwrite)
+    inputs = [*files, args.model, args.classifier_weights, args.auxiliary_weights]
+    _refuse_existing(args.output, names, args.overwrite, inputs)
     # Every image is read once before anything is written, so that a bad
     # file stops the run with the outputs untouched.
     notes = []
@@ -172,13 +179,11 @@ def _explain_all(explainer, files, names, classes, size, args, folder):
 def _staging_folder(output):
     """A hidden folder inside `output` (created if need be), removed at the end."""
     created = not os.path.isdir(output)
-    os.makedirs(output, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".ptame-explain-", dir=output)
     try:
-        yield staging
+        with staging_folder(output, STAGING_PREFIX) as staging:
+            yield staging
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        if created and not os.listdir(output):
+        if created and os.path.isdir(output) and not os.listdir(output):
             os.rmdir(output)
 
 
@@ -308,13 +313,17 @@ def _expand_classes(classes, count, num_classes):
     return np.asarray(classes, dtype=np.int32)
 
 
-def _refuse_existing(output, names, overwrite):
+def _refuse_existing(output, names, overwrite, inputs):
     if os.path.lexists(output) and not os.path.isdir(output):
         raise FileExistsError(f"--output must be a folder. Received: a file {output!r}")
     targets = [
         os.path.join(output, name + suffix) for name in names for suffix in SUFFIXES
     ]
     targets.append(os.path.join(output, SUMMARY))
+    # --output itself may be a link; nothing inside it is written through one.
+    for path in targets:
+        check_no_links(path, output, "--output")
+    check_not_inputs(targets, inputs, "--output")
     # --overwrite replaces these files, never a folder in their place.
     folders = [path for path in targets if os.path.isdir(path)]
     if folders:

@@ -2,6 +2,9 @@
 
 import csv
 import os
+import socket
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -178,6 +181,74 @@ def test_explain_refuses_to_overwrite(workspace, tmp_path, ptame, snapshot):
     assert snapshot(output) == before
     assert ptame(*argv, "--overwrite").code == 0
     assert Image.open(output / "rgb_0.png").size == (IMAGE_SIZE, IMAGE_SIZE)
+
+
+# Issue 22, case 3
+@pytest.mark.parametrize("link", ["folder", "file"])
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_explain_never_writes_through_a_link_in_output(
+    workspace, tmp_path, ptame, snapshot, link, overwrite
+):
+    root, _ = workspace
+    output, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    output.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "deep.npy").write_bytes(b"user's own")
+    (elsewhere / "mine.png").write_bytes(b"user's own")
+    if link == "folder":
+        # The input tree holds nested/deep.png: its outputs go to out/nested/.
+        path = output / "nested"
+        os.symlink(elsewhere, path)
+    else:
+        path = output / "rgb_0.png"
+        os.symlink(elsewhere / "mine.png", path)
+    before = snapshot(elsewhere)
+    argv = ["explain", "--model", root / "explainer.keras", root / "images"]
+    argv += ["--output", output, "--quiet"] + ["--overwrite"] * overwrite
+    ptame(*argv).assert_user_error(f"{str(path)!r} is a symbolic link")
+    assert snapshot(elsewhere) == before
+    assert sorted(os.listdir(output)) == [path.name]
+    assert os.path.islink(path)
+
+
+# Issue 22, case 4
+def test_explain_never_writes_over_its_input_images(
+    workspace, tmp_path, ptame, snapshot
+):
+    root, _ = workspace
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("rgb_0.png", "rgb_1.png"):
+        (folder / name).write_bytes((root / "images" / name).read_bytes())
+    before = snapshot(folder)
+    result = ptame(
+        "explain", "--model", root / "explainer.keras", folder,
+        "--output", folder, "--overwrite", "--quiet",
+    )  # fmt: skip
+    result.assert_user_error("--output would write over an input")
+    assert snapshot(folder) == before
+
+
+# Issue 22, case 12
+def test_explain_removes_the_staging_folders_of_killed_runs_only(
+    workspace, tmp_path, ptame
+):
+    root, _ = workspace
+    output = tmp_path / "out"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    stale = output / f".ptame-explain-{dead.pid}-{host}-abc123"
+    live = output / f".ptame-explain-{os.getpid()}-{host}-def456"
+    other_host = output / f".ptame-explain-{dead.pid}-elsewhere.example-ghi789"
+    for folder in (stale, live, other_host):
+        folder.mkdir(parents=True)
+        (folder / "rgb_0.npy").write_bytes(b"half written")
+    argv = ["explain", "--model", root / "explainer.keras", root / "images"]
+    assert ptame(*argv, "--output", output, "--quiet").code == 0
+    assert not stale.exists()
+    assert live.exists() and other_host.exists()
+    assert (output / "rgb_0.npy").exists()
 
 
 @pytest.mark.parametrize(

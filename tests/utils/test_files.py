@@ -1,6 +1,9 @@
 """Atomic writes: a target is complete or untouched, with ordinary permissions."""
 
 import os
+import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -69,3 +72,17 @@ def test_replace_directory_puts_the_old_folder_back_on_failure(tmp_path, monkeyp
     with pytest.raises(OSError, match="disk full"):
         replace_directory(os.fspath(source), os.fspath(target))
     assert (target / "old.txt").read_text() == "old"
+
+
+# Issue 22, case 12
+def test_the_next_write_removes_a_killed_write_s_staging_folder(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    stale = tmp_path / f".table.md.tmp-{dead.pid}-{host}-abc123"
+    live = tmp_path / f".table.md.tmp-{os.getpid()}-{host}-def456"
+    for folder in (stale, live):
+        folder.mkdir()
+        (folder / "new.md").write_text("half")
+    write_text(tmp_path / "table.md", "| a |")
+    assert sorted(os.listdir(tmp_path)) == sorted([live.name, "table.md"])
