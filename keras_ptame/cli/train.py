@@ -6,6 +6,7 @@ import os
 import keras
 
 from keras_ptame import recipes
+from keras_ptame.cli import backup
 from keras_ptame.cli.arguments import (
     add_batch_size,
     add_data_options,
@@ -23,15 +24,6 @@ from keras_ptame.utils.files import (
     check_not_inputs,
     check_writable,
     deferred_interrupts,
-)
-
-# The files `keras.callbacks.BackupAndRestore` writes: all that --backup-dir
-# may hold, and all that is removed from it after training.
-BACKUP_FILES = (
-    "latest.weights.h5",
-    "training_metadata.json",
-    "latest.weights.h5.bkp",
-    "training_metadata.json.bkp",
 )
 
 
@@ -130,7 +122,7 @@ def run(args):
 
 def _note_backup(folder):
     """Tells an interrupted run's summary that the backup resumes training."""
-    if folder and os.path.exists(os.path.join(folder, BACKUP_FILES[0])):
+    if folder and os.path.exists(os.path.join(folder, backup.LATEST[0])):
         note(
             f"The backup in {folder} resumes training from the last completed "
             "epoch: run the same command again."
@@ -140,11 +132,8 @@ def _note_backup(folder):
 def _fit(explainer, batches, epochs, args):
     callbacks = []
     if args.backup_dir:
-        # Kept after training (`delete_checkpoint=False`): `run` removes it
-        # once the explainer is saved.
-        callbacks.append(
-            keras.callbacks.BackupAndRestore(args.backup_dir, delete_checkpoint=False)
-        )
+        # Kept after training: `run` removes it once the explainer is saved.
+        callbacks.append(backup.TrainingBackup(args.backup_dir))
     # The pipelines shuffle themselves; Keras warns if `shuffle` is left on.
     explainer.fit(
         batches,
@@ -179,7 +168,7 @@ def _check_backup_dir(folder):
     if os.path.lexists(folder) and not os.path.isdir(folder):
         raise FileExistsError(f"--backup-dir is not a folder: {folder!r}")
     others = (
-        sorted(set(os.listdir(folder)) - set(BACKUP_FILES))
+        sorted(set(os.listdir(folder)) - set(backup.FILES))
         if (os.path.isdir(folder))
         else []
     )
@@ -194,7 +183,7 @@ def _check_backup_dir(folder):
 
 def _remove_backup(folder):
     """Removes the backup's files, and the folder if nothing else is left."""
-    for name in BACKUP_FILES:
+    for name in backup.FILES:
         path = os.path.join(folder, name)
         if os.path.isfile(path):
             os.remove(path)

@@ -1,6 +1,7 @@
 """Explainers that come trained: the authors' checkpoints and explainer presets,
 the record of an explainer's training, and the checks of a load."""
 
+import contextlib
 import warnings
 
 import keras
@@ -175,13 +176,25 @@ class Pretrained:
         # decoder in training: nothing to warn about.
         self._fitting = True
         try:
-            return super().fit(*args, **kwargs)
-        finally:
+            history = super().fit(*args, **kwargs)
+        except BaseException:
             self._fitting = False
-            done = _steps_of(self) - start
-            if done > 0:
-                recorded = max(_read_int(self.trained_steps), 0)
-                self.trained_steps.assign(recorded + done)
+            # Nothing may replace the error (an interrupt above all): under
+            # JAX, a `fit` interrupted in its first step leaves the variables
+            # detached, and reading them raises. The record then stays as it was.
+            with contextlib.suppress(Exception):
+                self._count_steps(start)
+            raise
+        self._fitting = False
+        self._count_steps(start)
+        return history
+
+    def _count_steps(self, start):
+        """Adds the optimizer's steps since `start` to `trained_steps`."""
+        done = _steps_of(self) - start
+        if done > 0:
+            recorded = max(_read_int(self.trained_steps), 0)
+            self.trained_steps.assign(recorded + done)
 
     def predict(self, *args, **kwargs):
         self.warn_if_untrained()

@@ -54,7 +54,15 @@ class _Tuner(keras_tuner.Tuner):
             self.oracle.deadline = time.monotonic() + self.max_seconds
 
     def run_trial(self, trial, *args, **kwargs):
-        return self.job.run(trial.hyperparameters.values)
+        try:
+            return self.job.run(trial.hyperparameters.values)
+        except Exception as error:
+            # KerasTuner records a trial that raised an error as FAILED and
+            # never runs it again; an interrupt leaves it to the next run.
+            # An error raised on the way out of an interrupt is the interrupt.
+            if _caused_by_interrupt(error):
+                raise KeyboardInterrupt from error
+            raise
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
@@ -184,3 +192,13 @@ def settings_of(job, ranges, digest):
         "seed": job.seed,
         "validation_images": digest,
     }
+
+
+def _caused_by_interrupt(error):
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__context__
+    return False

@@ -3,6 +3,10 @@
 import csv
 import dataclasses
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 
 import keras
@@ -105,6 +109,104 @@ def test_two_trial_search_resumes_after_an_interruption(tmp_path):
     # Another objective cannot resume this search.
     with pytest.raises(ValueError, match="objective"):
         search(directory, objective="adic")
+
+
+# A two-trial search in its own process. With a "ready" path, trial 1's first
+# training step waits there (on JAX and TensorFlow, while the step is being
+# compiled: where an interrupt left JAX's variables detached) for the SIGINT.
+SEARCH_SCRIPT = """
+import pathlib, sys, time
+import keras_ptame as kp
+from tests.helpers import random_images, tiny_explainer
+
+directory, ready = sys.argv[1], sys.argv[2:]
+if ready:
+    compute_loss, trials = kp.PTAME.compute_loss, []
+
+    def slow_trial_1(self, *args, **kwargs):
+        if not any(self is trial for trial in trials):
+            trials.append(self)
+        if len(trials) == 2:
+            pathlib.Path(ready[0]).touch()
+            time.sleep(300)
+        return compute_loss(self, *args, **kwargs)
+
+    kp.PTAME.compute_loss = slow_trial_1
+try:
+    kp.tune(tiny_explainer(), random_images(8, seed=1), random_images(4, seed=2),
+            max_trials=2, batch_size=4, directory=directory, verbose=0)
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def run_search(directory, ready=None):
+    """Starts the search script; with `ready`, sends it SIGINT once there."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+    process = subprocess.Popen(
+        [sys.executable, "-c", SEARCH_SCRIPT, str(directory)]
+        + ([str(ready)] if ready else []),
+        cwd=root,
+        env=dict(os.environ, PYTHONPATH=root),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 500
+    while ready and not os.path.exists(ready) and process.poll() is None:
+        assert time.monotonic() < deadline, "trial 1 never started"
+        time.sleep(0.2)
+    if ready and process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=500)
+    return process.returncode, err
+
+
+def trial_status(directory, trial):
+    return json.loads((directory / f"trial_{trial}" / "trial.json").read_text())
+
+
+# Issue 22, case 6
+def test_ctrl_c_in_a_trial_leaves_it_to_the_resumed_search(tmp_path):
+    directory = tmp_path / "tuning"
+    code, err = run_search(directory, ready=tmp_path / "ready")
+    assert code == 130, err[-3000:]
+    assert trial_status(directory, 0)["status"] == "COMPLETED"
+    interrupted = trial_status(directory, 1)
+    assert interrupted["status"] == "RUNNING", interrupted["message"]
+
+    code, err = run_search(directory)
+    assert code == 0, err[-3000:]
+    statuses = [row["status"] for row in read_rows(directory)]
+    assert statuses == ["COMPLETED", "COMPLETED"]
+    rerun = trial_status(directory, 1)
+    assert rerun["hyperparameters"] == interrupted["hyperparameters"]
+    assert not (directory / "trial_2").exists()
+
+
+class ErrorOnTheWayOut(keras.callbacks.Callback):
+    """Interrupts the second `fit`, then fails while the interrupt unwinds."""
+
+    def __init__(self):
+        super().__init__()
+        self.fits = 0
+
+    def on_train_begin(self, logs=None):
+        self.fits += 1
+        if self.fits == 2:
+            try:
+                raise KeyboardInterrupt
+            finally:
+                raise TypeError("a variable read on the way out")
+
+
+# Issue 22, case 6
+def test_an_error_caused_by_an_interrupt_counts_as_the_interrupt(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        search(tmp_path, callbacks=[ErrorOnTheWayOut()])
+    assert trial_status(tmp_path, 1)["status"] == "RUNNING"
+    recipe = search(tmp_path)
+    assert [row["status"] for row in read_rows(tmp_path)] == ["COMPLETED"] * 2
+    assert isinstance(recipe, kp.recipes.Recipe)
 
 
 def test_time_budget_stops_the_search_and_trial_0_is_the_start(tmp_path):
