@@ -23,6 +23,7 @@ import os
 import keras
 
 from keras_ptame.utils.files import atomic_path
+from keras_ptame.utils.validation import check_finite_weights
 from keras_ptame.version import __version__
 
 CONFIG_FILE = "config.json"
@@ -77,6 +78,7 @@ def load_explainer_preset(cls, preset, safe_mode=True):
         )
     explainer.build(tuple(input_shape))
     explainer.load_weights(preset_file(preset, WEIGHTS_FILE))
+    check_finite_weights(explainer, f"the preset {preset!r}")
     return explainer
 
 
