@@ -21,6 +21,18 @@ import json
 from keras_ptame.losses.perturbation_loss import PerturbationLoss
 from keras_ptame.optimizers.cycling_adamw import EPSILON, CyclingAdamW
 from keras_ptame.optimizers.one_cycle import OneCycle
+from keras_ptame.utils.validation import check_float, check_positive_int
+
+# The checks of a recipe's numbers, by field: each finite (no NaN or Inf).
+_AT_LEAST_ZERO = (
+    "weight_decay",
+    "ce_coeff",
+    "area_coeff",
+    "smoothness_coeff",
+    "border",
+)
+_POSITIVE = ("area_power", "smoothness_power", "learning_rate")
+_COUNTS = ("epochs", "batch_size", "image_size")
 
 
 def one_cycle(peak, total_steps, warmup_fraction=0.3):
@@ -111,6 +123,19 @@ class Recipe:
     image_size: int = 224
     warmup_fraction: float = 0.3
 
+    def __post_init__(self):
+        # A NaN coefficient or rate would train a NaN explainer without a
+        # word, and a string count ("2") would multiply as a string.
+        if not isinstance(self.name, str):
+            raise ValueError(f"`name` must be a string. Received: name={self.name!r}")
+        for field in _AT_LEAST_ZERO:
+            check_float(field, getattr(self, field), minimum=0)
+        for field in _POSITIVE:
+            check_float(field, getattr(self, field), above=0)
+        for field in _COUNTS:
+            check_positive_int(field, getattr(self, field))
+        check_float("warmup_fraction", self.warmup_fraction, minimum=0, maximum=1)
+
     def loss(self):
         """The `PerturbationLoss` with this recipe's coefficients."""
         return PerturbationLoss(
@@ -193,14 +218,29 @@ def names():
 def load(path):
     """The `Recipe` in a JSON file written with `Recipe.to_json` (or `kp.tune`)."""
     with open(path) as file:
-        fields = json.load(file)
+        try:
+            fields = json.load(file)
+        except ValueError as error:  # not JSON, or not UTF-8
+            raise ValueError(
+                f"The recipe {path!r} is not valid JSON: {error}"
+            ) from None
     known = {field.name for field in dataclasses.fields(Recipe)}
     if not isinstance(fields, dict) or not set(fields) <= known:
         raise ValueError(
             f"{path!r} is not a recipe: expected a JSON object with fields of "
             f"{sorted(known)}."
         )
-    return Recipe(**fields)
+    required = [
+        field.name
+        for field in dataclasses.fields(Recipe)
+        if field.default is dataclasses.MISSING and field.name not in fields
+    ]
+    if required:
+        raise ValueError(f"The recipe {path!r} lacks the fields {required}.")
+    try:
+        return Recipe(**fields)
+    except ValueError as error:
+        raise ValueError(f"The recipe {path!r} is not valid: {error}") from None
 
 
 def get(name):

@@ -1,3 +1,5 @@
+import dataclasses
+import json
 import math
 
 import keras
@@ -115,3 +117,42 @@ def test_one_cycle_warms_up_then_decays_to_almost_nothing():
 def test_one_cycle_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         kp.recipes.one_cycle(**kwargs)
+
+
+# Issue 22, cases 8, 11 and 12
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"ce_coeff": float("nan")}, r"`ce_coeff` must be a finite number >= 0"),
+        ({"learning_rate": float("inf")}, r"`learning_rate` must be a finite"),
+        ({"learning_rate": 0.0}, r"learning_rate=0.0"),
+        ({"epochs": "2"}, r"`epochs` must be a positive integer.*epochs='2'"),
+        ({"batch_size": 2.5}, r"`batch_size` must be a positive integer"),
+        ({"warmup_fraction": 1.5}, r"`warmup_fraction` must be .*<= 1"),
+    ],
+)
+def test_a_recipe_with_a_bad_number_is_refused_naming_the_file_and_field(
+    tmp_path, change, message
+):
+    fields = json.loads(kp.recipes.get("resnet_50_imagenet").to_json())
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps({**fields, **change}))
+    with pytest.raises(ValueError, match=rf"recipe.json.*{message}"):
+        kp.recipes.load(str(path))
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(kp.recipes.get("resnet_50_imagenet"), **change)
+
+
+# Issue 22, cases 11 and 12
+def test_a_recipe_file_that_lacks_a_field_or_is_not_json_is_refused_by_name(
+    tmp_path,
+):
+    fields = json.loads(kp.recipes.get("resnet_50_imagenet").to_json())
+    del fields["ce_coeff"]
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(fields))
+    with pytest.raises(ValueError, match=r"recipe.json' lacks the fields \['ce_coeff'"):
+        kp.recipes.load(str(path))
+    path.write_text('{"name": "x", "ce_coeff": ')
+    with pytest.raises(ValueError, match="recipe.json' is not valid JSON"):
+        kp.recipes.load(str(path))

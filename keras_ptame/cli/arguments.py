@@ -6,6 +6,7 @@ from keras_ptame import recipes
 from keras_ptame.layers.backbone import OUTPUT_TYPES
 from keras_ptame.models.fills import FILL_NAMES
 from keras_ptame.utils.images import IMAGE_EXTENSIONS
+from keras_ptame.utils.validation import check_positive_float
 
 
 def positive_int(text):
@@ -17,6 +18,16 @@ def positive_int(text):
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def positive_float(text):
+    """An `argparse` type: a finite number > 0 (not `nan`, `inf` or `0`)."""
+    try:
+        return check_positive_float("value", float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive finite number, got {text!r}"
+        ) from None
 
 
 def comma_separated(text):

@@ -15,6 +15,7 @@ from keras_ptame.cli.arguments import (
     add_network_options,
     add_overwrite,
     add_recipe,
+    positive_float,
 )
 from keras_ptame.cli.errors import UsageError, note, say, track_outputs, wrote
 from keras_ptame.cli.training import prepare_training
@@ -57,7 +58,7 @@ def _add_training_options(group):
     add_batch_size(group)
     group.add_argument(
         "--learning-rate",
-        type=float,
+        type=positive_float,
         default=None,
         help="peak learning rate (default: the recipe's, else 1e-3)",
     )
@@ -198,7 +199,9 @@ def _compile(explainer, recipe, epochs, steps, learning_rate):
         return
     # The one-cycle schedule spans the epochs actually run.
     recipe = dataclasses.replace(
-        recipe, epochs=epochs, learning_rate=learning_rate or recipe.learning_rate
+        recipe,
+        epochs=epochs,
+        learning_rate=recipe.learning_rate if learning_rate is None else learning_rate,
     )
     explainer.compile(
         optimizer=recipe.optimizer(steps_per_epoch=steps), loss=recipe.loss()

@@ -36,6 +36,7 @@ from keras_ptame.converters import torchvision
 from keras_ptame.layers.auxiliary_extractor import AuxiliaryExtractor
 from keras_ptame.layers.backbone import Backbone
 from keras_ptame.layers.pretrained_networks import pyramid_layer_names
+from keras_ptame.utils.validation import check_finite_weights
 
 CLASSIFIER = "net.backbone."
 AUXILIARY = "net.attention.attention."
@@ -324,6 +325,7 @@ def read_state_dict(checkpoint, what="checkpoint"):
                 "compiled with torch.compile, which holds other values."
             )
         arrays[name] = value
+    check_finite_weights(arrays, source)
     return torchvision.StateDict(arrays, source=source)
 
 
@@ -345,9 +347,19 @@ def _torch_load(path, what):
         raise FileNotFoundError(f"No {what} file at {path!r}.")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
+    except MemoryError:
+        raise
     except Exception as error:
-        if "weights_only" not in str(error) and "Unpickl" not in type(error).__name__:
-            raise
+        if "weights only" not in str(error).lower().replace("_", " "):
+            # A truncated file (EOFError, the zip reader's RuntimeError) or
+            # another kind of file (KeyError, UnpicklingError of its bytes).
+            kind = "P-TAME checkpoint" if what == "checkpoint" else f"{what} file"
+            detail = " ".join(str(error).split())[:100]
+            raise ValueError(
+                f"{path!r} is not a complete {kind} saved with torch.save: it is "
+                f"truncated or another kind of file ({type(error).__name__}: "
+                f"{detail})."
+            ) from error
         raise ValueError(
             f"{path!r} holds Python objects besides tensors, which PyTorch does "
             "not load safely. If you trust the file, save its tensors alone and "

@@ -25,6 +25,7 @@ import os
 import keras
 
 from keras_ptame.utils.files import atomic_path, check_replaceable, is_own_folder
+from keras_ptame.utils.validation import check_finite_weights
 from keras_ptame.version import __version__
 
 CONFIG_FILE = "config.json"
@@ -99,6 +100,7 @@ def load_explainer_preset(cls, preset, safe_mode=True):
         )
     explainer.build(tuple(input_shape))
     explainer.load_weights(preset_file(preset, WEIGHTS_FILE))
+    check_finite_weights(explainer, f"the preset {preset!r}")
     return explainer
 
 

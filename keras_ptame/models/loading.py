@@ -7,6 +7,7 @@ import keras
 
 from keras_ptame.converters.ptame_checkpoint import MissingNetworkWeights
 from keras_ptame.models.ptame import PTAME
+from keras_ptame.utils.validation import check_finite_weights
 
 # The files `load_explainer` reads as the P-TAME authors' checkpoints.
 CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
@@ -106,7 +107,7 @@ def load_keras_model(path, what="model", safe_mode=True):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No such .keras file: {path!r}")
     try:
-        return keras.saving.load_model(path, compile=False, safe_mode=safe_mode)
+        model = keras.saving.load_model(path, compile=False, safe_mode=safe_mode)
     except Exception as error:
         # A truncated or foreign file fails deep inside the loader with
         # zipfile, h5py or deserialisation errors; all mean the same to a user.
@@ -114,6 +115,8 @@ def load_keras_model(path, what="model", safe_mode=True):
             f"Cannot load the {what} from {path!r}; is it a complete .keras file? "
             f"({type(error).__name__}: {error})"
         ) from error
+    check_finite_weights(model, f"the {what} {path!r}")
+    return model
 
 
 def _import_checkpoint(path, classifier_weights, auxiliary_weights, image_size):

@@ -15,6 +15,7 @@ from keras_ptame.layers.mask_decoder import (
 )
 from keras_ptame.losses.default import default_loss
 from keras_ptame.losses.perturbation_loss import PerturbationLoss
+from keras_ptame.models.diverged import StopOnNaN
 from keras_ptame.models.explanation import (
     EVIDENCE_THRESHOLD,
     Explaining,
@@ -361,12 +362,17 @@ class PTAME(Explaining, RemovalChecking, ImageSized, Pretrained, keras.Model):
         data source) of images alone or of `(images, labels)`. The first
         batch is checked before training starts. After each epoch the maps
         of `removal_check=256` images are checked (see `RemovalChecking`).
+        A NaN or Inf loss stops training with a `TrainingDiverged` error
+        (see `keras_ptame.models.diverged.StopOnNaN`).
         """
         check_training_data(x, self.ensure_built)
         self.warn_about_fill(x)
         if not self.compiled:
             self.compile()
-        return super().fit(x, y, **kwargs)
+        callbacks = list(kwargs.pop("callbacks", None) or [])
+        if not any(isinstance(callback, StopOnNaN) for callback in callbacks):
+            callbacks.append(StopOnNaN())
+        return super().fit(x, y, callbacks=callbacks, **kwargs)
 
     # === Export ===
 

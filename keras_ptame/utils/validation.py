@@ -141,6 +141,74 @@ def check_positive_int(name, value):
     return int(value)
 
 
+def check_float(name, value, minimum=None, above=None, maximum=None):
+    """Checks that the argument `name` is a finite real number; returns a `float`.
+
+    NaN, Inf, booleans and strings (`"2"`) are refused, and so is a value
+    below `minimum`, not above `above` or above `maximum` (each bound when
+    given).
+    """
+    bounds = [f">= {minimum}"] if minimum is not None else []
+    bounds += [f"> {above}"] if above is not None else []
+    bounds += [f"<= {maximum}"] if maximum is not None else []
+    number = not isinstance(value, bool) and isinstance(
+        value, (int, float, np.integer, np.floating)
+    )
+    if not (
+        number
+        and np.isfinite(value)
+        and (minimum is None or value >= minimum)
+        and (above is None or value > above)
+        and (maximum is None or value <= maximum)
+    ):
+        wanted = " ".join(["a finite number", " and ".join(bounds)]).strip()
+        raise ValueError(f"`{name}` must be {wanted}. Received: {name}={value!r}")
+    return float(value)
+
+
+def check_positive_float(name, value):
+    """Checks that the argument `name` is a finite number > 0; returns a `float`."""
+    return check_float(name, value, above=0)
+
+
+def check_finite_weights(weights, source):
+    """Refuses weights that cannot give usable maps or scores, naming the weight.
+
+    A weight holding NaN or Inf values, or a batch normalisation variance
+    (Keras' `moving_variance`, PyTorch's `running_var`) below 0, whose square
+    root is NaN, raises a `ValueError` naming it and `source`. Integer weights
+    (counters, seeds) are not read.
+
+    Args:
+        weights: a Keras layer or model (its weights, named by their
+            `path`), or a dict of names to arrays.
+        source: str. Where the weights were read from, for the message,
+            e.g. `"the explainer 'explainer.keras'"`.
+    """
+    if isinstance(weights, dict):
+        named = weights.items()
+    else:
+        named = ((variable.path, variable) for variable in weights.weights)
+    for name, value in named:
+        array = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
+        if array.dtype.kind not in "fc" and "float" not in array.dtype.name:
+            continue
+        finite = np.isfinite(array)
+        if not finite.all():
+            bad = int(array.size - np.count_nonzero(finite))
+            raise ValueError(
+                f"The weight {name!r} of {source} holds NaN or Inf values ({bad} "
+                f"of {array.size}), so every map or score would be NaN: it is "
+                "damaged or comes from a training that diverged."
+            )
+        if name.endswith(("moving_variance", "running_var")) and (array < 0).any():
+            raise ValueError(
+                f"The batch normalisation variance {name!r} of {source} is "
+                f"negative (down to {array.min()}), so its square root is NaN: "
+                "it is damaged or not a trained network's."
+            )
+
+
 def check_num_classes(num_classes, classifier_classes=None):
     """Checks `num_classes` (`None` or a positive int) against the classifier's."""
     if num_classes is not None:

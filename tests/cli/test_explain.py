@@ -306,3 +306,22 @@ def test_explain_bad_inputs(workspace, tmp_path, ptame, case, match):
     assert not output.exists()
     if model_bytes is not None:
         assert model.read_bytes() == model_bytes
+
+
+# Issue 22, case 8
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_explain_refuses_an_explainer_file_with_nan_weights(
+    workspace, tmp_path, ptame, value
+):
+    root, _ = workspace
+    explainer = keras.saving.load_model(root / "explainer.keras")
+    bias = explainer.decoder.weights[1]
+    bias.assign(np.full(bias.shape, value, "float32"))
+    explainer.save(tmp_path / "bad.keras")
+    result = ptame(
+        "explain", "--model", tmp_path / "bad.keras", root / "images",
+        "--output", tmp_path / "maps", "--quiet",
+    )  # fmt: skip
+    result.assert_user_error(f"{bias.path}' of the explainer")
+    assert "bad.keras" in result.err
+    assert not (tmp_path / "maps").exists()

@@ -136,3 +136,17 @@ def test_an_evaluated_method_may_be_an_authors_checkpoint(published):
     assert isinstance(explainer, kp.PTAME)
     assert explainer.input_size == (64, 64)
     assert explainer.decoder.upsampling == "doubling"
+
+
+# Issue 22, case 12
+def test_a_truncated_checkpoint_is_a_user_error_naming_it(published, tmp_path, ptame):
+    folder, (checkpoint, classifier, auxiliary), _ = published
+    truncated = tmp_path / "cut.ckpt"
+    truncated.write_bytes(checkpoint.read_bytes()[:100])
+    result = ptame(
+        "explain", "--model", truncated, "--classifier-weights", classifier,
+        "--auxiliary-weights", auxiliary, "--image-size", 64, folder / "images",
+        "--output", tmp_path / "maps", "--quiet",
+    )  # fmt: skip
+    result.assert_user_error("cut.ckpt' is not a complete P-TAME checkpoint")
+    assert not (tmp_path / "maps").exists()

@@ -1,8 +1,10 @@
 """`ptame train`: an explainer trained on a folder or a tfds dataset, saved."""
 
+import json
 import os
 
 import keras
+import numpy as np
 import pytest
 
 import keras_ptame as kp
@@ -127,3 +129,69 @@ def test_train_on_a_tfds_dataset(workspace, tmp_path, ptame):
     assert result.code == 0, result.err
     assert "2 batch(es)" in result.err
     assert isinstance(keras.saving.load_model(output), kp.PTAME)
+
+
+# Issue 22, cases 8 and 12
+@pytest.mark.parametrize("rate", ["nan", "inf", "0", "-0.001"])
+def test_train_refuses_a_learning_rate_that_is_not_a_positive_finite_number(
+    workspace, tmp_path, ptame, rate
+):
+    root, _ = workspace
+    output = tmp_path / "out.keras"
+    argv = train_argv(root, output, epochs=1, learning_rate=rate)
+    ptame(*argv).assert_user_error("--learning-rate: expected a positive finite")
+    assert not output.exists()
+
+
+# Issue 22, cases 8, 11 and 12
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"ce_coeff": float("nan")}, "`ce_coeff` must be a finite number"),
+        ({"epochs": "2"}, "`epochs` must be a positive integer"),
+        ({"ce_coeff": None}, "lacks the fields ['ce_coeff']"),
+        ("{not json", "is not valid JSON"),
+    ],
+)
+def test_train_names_the_recipe_file_and_field_that_is_wrong(
+    workspace, tmp_path, ptame, change, match
+):
+    root, _ = workspace
+    fields = json.loads(kp.recipes.get("resnet_50_imagenet").to_json())
+    recipe = tmp_path / "tuned.json"
+    if isinstance(change, str):
+        recipe.write_text(change)
+    else:
+        fields.update(change)
+        recipe.write_text(
+            json.dumps({k: v for k, v in fields.items() if v is not None})
+        )
+    output = tmp_path / "out.keras"
+    result = ptame(*train_argv(root, output, batch_size=2, recipe=recipe))
+    result.assert_user_error(match)
+    assert "tuned.json" in result.err.strip().splitlines()[-1]
+    assert not output.exists()
+
+
+# Issue 22, case 8
+def test_train_that_diverges_stops_with_an_error_and_writes_nothing(
+    workspace, tmp_path, ptame
+):
+    root, _ = workspace
+    output = tmp_path / "out.keras"
+    argv = train_argv(root, output, epochs=2, batch_size=2, learning_rate=1e30)
+    ptame(*argv).assert_user_error("Training diverged: the loss was nan")
+    assert os.listdir(tmp_path) == []
+
+
+# Issue 22, case 8
+def test_train_refuses_a_classifier_file_with_nan_weights(workspace, tmp_path, ptame):
+    root, _ = workspace
+    classifier = keras.saving.load_model(root / "classifier.keras")
+    kernel = classifier.get_layer("stage2").kernel
+    kernel.assign(np.where(np.arange(kernel.shape[-1]) == 3, np.nan, kernel))
+    classifier.save(tmp_path / "nan.keras")
+    output = tmp_path / "out.keras"
+    argv = train_argv(root, output, epochs=1, classifier=tmp_path / "nan.keras")
+    ptame(*argv).assert_user_error("'stage2/kernel' of the classifier")
+    assert not output.exists()

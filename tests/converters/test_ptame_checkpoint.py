@@ -700,3 +700,39 @@ def test_a_missing_weights_file_is_reported(imported, tmp_path, monkeypatch):
             authors_saver(state), classifier_weights="~/nowhere.pth"
         )
     assert str(tmp_path / "nowhere.pth") in str(caught.value)  # `~` expanded
+
+
+# Issue 22, case 8
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("net.attention.fuser.weight", np.nan, "holds NaN or Inf values"),
+        ("net.backbone.conv1.weight", np.inf, "holds NaN or Inf values"),
+        ("net.attention.bns.1.running_var", -1.0, "variance .* is negative"),
+    ],
+)
+def test_a_checkpoint_with_nan_weights_or_a_negative_variance_is_refused_by_key(
+    key, value, message
+):
+    state = authors_checkpoint()
+    state[key] = state[key].clone()
+    state[key].view(-1)[0] = value
+    with pytest.raises(ValueError, match=message) as raised:
+        kp.PTAME.from_official_checkpoint(state, image_size=64)
+    assert f"{key!r} of the checkpoint" in str(raised.value)
+
+
+# Issue 22, case 12
+@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage"])
+def test_a_file_that_is_not_a_whole_checkpoint_is_named(tmp_path, damage):
+    path = tmp_path / "explainer.ckpt"
+    torch.save({"state_dict": authors_saver(authors_checkpoint())}, path)
+    whole = path.read_bytes()
+    damaged = {
+        "truncated": whole[: len(whole) // 2],
+        "empty": b"",
+        "garbage": b"hello, not a checkpoint",
+    }
+    path.write_bytes(damaged[damage])
+    with pytest.raises(ValueError, match="explainer.ckpt' is not a complete P-TAME"):
+        kp.PTAME.from_official_checkpoint(str(path))

@@ -208,3 +208,13 @@ def test_code_in_a_preset_loads_only_outside_safe_mode(tmp_path):
     np.testing.assert_allclose(
         restored.explain(images), explainer.explain(images), atol=1e-6
     )
+
+
+# Issue 22, case 8
+def test_a_preset_with_nan_weights_is_refused_naming_the_weight(tmp_path):
+    explainer = _trained_looking(tiny_explainer())
+    kernel = explainer.decoder.weights[0]
+    kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+    explainer.save_to_preset(tmp_path / "preset")
+    with pytest.raises(ValueError, match=rf"{kernel.path}' of the preset .*NaN"):
+        kp.PTAME.from_preset(str(tmp_path / "preset"))

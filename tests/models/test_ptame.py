@@ -9,6 +9,7 @@ import pytest
 from keras import ops
 
 import keras_ptame as kp
+from keras_ptame.models.diverged import TrainingDiverged
 from tests.helpers import (
     NUM_CLASSES,
     random_images,
@@ -473,3 +474,22 @@ def test_bad_constructor_arguments_are_refused():
         kp.PTAME(tiny_classifier(), tiny_feature_model(), num_classes=0)
     with pytest.raises(ValueError, match="PerturbationLoss"):
         tiny_explainer().compile(loss="mse")
+
+
+# Issue 22, case 8
+def test_a_loss_that_turns_nan_stops_training_with_an_error():
+    explainer = _compiled()
+    explainer.build((None, 16, 16, 3))
+    kernel = explainer.decoder.weights[0]
+    kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+    with pytest.raises(TrainingDiverged, match="loss was nan at epoch 1"):
+        explainer.fit(random_images(8), epochs=2, batch_size=4, verbose=0)
+
+
+# Issue 22, case 8
+def test_a_last_step_that_turns_the_weights_nan_stops_training_with_an_error():
+    # One step at an infinite rate: its loss is finite, its weights are not.
+    explainer = tiny_explainer()
+    explainer.compile(optimizer=keras.optimizers.SGD(float("inf")))
+    with pytest.raises(ValueError, match="Training diverged: .*decoder.* NaN or Inf"):
+        explainer.fit(random_images(4), epochs=1, batch_size=4, verbose=0)

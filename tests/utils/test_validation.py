@@ -3,15 +3,19 @@ that its message names the problem and the value received."""
 
 import warnings
 
+import keras
 import numpy as np
 import pytest
 
 from keras_ptame.utils.validation import (
     check_classes,
+    check_finite_weights,
+    check_float,
     check_image_shape,
     check_images,
     check_num_classes,
     check_option,
+    check_positive_float,
     check_training_data,
     unpack_inputs,
 )
@@ -161,3 +165,46 @@ def test_training_datasets_are_checked_from_their_spec():
     )
     check_training_data(open_size, built.append)
     assert built[-1] == (2, 8, 8, 3)
+
+
+# Issue 22, case 8
+@pytest.mark.parametrize(
+    "value, bounds, message",
+    [
+        (float("nan"), {"above": 0}, r"a finite number > 0.*rate=nan"),
+        (float("inf"), {"above": 0}, r"a finite number > 0.*rate=inf"),
+        (0.0, {"above": 0}, "rate=0.0"),
+        ("2", {}, "rate='2'"),
+        (True, {}, "rate=True"),
+        (1.5, {"minimum": 0, "maximum": 1}, r">= 0 and <= 1.*rate=1.5"),
+    ],
+)
+def test_check_float_refuses_non_finite_and_out_of_range_numbers(
+    value, bounds, message
+):
+    with pytest.raises(ValueError, match=message):
+        check_float("rate", value, **bounds)
+    assert check_float("rate", 0.5, **bounds) == 0.5
+    assert check_positive_float("rate", 2) == 2.0
+
+
+# Issue 22, case 8
+def test_check_finite_weights_names_the_weight_and_where_it_came_from():
+    weights = {"fc.weight": np.ones(3), "steps": np.array(7)}
+    check_finite_weights(weights, "the file 'a.ckpt'")
+    weights["fc.bias"] = np.array([0.0, np.inf])
+    with pytest.raises(ValueError, match=r"'fc.bias' of the file 'a.ckpt'.*1 of 2"):
+        check_finite_weights(weights, "the file 'a.ckpt'")
+    negative = {"bn.running_var": np.array([1.0, -0.5])}
+    with pytest.raises(ValueError, match=r"variance 'bn.running_var'.*negative"):
+        check_finite_weights(negative, "the file 'a.ckpt'")
+    layer = keras.layers.BatchNormalization()
+    layer.build((None, 2))
+    check_finite_weights(layer, "the layer")
+    layer.moving_variance.assign([1.0, -1.0])
+    with pytest.raises(ValueError, match="moving_variance"):
+        check_finite_weights(layer, "the layer")
+    layer.moving_variance.assign([1.0, 1.0])
+    layer.gamma.assign([np.nan, 1.0])
+    with pytest.raises(ValueError, match=r"gamma' of the layer holds NaN"):
+        check_finite_weights(layer, "the layer")
