@@ -30,6 +30,16 @@ Signatures:
 From Python, `tf.saved_model.load(path).serving_default(images)` and
 `.explain_classes(images, classes)` also take uint8 images.
 
+Every signature checks its request in the graph (a loaded signature does
+not check its declared shape by itself) and answers a bad one with
+`InvalidArgumentError`: `images` of another rank or size, float pixels
+outside [0, 255] (NaN included), `classes` or `encoded` not `(B,)`.
+
+`overwrite=True` replaces only the files an earlier export wrote (its
+marker lists them); files added to it since, such as TF Serving's warm-up
+file `assets.extra/tf_serving_warmup_requests`, are copied into the new
+SavedModel (see `keras_ptame.export.target`).
+
 ```python
 import numpy as np
 import tensorflow as tf

@@ -50,6 +50,7 @@ def test_export_overwrite_keeps_the_warmup_file(workspace, tmp_path, ptame):
     result = ptame(*argv, "--overwrite", "--no-verify")
     assert result.code == 0, result.err
     assert warmup.read_bytes() == b"\x00requests"
+    assert "kept your files: assets.extra/tf_serving_warmup_requests" in result.out
 
 
 # Issue 22, case 11
