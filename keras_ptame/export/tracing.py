@@ -85,6 +85,8 @@ def _serving_functions(explainer, image_size):
     def serve_encoded(encoded):
         # Checked at run time: a loaded signature does not check its inputs.
         encoded = tf.ensure_shape(encoded, (None,))
+        with tf.control_dependencies([_assert_not_empty(encoded, "encoded")]):
+            encoded = tf.identity(encoded)
         spec = tf.TensorSpec((*image_size, 3), tf.float32)
         return outputs(tf.map_fn(decode, encoded, fn_output_signature=spec))
 
@@ -104,20 +106,30 @@ def _checked_images(images, image_size):
     import tensorflow as tf
 
     images = tf.ensure_shape(images, (None, *image_size, 3))
-    if images.dtype == tf.uint8:
-        return images
-    # NaN fails both comparisons, so it is refused too.
-    message = "`images` must hold raw pixels in [0, 255] (not NaN or infinite)"
-    checks = [
-        tf.debugging.assert_greater_equal(
-            images, tf.constant(0, images.dtype), message=message
-        ),
-        tf.debugging.assert_less_equal(
-            images, tf.constant(255, images.dtype), message=message
-        ),
-    ]
+    checks = [_assert_not_empty(images, "images")]
+    if images.dtype != tf.uint8:
+        # NaN fails both comparisons, so it is refused too.
+        message = "`images` must hold raw pixels in [0, 255] (not NaN or infinite)"
+        checks += [
+            tf.debugging.assert_greater_equal(
+                images, tf.constant(0, images.dtype), message=message
+            ),
+            tf.debugging.assert_less_equal(
+                images, tf.constant(255, images.dtype), message=message
+            ),
+        ]
     with tf.control_dependencies(checks):
         return tf.identity(images)
+
+
+def _assert_not_empty(tensor, name):
+    """An assert that `tensor` holds at least one item (an empty batch fails
+    deep inside the convolutions with a message about filter depths)."""
+    import tensorflow as tf
+
+    return tf.debugging.assert_positive(
+        tf.shape(tensor)[0], message=f"`{name}` must hold at least one item"
+    )
 
 
 def _checked_classes(classes, images, num_classes):

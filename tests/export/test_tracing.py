@@ -25,6 +25,7 @@ pytest.importorskip("tensorflow")
 S = IMAGE_SIZE
 SHAPE = "not compatible with expected shape"
 PIXELS = r"raw pixels in \[0, 255\]"
+EMPTY = "at least one"
 # name: (signature, {input: (shape or a list of values, dtype, fill)}, message)
 BAD_REQUESTS = {
     "rank 2": ("serving_default", {"images": ((S, S), "float32", 0)}, SHAPE),
@@ -74,6 +75,13 @@ BAD_REQUESTS = {
         {"images": ((1, S, S, 3), "float32", 0), "classes": ((1, 1), "int32", 0)},
         SHAPE,
     ),
+    "empty batch": ("serving_default", {"images": ((0, S, S, 3), "float32", 0)}, EMPTY),
+    "empty uint8 batch": (
+        "explain_uint8",
+        {"images": ((0, S, S, 3), "uint8", 0)},
+        EMPTY,
+    ),
+    "no encoded images": ("explain_encoded", {"encoded": ((0,), "string", "")}, EMPTY),
     "encoded of rank 0": ("explain_encoded", {"encoded": ((), "string", "")}, SHAPE),
     "encoded of rank 2": (
         "explain_encoded",
