@@ -40,7 +40,11 @@ def add_parser(subcommands):
         "checkpoint (.ckpt) is imported for (default: the explainer's input "
         "size; 224 for a checkpoint)",
     )
-    add_overwrite(parser)
+    add_overwrite(
+        parser,
+        "--output (only a SavedModel keras_ptame exported; files you added to "
+        "it, e.g. assets.extra/tf_serving_warmup_requests, are kept)",
+    )
     parser.add_argument(
         "--no-verify",
         action="store_true",
@@ -79,8 +83,10 @@ def run(args):
         # interrupt may come just after it, and the summary must say so.
         if _stamp(args.output) != before:
             wrote(args.output)
+    kept = export.user_files(path)
     print(
-        f"Exported a SavedModel to {path} (signatures: {', '.join(export.SIGNATURES)})."
+        f"Exported a SavedModel to {path} (signatures: {', '.join(export.SIGNATURES)})"
+        + (f"; kept your files: {', '.join(kept)}." if kept else ".")
     )
 
 

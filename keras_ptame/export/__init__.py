@@ -30,6 +30,16 @@ Signatures:
 From Python, `tf.saved_model.load(path).serving_default(images)` and
 `.explain_classes(images, classes)` also take uint8 images.
 
+Every signature checks its request in the graph (a loaded signature does
+not check its declared shape by itself) and answers a bad one with
+`InvalidArgumentError`: `images` of another rank or size, float pixels
+outside [0, 255] (NaN included), `classes` or `encoded` not `(B,)`.
+
+`overwrite=True` replaces only the files an earlier export wrote (its
+marker lists them); files added to it since, such as TF Serving's warm-up
+file `assets.extra/tf_serving_warmup_requests`, are copied into the new
+SavedModel (see `keras_ptame.export.target`).
+
 ```python
 import numpy as np
 import tensorflow as tf
@@ -43,7 +53,8 @@ np.allclose(outputs["maps"], explainer.explain(images), atol=1e-4)  # True
 """
 
 import argparse
-import json
+import contextlib
+import errno
 import os
 import subprocess
 import sys
@@ -52,10 +63,17 @@ import tempfile
 import keras
 import numpy as np
 
+from keras_ptame.export.target import (
+    MARKER,
+    carry_user_files,
+    check_target,
+    is_own_export,
+    user_files,
+    write_marker,
+)
 from keras_ptame.export.tracing import SIGNATURES, write_saved_model
 from keras_ptame.export.verification import probe_images, verify_saved_model
 from keras_ptame.utils.files import atomic_path
-from keras_ptame.version import __version__
 
 __all__ = [
     "MARKER",
@@ -64,20 +82,11 @@ __all__ = [
     "is_own_export",
     "probe_images",
     "resolve_image_size",
+    "user_files",
     "verify_saved_model",
     "write_saved_model",
 ]
 
-# Every export carries this file (TF Serving ignores `assets.extra`), so that
-# `overwrite=True` can tell a SavedModel it wrote from anything else.
-MARKER = os.path.join("assets.extra", "keras_ptame.json")
-_SAVED_MODEL_ENTRIES = {
-    "saved_model.pb",
-    "variables",
-    "assets",
-    "assets.extra",
-    "fingerprint.pb",
-}
 _WORKER = (
     "import sys; from keras_ptame.export import _worker_main; "
     "sys.exit(_worker_main(sys.argv[1:]))"
@@ -110,8 +119,12 @@ def export_saved_model(
             shape, or from the shape the explainer was built on).
         overwrite: bool. Whether to replace an existing `path`; only a
             SavedModel that this package exported is ever replaced (see
-            `is_own_export`), anything else there is an error. Defaults to
-            `False` (an existing `path` is an error and is left untouched).
+            `is_own_export`), anything else there is an error. Of that
+            export, only the files it wrote are replaced: files added to it
+            since (`user_files`, e.g. TF Serving's warm-up file
+            `assets.extra/tf_serving_warmup_requests`) are copied into the
+            new SavedModel. Defaults to `False` (an existing `path` is an
+            error and is left untouched).
         verify: bool. Whether to load the written SavedModel and check that
             its classes, scores and maps equal the explainer's own on a few
             probe images before moving it to `path`. Defaults to `True`.
@@ -128,9 +141,13 @@ def export_saved_model(
         The path of the SavedModel, as a str.
 
     Raises:
-        FileExistsError: `path` exists and `overwrite` is `False`.
+        FileExistsError: `path` exists and `overwrite` is `False`, or is
+            not an export of this package, or holds a warm-up file for
+            another image size.
         ValueError: the explainer cannot be exported as given (not a
-            `PTAME`, unknown image size).
+            `PTAME`, unknown image size, NaN or infinite weights or
+            outputs); raised before anything is written.
+        OSError: the disk is full (nothing was changed at `path`).
         RuntimeError: the child process failed, or the SavedModel's outputs
             differ from the explainer's (with the difference in the message).
 
@@ -145,9 +162,10 @@ def export_saved_model(
     """
     _check_explainer(explainer)
     path = os.path.abspath(os.fspath(path))
-    _check_target(path, overwrite)
     size = resolve_image_size(explainer, image_size)
+    check_target(path, overwrite, size)
     explainer.ensure_built((None, *size, 3))
+    expected = _check_finite(explainer, size)
     if in_subprocess is None:
         in_subprocess = keras.config.backend() != "tensorflow"
     if not in_subprocess and keras.config.backend() != "tensorflow":
@@ -157,25 +175,30 @@ def export_saved_model(
         )
     # Built beside the target and renamed into place once verified: the
     # rename stays on one file system, so it is atomic.
-    with atomic_path(path, directory=True) as model_dir:
-        if in_subprocess:
-            with tempfile.TemporaryDirectory(dir=os.path.dirname(path)) as scratch:
-                keras_file = os.path.join(scratch, "explainer.keras")
-                explainer.save(keras_file)
-                _export_in_subprocess(keras_file, model_dir, size, safe_mode)
-        else:
-            write_saved_model(explainer, model_dir, size)
+    with _disk_full_is_one_error(path), atomic_path(path, directory=True) as model_dir:
+        _write(explainer, model_dir, size, in_subprocess, safe_mode)
         if verify:
-            verify_saved_model(explainer, model_dir, size)
-        _write_marker(model_dir, explainer, size)
+            verify_saved_model(explainer, model_dir, size, expected=expected)
+        write_marker(model_dir, explainer, size, SIGNATURES)
         # Checked again: the path may have appeared while the export ran.
-        _check_target(path, overwrite)
+        check_target(path, overwrite, size)
+        carry_user_files(path, model_dir)
     if verbose:
         print(
             f"Saved a TensorFlow SavedModel at {path!r} with signatures "
             f"{', '.join(SIGNATURES)} for images of {size[0]}x{size[1]} pixels."
         )
     return path
+
+
+def _write(explainer, model_dir, size, in_subprocess, safe_mode):
+    if not in_subprocess:
+        write_saved_model(explainer, model_dir, size)
+        return
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(model_dir)) as scratch:
+        keras_file = os.path.join(scratch, "explainer.keras")
+        explainer.save(keras_file)
+        _export_in_subprocess(keras_file, model_dir, size, safe_mode)
 
 
 def resolve_image_size(explainer, image_size=None):
@@ -253,51 +276,61 @@ def _worker_main(argv):
     return 0
 
 
-# === The final move ===
+# === Refusals and the disk ===
 
 
-def _check_target(path, overwrite):
-    if not os.path.lexists(path):
-        return
-    if not overwrite:
-        raise FileExistsError(
-            f"The export path exists: {path!r}. Choose another path or pass "
-            "`overwrite=True` (`--overwrite` on the command line)."
-        )
-    if not is_own_export(path):
-        raise FileExistsError(
-            f"{path!r} exists and is not a SavedModel exported by keras_ptame (no "
-            f"{MARKER}, or other files beside the SavedModel's own); overwriting "
-            "replaces only those. Choose another path, or remove it yourself."
-        )
+def _check_finite(explainer, image_size):
+    """Raises `ValueError` before anything is written if the explainer gives
+    non-finite values: NaN or infinite weights, or maps, scores or evidence
+    on the probe images (e.g. from a negative BatchNorm variance).
 
-
-def is_own_export(path):
-    """Whether `path` is a SavedModel folder that this package wrote, and only that.
-
-    `overwrite=True` replaces nothing else: not a folder of other files, not
-    a model's base folder holding versions, not a link.
+    Returns its outputs on `probe_images`, which the verification reuses.
     """
-    return (
-        os.path.isdir(path)
-        and not os.path.islink(path)
-        and os.path.isfile(os.path.join(path, MARKER))
-        and set(os.listdir(path)) <= _SAVED_MODEL_ENTRIES
-    )
+    bad = [
+        weight.path
+        for weight in explainer.weights
+        if not np.all(np.isfinite(keras.ops.convert_to_numpy(weight)))
+    ]
+    if bad:
+        raise ValueError(
+            f"The explainer has NaN or infinite weights ({', '.join(bad[:5])}"
+            f"{' and more' if len(bad) > 5 else ''}); it is not exported."
+        )
+    expected = explainer.explain_outputs(probe_images(image_size))
+    bad = [
+        key
+        for key in ("maps", "scores", "evidence")
+        if not np.all(np.isfinite(expected[key]))
+    ]
+    if bad:
+        raise ValueError(
+            f"The explainer gives NaN or infinite {', '.join(bad)} on probe "
+            "images (its weights are finite: a layer computes them, e.g. a "
+            "negative BatchNorm variance); it is not exported."
+        )
+    return expected
 
 
-def _write_marker(model_dir, explainer, image_size):
-    folder = os.path.dirname(os.path.join(model_dir, MARKER))
-    os.makedirs(folder, exist_ok=True)
-    details = {
-        "written_by": f"keras_ptame {__version__}",
-        "keras_backend": keras.config.backend(),
-        "image_size": list(image_size),
-        "num_classes": int(explainer.num_classes),
-        "signatures": list(SIGNATURES),
-    }
-    with open(os.path.join(model_dir, MARKER), "w") as file:
-        json.dump(details, file, indent=2)
+@contextlib.contextmanager
+def _disk_full_is_one_error(path):
+    """A full disk, however it is reported (`OSError`, a TensorFlow error, the
+    child process's message), becomes one `OSError` naming `path`."""
+    try:
+        yield
+    except Exception as error:
+        full = getattr(error, "errno", None) == errno.ENOSPC
+        if not (full or "No space left on device" in str(error)):
+            raise
+        message = (
+            f"No space left on the device to export to {path!r}; nothing was "
+            "changed there. Free some space and export again."
+        )
+        raise _DiskFullError(errno.ENOSPC, message) from error
+
+
+class _DiskFullError(OSError):
+    def __str__(self):
+        return self.strerror
 
 
 def _check_explainer(explainer):

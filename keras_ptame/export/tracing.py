@@ -70,10 +70,11 @@ def _serving_functions(explainer, image_size):
 
     @tf.function(autograph=False)
     def serve(images):
-        return outputs(images)
+        return outputs(_checked_images(images, image_size))
 
     @tf.function(autograph=False)
     def serve_classes(images, classes):
+        images = _checked_images(images, image_size)
         return outputs(images, _checked_classes(classes, images, explainer.num_classes))
 
     def decode(data):
@@ -82,10 +83,53 @@ def _serving_functions(explainer, image_size):
 
     @tf.function(autograph=False)
     def serve_encoded(encoded):
+        # Checked at run time: a loaded signature does not check its inputs.
+        encoded = tf.ensure_shape(encoded, (None,))
+        with tf.control_dependencies([_assert_not_empty(encoded, "encoded")]):
+            encoded = tf.identity(encoded)
         spec = tf.TensorSpec((*image_size, 3), tf.float32)
         return outputs(tf.map_fn(decode, encoded, fn_output_signature=spec))
 
     return serve, serve_classes, serve_encoded
+
+
+def _checked_images(images, image_size):
+    """`images` asserted `(B, H, W, 3)` and in [0, 255] inside the graph.
+
+    A loaded signature (`tf.saved_model.load(path).signatures[...]`, TF
+    Serving) runs whatever tensor it is fed: its declared shape is not
+    checked, and a rank-2 or rank-3 tensor aborts the process inside the
+    convolutions. `tf.ensure_shape` is a run-time op (a static assert would
+    be folded away against the declared shape); a bad request gets an
+    `InvalidArgumentError` instead.
+    """
+    import tensorflow as tf
+
+    images = tf.ensure_shape(images, (None, *image_size, 3))
+    checks = [_assert_not_empty(images, "images")]
+    if images.dtype != tf.uint8:
+        # NaN fails both comparisons, so it is refused too.
+        message = "`images` must hold raw pixels in [0, 255] (not NaN or infinite)"
+        checks += [
+            tf.debugging.assert_greater_equal(
+                images, tf.constant(0, images.dtype), message=message
+            ),
+            tf.debugging.assert_less_equal(
+                images, tf.constant(255, images.dtype), message=message
+            ),
+        ]
+    with tf.control_dependencies(checks):
+        return tf.identity(images)
+
+
+def _assert_not_empty(tensor, name):
+    """An assert that `tensor` holds at least one item (an empty batch fails
+    deep inside the convolutions with a message about filter depths)."""
+    import tensorflow as tf
+
+    return tf.debugging.assert_positive(
+        tf.shape(tensor)[0], message=f"`{name}` must hold at least one item"
+    )
 
 
 def _checked_classes(classes, images, num_classes):
@@ -96,7 +140,7 @@ def _checked_classes(classes, images, num_classes):
     """
     import tensorflow as tf
 
-    classes = tf.cast(classes, tf.int32)
+    classes = tf.cast(tf.ensure_shape(classes, (None,)), tf.int32)
     checks = [
         tf.debugging.assert_non_negative(
             classes, message="`classes` must be non-negative"

@@ -5,7 +5,9 @@ a child process; these tests then compare that graph's outputs with the
 explainer's own, computed by the backend it was trained on.
 """
 
+import errno
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -298,10 +300,6 @@ def test_overwrite_replaces_an_earlier_export_only(exported, tmp_path):
     # working folder: never replaced.
     with pytest.raises(FileExistsError, match="not a SavedModel exported"):
         export.export_saved_model(explainer, tmp_path / "ptame", overwrite=True)
-    (target / "notes.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match="not a SavedModel exported"):
-        export.export_saved_model(explainer, target, overwrite=True)
-    assert (target / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
@@ -333,7 +331,7 @@ def test_interrupted_overwrite_keeps_the_previous_export(
     shutil.copytree(earlier, target)
     (target / "assets.extra" / "keras_ptame.json").write_text("previous export")
 
-    def failing_verify(*args):
+    def failing_verify(*args, **kwargs):
         raise RuntimeError("verification failed")
 
     monkeypatch.setattr(export, "verify_saved_model", failing_verify)
@@ -413,3 +411,135 @@ def test_subprocess_route_on_tensorflow(exported, tmp_path):
         images=tf.constant(images, tf.float32)
     )
     assert_same(got, explainer.explain_outputs(images))
+
+
+def tree(folder):
+    """Every file and link under `folder` (links not followed) and its content."""
+    found = {}
+    for base, folders, names in os.walk(folder):
+        for name in folders + names:
+            full = os.path.join(base, name)
+            if os.path.islink(full):
+                found[os.path.relpath(full, folder)] = "-> " + os.readlink(full)
+            elif os.path.isfile(full):
+                found[os.path.relpath(full, folder)] = open(full, "rb").read()
+    return found
+
+
+def add_user_files(target, outside):
+    """A TF Serving warm-up file, notes, a nested file and a link out."""
+    (target / "assets.extra" / "tf_serving_warmup_requests").write_bytes(b"\x00warm")
+    (target / "notes.txt").write_text("mine")
+    (target / "extra" / "deep").mkdir(parents=True)
+    (target / "extra" / "deep" / "x.txt").write_text("nested")
+    outside.mkdir()
+    (outside / "victim.txt").write_text("not the export's")
+    os.symlink(outside, target / "elsewhere")
+    return {
+        os.path.join("assets.extra", "tf_serving_warmup_requests"),
+        "notes.txt",
+        os.path.join("extra", "deep", "x.txt"),
+        "elsewhere",
+    }
+
+
+# Issue 22, case 5
+@pytest.mark.parametrize("marker", ["with a file list", "without (older export)"])
+def test_overwrite_keeps_the_files_the_user_added(exported, tmp_path, marker):
+    explainer, earlier = exported
+    target = tmp_path / "ptame" / "1"
+    shutil.copytree(earlier, target)
+    if marker.startswith("without"):
+        details = json.loads((target / export.MARKER).read_text())
+        del details["files"]
+        (target / export.MARKER).write_text(json.dumps(details))
+    added = add_user_files(target, tmp_path / "outside")
+    kept = {name: content for name, content in tree(target).items() if name in added}
+    assert set(export.user_files(target)) == added
+    for _ in range(2):  # and again, from the new export's own file list
+        export.export_saved_model(explainer, target, overwrite=True, verify=False)
+        assert {k: v for k, v in tree(target).items() if k in added} == kept
+        assert set(export.user_files(target)) == added
+    listed = json.loads((target / export.MARKER).read_text())["files"]
+    assert "saved_model.pb" in listed and not added & set(listed)
+    assert tree(tmp_path / "outside") == {"victim.txt": b"not the export's"}
+    assert sorted(os.listdir(tmp_path / "ptame")) == ["1"]
+
+
+# Issue 22, case 5
+def test_overwrite_refuses_what_it_cannot_keep(exported, tmp_path):
+    explainer, earlier = exported
+    target = tmp_path / "model"
+    shutil.copytree(earlier, target)
+    add_user_files(target, tmp_path / "outside")
+    details = json.loads((target / export.MARKER).read_text())
+    # Warm-up requests for other images would make TF Serving refuse the model.
+    (target / export.MARKER).write_text(json.dumps({**details, "image_size": [8, 8]}))
+    before = tree(target)
+    with pytest.raises(FileExistsError, match="tf_serving_warmup_requests.*8x8"):
+        export.export_saved_model(explainer, target, overwrite=True, verify=False)
+    assert tree(target) == before
+    # A file of the user's where the new export writes one: named, not replaced.
+    details["files"].remove("saved_model.pb")
+    (target / export.MARKER).write_text(json.dumps(details))
+    before = tree(target)
+    with pytest.raises(FileExistsError, match="saved_model.pb"):
+        export.export_saved_model(explainer, target, overwrite=True, verify=False)
+    assert tree(target) == before
+    assert sorted(os.listdir(tmp_path)) == ["model", "outside"]
+
+
+# Issue 22, case 11
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(errno.ENOSPC, "No space left on device"),
+        # As TensorFlow and the child process report it.
+        RuntimeError("The child process said: [Errno 28] No space left on device"),
+    ],
+)
+def test_a_full_disk_changes_nothing_and_says_so(
+    exported, tmp_path, monkeypatch, error
+):
+    explainer, earlier = exported
+    target = tmp_path / "model"
+    shutil.copytree(earlier, target)
+    before = tree(target)
+
+    def full(*args):
+        raise error
+
+    monkeypatch.setattr(export, "write_marker", full)
+    with pytest.raises(OSError, match="nothing was changed") as raised:
+        export.export_saved_model(explainer, target, overwrite=True, verify=False)
+    assert raised.value.errno == errno.ENOSPC
+    assert str(target) in str(raised.value) and "\n" not in str(raised.value)
+    assert tree(target) == before
+    assert sorted(os.listdir(tmp_path)) == ["model"]
+
+
+def nan_explainer(where):
+    """An explainer with a NaN weight, or finite weights that give NaN."""
+    explainer = tiny_explainer()
+    explainer.ensure_built((None, IMAGE_SIZE, IMAGE_SIZE, 3))
+    if where == "weights":
+        weight = explainer.decoder.weights[0]
+        value = keras.ops.convert_to_numpy(weight).copy()
+        value.flat[0] = np.nan
+    else:  # logits of +-inf: the softmax scores are NaN
+        weight = explainer.backbone.weights[-2]
+        value = np.full(weight.shape, 3e38, "float32")
+    weight.assign(value)
+    return explainer
+
+
+# Issue 22, case 11
+@pytest.mark.parametrize(
+    "where, match",
+    [("weights", "NaN or infinite weights"), ("outputs", "weights are finite")],
+)
+def test_a_nan_model_is_refused_before_anything_is_written(tmp_path, where, match):
+    explainer = nan_explainer(where)
+    with pytest.raises(ValueError, match=match):
+        export.export_saved_model(explainer, tmp_path / "ptame" / "1", verify=False)
+    assert os.listdir(tmp_path) == []
