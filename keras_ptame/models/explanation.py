@@ -15,6 +15,7 @@ to score the min-max maps the authors score).
 weights through untouched (`jax_predict_function`).
 """
 
+import contextlib
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -27,6 +28,7 @@ from keras_ptame.utils.validation import (
     check_classes,
     check_images,
     check_option,
+    check_predict_options,
     pixel_range_problems,
     report_pixel_problems,
     unpack_inputs,
@@ -258,19 +260,20 @@ class Explaining:
             `keras_ptame/models/removal_check.py`): typically they cover the
             background, not the object. The map is returned as it is.
         """
-        check_option("resolution", resolution, RESOLUTIONS)
-        check_option("normalize", normalize, NORMALIZATIONS)
-        options = (resolution, normalize, bool(zero_flat))
-        if options != self._explain_options:
-            # `predict` compiles the options in: have it compiled anew.
-            self._explain_options = options
-            self.predict_function = None
+        # Every argument is checked before anything changes: a refused call
+        # leaves the explainer as it was.
+        options = check_explain_options(resolution, normalize, zero_flat)
+        check_predict_options(batch_size, verbose)
         images = check_images(images, pixels=False)
         self.ensure_built(images.shape)
         inputs = images
         if classes is not None:
             classes = check_classes(classes, len(images), self.num_classes)
             inputs = {"images": images, "classes": classes}
+        if options != self._explain_options:
+            # `predict` compiles the options in: have it compiled anew.
+            self._explain_options = options
+            self.predict_function = None
         # The scan of the pixel values (two passes over them on the host)
         # runs on a thread while `predict` feeds the accelerator; on a GPU it
         # took as long as a third of the explanation. Its error still comes
@@ -281,6 +284,13 @@ class Explaining:
         # Warned at the caller of `explain`.
         report_pixel_problems(problems.result(), stacklevel=4)
         return {key: np.asarray(value) for key, value in outputs.items()}
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        """Keras' `predict`, its options checked and, under JAX, the weights
+        kept on the model when it fails (see `_weights_kept`)."""
+        check_predict_options(batch_size, verbose)
+        with _weights_kept(self):
+            return super().predict(x, batch_size, verbose, steps, callbacks)
 
     def make_predict_function(self, force=False):
         """Compiles `predict`'s step; under JAX, one that leaves the weights be.
@@ -385,6 +395,39 @@ class Explaining:
         if hasattr(images, "__array__") and not hasattr(images, "element_spec"):
             return check_images(images[:8])
         return None
+
+
+def check_explain_options(resolution, normalize, zero_flat):
+    """Checks `explain`'s map options; returns them as the tuple it compiles."""
+    check_option("resolution", resolution, RESOLUTIONS)
+    check_option("normalize", normalize, NORMALIZATIONS)
+    if not isinstance(zero_flat, (bool, np.bool_, int, np.integer)) or (
+        zero_flat not in (0, 1)
+    ):
+        raise TypeError(
+            f"`zero_flat` must be a bool. Received: zero_flat={zero_flat!r}"
+        )
+    return resolution, normalize, bool(zero_flat)
+
+
+@contextlib.contextmanager
+def _weights_kept(model):
+    """Under JAX, puts the variables' values back if `predict` fails.
+
+    Keras' JAX `predict` takes them off the model while it runs and puts
+    them back after its last batch: a failure (an error, Ctrl-C) would leave
+    every variable empty, and every later call failing. The values are
+    immutable arrays that no step here donates (see `make_predict_function`).
+    """
+    jax = keras.config.backend() == "jax" and not keras.config.is_nnx_enabled()
+    variables = model.variables if jax and model.built else []
+    values = [variable.value for variable in variables]
+    try:
+        yield
+    except BaseException:
+        for variable, value in zip(variables, values):
+            variable.assign(value)
+        raise
 
 
 def jax_predict_function(model):

@@ -9,6 +9,8 @@ import numpy as np
 
 # Raw pixels: what every network's own preprocessing expects to receive.
 PIXEL_RANGE = (0.0, 255.0)
+# Keras' `verbose` values for `predict`.
+VERBOSITIES = ("auto", 0, 1, 2)
 
 
 def check_option(name, value, allowed):
@@ -207,6 +209,17 @@ def check_finite_weights(weights, source):
                 f"negative (down to {array.min()}), so its square root is NaN: "
                 "it is damaged or not a trained network's."
             )
+
+
+def check_predict_options(batch_size, verbose):
+    """Checks `predict`'s `batch_size` (or `None`, Keras' 32) and `verbose`."""
+    if batch_size is not None:
+        check_positive_int("batch_size", batch_size)
+    if not isinstance(verbose, (str, int, np.integer)):
+        raise TypeError(
+            f"`verbose` must be one of {VERBOSITIES}. Received: verbose={verbose!r}"
+        )
+    check_option("verbose", verbose, VERBOSITIES)
 
 
 def check_num_classes(num_classes, classifier_classes=None):

@@ -258,3 +258,40 @@ def test_fit_is_quiet_when_the_fill_predicts_nothing_confidently():
         warnings.simplefilter("always")
         explainer.fit(random_images(4), epochs=1, batch_size=4, verbose=0)
     assert not [w for w in caught if "fill image" in str(w.message)]
+
+
+# Issue 22, case 10
+@pytest.mark.parametrize(
+    "options, error, match",
+    [
+        ({"batch_size": -1}, ValueError, "`batch_size` must be a positive integer"),
+        ({"batch_size": 1.5}, ValueError, "`batch_size` must be a positive integer"),
+        ({"batch_size": 0}, ValueError, "`batch_size` must be a positive integer"),
+        ({"verbose": -3}, ValueError, "`verbose` must be one of"),
+        ({"zero_flat": "no"}, TypeError, "`zero_flat` must be a bool"),
+    ],
+)
+def test_a_refused_explain_argument_leaves_the_explainer_working(options, error, match):
+    explainer = tiny_explainer()
+    images = random_images(3)
+    expected = explainer.explain(images)
+    with pytest.raises(error, match=match):
+        explainer.explain(images, **options)
+    np.testing.assert_allclose(explainer.explain(images), expected, atol=1e-6)
+
+
+class _FailingAfterABatch(keras.callbacks.Callback):
+    def on_predict_batch_end(self, batch, logs=None):
+        raise KeyboardInterrupt
+
+
+# Issue 22, case 10
+def test_an_interrupted_predict_leaves_the_explainer_working():
+    # Under JAX, Keras' `predict` takes the weights off the model while it
+    # runs: an interrupt used to leave them off, and every later call failing.
+    explainer = tiny_explainer()
+    images = random_images(3)
+    expected = explainer.explain(images)
+    with pytest.raises(KeyboardInterrupt):
+        explainer.predict(images, batch_size=1, callbacks=[_FailingAfterABatch()])
+    np.testing.assert_allclose(explainer.explain(images), expected, atol=1e-6)
