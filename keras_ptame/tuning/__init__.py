@@ -54,12 +54,10 @@ from keras_ptame.tuning.space import (
     default_recipe,
     resolve_space,
 )
+from keras_ptame.tuning.table import RECIPE_FILE
 from keras_ptame.tuning.trial import TrialJob
 from keras_ptame.utils.files import write_text
 from keras_ptame.utils.validation import check_images, check_positive_int
-
-# The best recipe, beside the results table; `kp.recipes.get(path)` reads it.
-RECIPE_FILE = "recipe.json"
 
 __all__ = [
     "DEFAULT_OBJECTIVE",
