@@ -123,7 +123,9 @@ def tune(
             of this call. Defaults to `None` (no limit).
         directory: str. The tuning directory. Defaults to `"ptame_tuning"`.
         overwrite: bool. Whether to discard a search in `directory` and start
-            afresh. Defaults to `False` (resume it; its settings must match).
+            afresh: only the search's own files are removed, and a directory
+            holding anything else is refused (`FileExistsError`). Defaults to
+            `False` (resume it; its settings must match).
         recipe: optional `Recipe` or recipe name: the starting point and the
             settings not searched. Defaults to `None` (`PerturbationLoss()`'s
             coefficients, AdamW at 1e-4: see `default_recipe`).
