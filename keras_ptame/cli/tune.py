@@ -21,6 +21,7 @@ from keras_ptame.cli.training import RESIZE_RATIO, prepare_training
 from keras_ptame.evaluation import load_data
 from keras_ptame.tuning import DEFAULT_OBJECTIVE, OBJECTIVES, RECIPE_FILE, tune
 from keras_ptame.tuning.space import parse_space
+from keras_ptame.utils.files import check_not_inputs
 from keras_ptame.utils.images import images_in_folder, read_image
 
 
@@ -155,6 +156,9 @@ def _space_entry(text):
 
 def run(args):
     """Runs (or resumes) the search as `args` say; writes into `args.directory`."""
+    # The tuned recipe is written where a starting one may have been read.
+    tuned_path = os.path.join(args.directory, RECIPE_FILE)
+    check_not_inputs([tuned_path], [args.recipe], "--directory")
     recipe = recipes.get(args.recipe) if args.recipe else None
     batch_size = args.batch_size or (recipe.batch_size if recipe else 32)
     explainer, size, batches, steps = prepare_training(args, recipe, batch_size)

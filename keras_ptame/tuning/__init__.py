@@ -54,12 +54,10 @@ from keras_ptame.tuning.space import (
     default_recipe,
     resolve_space,
 )
+from keras_ptame.tuning.table import RECIPE_FILE
 from keras_ptame.tuning.trial import TrialJob
 from keras_ptame.utils.files import write_text
 from keras_ptame.utils.validation import check_images, check_positive_int
-
-# The best recipe, beside the results table; `kp.recipes.get(path)` reads it.
-RECIPE_FILE = "recipe.json"
 
 __all__ = [
     "DEFAULT_OBJECTIVE",
@@ -125,7 +123,9 @@ def tune(
             of this call. Defaults to `None` (no limit).
         directory: str. The tuning directory. Defaults to `"ptame_tuning"`.
         overwrite: bool. Whether to discard a search in `directory` and start
-            afresh. Defaults to `False` (resume it; its settings must match).
+            afresh: only the search's own files are removed, and a directory
+            holding anything else is refused (`FileExistsError`). Defaults to
+            `False` (resume it; its settings must match).
         recipe: optional `Recipe` or recipe name: the starting point and the
             settings not searched. Defaults to `None` (`PerturbationLoss()`'s
             coefficients, AdamW at 1e-4: see `default_recipe`).

@@ -10,6 +10,11 @@ import os
 from keras_ptame.utils.files import write_text
 from keras_ptame.utils.tables import METRIC_LEGEND, csv_table, markdown_table
 
+# The files `write` writes.
+TABLE_FILES = ("results.csv", "results.md")
+# The best recipe, beside the table; `kp.recipes.get(path)` reads it.
+RECIPE_FILE = "recipe.json"
+
 # Scores as the evaluation table shows them: ROAD and AD/IC in percent,
 # areas as probabilities.
 TRIAL_LEGEND = {
@@ -74,10 +79,8 @@ def to_markdown(rows, columns, notes=()):
 def write(directory, rows, columns, notes=()):
     """Writes `results.csv` and `results.md` into `directory`; returns their paths."""
     paths = []
-    for name, text in (
-        ("results.csv", to_csv(rows, columns)),
-        ("results.md", to_markdown(rows, columns, notes)),
-    ):
+    texts = (to_csv(rows, columns), to_markdown(rows, columns, notes))
+    for name, text in zip(TABLE_FILES, texts):
         path = os.path.join(directory, name)
         write_text(path, text)
         paths.append(path)

@@ -6,12 +6,15 @@ oracle is KerasTuner's `BayesianOptimizationOracle` (a Gaussian process, upper
 confidence bound), which starts from the base recipe and stops drawing new
 trials at the time budget. KerasTuner saves the oracle and every trial in the
 tuning directory as it goes; built again on that directory it reloads them
-and reruns the trial that was interrupted.
+and reruns the trial that was interrupted. `overwrite` removes a former
+search's files, and refuses a directory that holds anything else.
 """
 
 import dataclasses
+import fnmatch
 import json
 import os
+import shutil
 import time
 
 import keras
@@ -23,6 +26,12 @@ from keras_ptame.tuning.objectives import describe
 from keras_ptame.utils.files import write_text
 
 SETTINGS_FILE = "settings.json"
+# What a search writes in its directory: the package's settings, table and
+# recipe, and KerasTuner's oracle, tuner state and trial folders.
+OWN_FILES = (SETTINGS_FILE, *table.TABLE_FILES, table.RECIPE_FILE, "oracle.json")
+TUNER_FILES = "tuner*.json"
+TRIAL_FOLDERS = "trial_*"
+TRIAL_FILES = ("trial.json",)
 
 
 class _Oracle(keras_tuner.oracles.BayesianOptimizationOracle):
@@ -92,7 +101,9 @@ def search(job, ranges, settings, directory, overwrite, budget, verbose):
         The best completed KerasTuner `Trial`.
     """
     directory = os.path.abspath(os.fspath(directory))
-    if not overwrite:
+    if overwrite:
+        _remove_search(directory)
+    else:
         _check_resumable(directory, settings)
     tuner = _Tuner(
         job=job,
@@ -101,7 +112,9 @@ def search(job, ranges, settings, directory, overwrite, budget, verbose):
         oracle=_make_oracle(ranges, job.base, budget, job.seed),
         directory=os.path.dirname(directory),
         project_name=os.path.basename(directory),
-        overwrite=overwrite,
+        # KerasTuner's own `overwrite` deletes the whole folder, whatever it
+        # holds: the former search is gone already (`_remove_search`).
+        overwrite=False,
     )
     write_text(os.path.join(directory, SETTINGS_FILE), json.dumps(settings, indent=2))
     tuner.search(verbose=verbose)
@@ -145,6 +158,46 @@ def _make_oracle(ranges, base, budget, seed):
         tune_new_entries=False,
         allow_new_entries=False,
     )
+
+
+def _remove_search(directory):
+    """Removes a former search's files from `directory`, and nothing else.
+
+    Raises a `FileExistsError` naming a file or folder the search did not
+    write, before anything is removed.
+    """
+    if not os.path.isdir(directory):
+        return
+    entries = [os.path.join(directory, name) for name in sorted(os.listdir(directory))]
+    for path in entries:
+        foreign = _foreign_part(path)
+        if foreign is not None:
+            raise FileExistsError(
+                f"{foreign!r} is not a search's: overwriting a tuning directory "
+                "removes only a search's own files (trials, oracle, settings, "
+                "results, recipe). Move it out, or choose another directory."
+            )
+    for path in entries:
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+
+
+def _foreign_part(path):
+    """`path`, or a file inside it, if the search did not write it; else `None`."""
+    name = os.path.basename(path)
+    if os.path.islink(path):
+        return path
+    if name in OWN_FILES or fnmatch.fnmatch(name, TUNER_FILES):
+        return None if os.path.isfile(path) else path
+    # A write of the package's own files cut short (`atomic_path`).
+    if any(name.startswith(f".{own}.tmp-") for own in OWN_FILES):
+        return None if os.path.isdir(path) else path
+    if not (fnmatch.fnmatch(name, TRIAL_FOLDERS) and os.path.isdir(path)):
+        return path
+    others = sorted(set(os.listdir(path)) - set(TRIAL_FILES))
+    return os.path.join(path, others[0]) if others else None
 
 
 def _check_resumable(directory, settings):

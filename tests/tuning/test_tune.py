@@ -221,6 +221,45 @@ def test_time_budget_stops_the_search_and_trial_0_is_the_start(tmp_path):
     assert recipe.ce_coeff == kp.PerturbationLoss().ce_coeff
 
 
+def _snapshot(folder):
+    return {
+        path.relative_to(folder): path.read_bytes() if path.is_file() else None
+        for path in folder.rglob("*")
+    }
+
+
+# Issue 22, case 1
+def test_overwrite_replaces_a_search_and_nothing_else(tmp_path):
+    directory = tmp_path / "tuning"
+    search(directory, max_trials=1)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "kept.txt").write_text("user's own")
+    # Each the user's, and the path the refusal names.
+    foreign = {
+        "notes.txt": ("notes.txt", lambda path: path.write_text("user's own")),
+        "data/cat.png": ("data", lambda path: path.write_bytes(b"user's own")),
+        "trial_0/mine.txt": ("trial_0/mine.txt", lambda path: path.write_text("x")),
+        "link": ("link", lambda path: os.symlink(elsewhere, path)),
+    }
+    for name, (named, make) in foreign.items():
+        path = directory / name
+        path.parent.mkdir(exist_ok=True)
+        make(path)
+        before = _snapshot(tmp_path)
+        with pytest.raises(FileExistsError, match=f"'{directory / named}' is not"):
+            search(directory, max_trials=1, overwrite=True)
+        assert _snapshot(tmp_path) == before
+        os.remove(path)
+        if path.parent != directory and not any(path.parent.iterdir()):
+            path.parent.rmdir()
+    # A folder holding nothing but the search is replaced: trial 0 runs anew.
+    count = CountFits()
+    search(directory, max_trials=1, overwrite=True, callbacks=[count])
+    assert count.fits == 1
+    assert [row["trial"] for row in read_rows(directory)] == ["0"]
+
+
 def test_objective_mixes_objectives_as_a_weighted_mean():
     classifier = tiny_classifier()
     images = random_images(6, seed=7).astype("float32")
@@ -308,6 +347,17 @@ def folders(tmp_path):
     return tmp_path
 
 
+@pytest.fixture
+def ptame_tune(capsys):
+    """Runs `ptame ARG...`; returns the exit code and stderr."""
+
+    def run(*argv):
+        code = cli.main([str(arg) for arg in argv])
+        return code, capsys.readouterr().err
+
+    return run
+
+
 def tune_argv(root, *extra):
     return [
         "tune",
@@ -340,6 +390,38 @@ def test_ptame_tune_needs_held_out_images_beside_a_folder(folders, capsys):
     assert cli.main(argv + ["--space", "colour=1:2"]) == 2
     assert "Unknown setting" in capsys.readouterr().err
     assert not (folders / "tuning").exists()
+
+
+# Issue 22, case 1
+def test_ptame_tune_overwrite_keeps_a_user_s_folder(folders, ptame_tune):
+    directory = folders / "tuning"
+    (directory / "photos").mkdir(parents=True)
+    (directory / "photos" / "cat.png").write_bytes(b"user's own")
+    code, err = ptame_tune(
+        *tune_argv(folders, "--validation-data", folders / "held_out"),
+        *("--max-trials", 1, "--overwrite"),
+    )
+    assert code == 2 and "Traceback" not in err, err
+    assert f"'{directory / 'photos'}' is not a search's" in err.strip().splitlines()[-1]
+    assert sorted(str(p.relative_to(directory)) for p in directory.rglob("*")) == [
+        "photos",
+        "photos/cat.png",
+    ]
+
+
+# Issue 22, case 4
+def test_ptame_tune_never_writes_over_its_recipe(folders, ptame_tune):
+    directory = folders / "tuning"
+    directory.mkdir()
+    recipe = directory / "recipe.json"
+    recipe.write_text(kp.recipes.get("resnet_50_imagenet").to_json())
+    before = recipe.read_bytes()
+    code, err = ptame_tune(
+        *tune_argv(folders, "--validation-data", folders / "held_out"),
+        *("--recipe", recipe, "--max-trials", 1),
+    )
+    assert code == 2 and "--directory would write over an input" in err, err
+    assert recipe.read_bytes() == before
 
 
 def test_ties_go_to_the_earlier_trial_in_the_table_and_the_recipe():
