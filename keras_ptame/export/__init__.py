@@ -74,6 +74,7 @@ from keras_ptame.export.target import (
 from keras_ptame.export.tracing import SIGNATURES, write_saved_model
 from keras_ptame.export.verification import probe_images, verify_saved_model
 from keras_ptame.utils.files import atomic_path
+from keras_ptame.utils.validation import check_finite_weights
 
 __all__ = [
     "MARKER",
@@ -286,16 +287,7 @@ def _check_finite(explainer, image_size):
 
     Returns its outputs on `probe_images`, which the verification reuses.
     """
-    bad = [
-        weight.path
-        for weight in explainer.weights
-        if not np.all(np.isfinite(keras.ops.convert_to_numpy(weight)))
-    ]
-    if bad:
-        raise ValueError(
-            f"The explainer has NaN or infinite weights ({', '.join(bad[:5])}"
-            f"{' and more' if len(bad) > 5 else ''}); it is not exported."
-        )
+    check_finite_weights(explainer, "the explainer to export")
     expected = explainer.explain_outputs(probe_images(image_size))
     bad = [
         key

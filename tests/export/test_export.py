@@ -536,7 +536,7 @@ def nan_explainer(where):
 # Issue 22, case 11
 @pytest.mark.parametrize(
     "where, match",
-    [("weights", "NaN or infinite weights"), ("outputs", "weights are finite")],
+    [("weights", "holds NaN or Inf values"), ("outputs", "weights are finite")],
 )
 def test_a_nan_model_is_refused_before_anything_is_written(tmp_path, where, match):
     explainer = nan_explainer(where)
