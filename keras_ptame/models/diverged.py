@@ -30,7 +30,14 @@ class StopOnNaN(keras.callbacks.TerminateOnNaN):
     The loss is read after every batch, as `TerminateOnNaN` reads it; at the
     end of training the decoder's weights are checked too, since the last
     step's update may turn them NaN after a finite loss.
+
+    It is `async_safe`: where the backend allows (JAX, PyTorch), Keras runs
+    its check in a thread instead of waiting for every step's loss, and raises
+    its error at a later batch, at the latest before the epoch's end
+    callbacks run.
     """
+
+    async_safe = True
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch

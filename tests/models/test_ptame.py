@@ -493,3 +493,17 @@ def test_a_last_step_that_turns_the_weights_nan_stops_training_with_an_error():
     explainer.compile(optimizer=keras.optimizers.SGD(float("inf")))
     with pytest.raises(ValueError, match="Training diverged: .*decoder.* NaN or Inf"):
         explainer.fit(random_images(4), epochs=1, batch_size=4, verbose=0)
+
+
+# Issue 22, case 8
+def test_a_diverged_training_leaves_no_backup_of_its_nan_weights(tmp_path):
+    explainer = _compiled()
+    explainer.build((None, 16, 16, 3))
+    kernel = explainer.decoder.weights[0]
+    kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path), delete_checkpoint=False)
+    with pytest.raises(TrainingDiverged):
+        explainer.fit(
+            random_images(8), epochs=1, batch_size=4, verbose=0, callbacks=[backup]
+        )
+    assert not (tmp_path / "latest.weights.h5").exists()
