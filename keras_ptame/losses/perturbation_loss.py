@@ -1,6 +1,8 @@
 import keras
 from keras import ops
 
+from keras_ptame.utils.validation import check_float, check_positive_float
+
 
 @keras.saving.register_keras_serializable(package="keras_ptame")
 class PerturbationLoss:
@@ -61,28 +63,18 @@ class PerturbationLoss:
         area_power=0.3,
         deletion_coeff=0.0,
     ):
-        for name, value in (
-            ("ce_coeff", ce_coeff),
-            ("area_coeff", area_coeff),
-            ("smoothness_coeff", smoothness_coeff),
-            ("border", border),
-            ("deletion_coeff", deletion_coeff),
-        ):
-            if value < 0:
-                raise ValueError(f"`{name}` must be >= 0. Received: {name}={value}")
-        for name, value in (
-            ("smoothness_power", smoothness_power),
-            ("area_power", area_power),
-        ):
-            if value <= 0:
-                raise ValueError(f"`{name}` must be > 0. Received: {name}={value}")
-        self.ce_coeff = float(ce_coeff)
-        self.area_coeff = float(area_coeff)
-        self.smoothness_coeff = float(smoothness_coeff)
-        self.smoothness_power = float(smoothness_power)
-        self.border = float(border)
-        self.area_power = float(area_power)
-        self.deletion_coeff = float(deletion_coeff)
+        # Finite, or every loss and map would be NaN.
+        self.ce_coeff = check_float("ce_coeff", ce_coeff, minimum=0)
+        self.area_coeff = check_float("area_coeff", area_coeff, minimum=0)
+        self.smoothness_coeff = check_float(
+            "smoothness_coeff", smoothness_coeff, minimum=0
+        )
+        self.smoothness_power = check_positive_float(
+            "smoothness_power", smoothness_power
+        )
+        self.border = check_float("border", border, minimum=0)
+        self.area_power = check_positive_float("area_power", area_power)
+        self.deletion_coeff = check_float("deletion_coeff", deletion_coeff, minimum=0)
 
     def terms(self, masked_logits, classes, maps, deleted_logits=None):
         """Returns a dict of scalar tensors: `loss`, `ce`, `area`, `smoothness`

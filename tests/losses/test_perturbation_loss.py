@@ -138,6 +138,10 @@ def test_config_round_trip_keeps_the_values():
         {"area_power": 0},
         {"smoothness_power": -2},
         {"deletion_coeff": -0.5},
+        # Issue 22, case 8: NaN and Inf would make every loss and map NaN.
+        {"ce_coeff": float("nan")},
+        {"area_coeff": float("inf")},
+        {"border": "0.3"},
     ],
 )
 def test_rejects_bad_coefficients(kwargs):
