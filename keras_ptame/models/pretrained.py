@@ -179,6 +179,9 @@ class Pretrained:
             history = super().fit(*args, **kwargs)
         except BaseException:
             self._fitting = False
+            # A step whose tracing was cut short (TensorFlow) cannot be traced
+            # again: the next `fit` makes a new one.
+            self.train_function = None
             # Nothing may replace the error (an interrupt above all).
             with contextlib.suppress(Exception):
                 if guard is not None:
