@@ -172,6 +172,10 @@ class Pretrained:
         # Counted on the host from the optimizer's steps: a variable updated
         # inside the compiled step would need every backend's train step.
         start = _steps_of(self)
+        guard = None
+        if keras.config.backend() == "jax":
+            guard = _FirstStepGuard()
+            kwargs["callbacks"] = [*(kwargs.get("callbacks") or ()), guard]
         # Callbacks that explain between epochs (the removal check) explain a
         # decoder in training: nothing to warn about.
         self._fitting = True
@@ -179,10 +183,13 @@ class Pretrained:
             history = super().fit(*args, **kwargs)
         except BaseException:
             self._fitting = False
-            # Nothing may replace the error (an interrupt above all): under
-            # JAX, a `fit` interrupted in its first step leaves the variables
-            # detached, and reading them raises. The record then stays as it was.
+            # A step whose tracing was cut short (TensorFlow) cannot be traced
+            # again: the next `fit` makes a new one.
+            self.train_function = None
+            # Nothing may replace the error (an interrupt above all).
             with contextlib.suppress(Exception):
+                if guard is not None:
+                    guard.reattach()
                 self._count_steps(start)
             raise
         self._fitting = False
@@ -250,6 +257,36 @@ class Pretrained:
                 "it again (an interrupt or a memory error while loading causes "
                 "this)."
             )
+
+
+class _FirstStepGuard(keras.callbacks.Callback):
+    """Puts back the variables an interrupted first step of JAX's `fit` detached.
+
+    JAX's `fit` detaches the variables (`_value = None`) while its steps run
+    and puts them back after, from the last step's state; interrupted in its
+    first step (while it compiles) it has no state, and the explainer is left
+    without weights, its classifier too, which `kp.tune` shares with the next
+    trial. Their values before that step are kept until the next begins.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.values = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        # Not in `on_train_batch_end`, which would stop Keras dispatching the
+        # end of each step asynchronously.
+        if self.values is None:
+            variables = [*self.model.variables, *self.model.optimizer.variables]
+            self.values = [(variable, variable.value) for variable in variables]
+        else:
+            # A step has ended: `fit` can put its state back itself.
+            self.values = []
+
+    def reattach(self):
+        for variable, value in self.values or ():
+            if variable._value is None:
+                variable.assign(value)
 
 
 def _steps_of(model):

@@ -1,10 +1,11 @@
 """`Pretrained`: the training-state record kept by `fit`."""
 
 import keras
+import numpy as np
 import pytest
 
 import keras_ptame as kp
-from tests.helpers import random_images, tiny_explainer
+from tests.helpers import IMAGE_SIZE, random_images, tiny_explainer
 
 
 def compiled_explainer():
@@ -20,10 +21,17 @@ def test_a_fit_interrupted_in_its_first_step_raises_the_interrupt(monkeypatch):
 
     # On JAX and TensorFlow the first step is being compiled then; on JAX
     # `fit` has detached the variables for the step and has nothing to put back.
-    monkeypatch.setattr(kp.PTAME, "compute_loss", interrupted)
     explainer = compiled_explainer()
+    monkeypatch.setattr(kp.PTAME, "compute_loss", interrupted)
     with pytest.raises(KeyboardInterrupt):
         explainer.fit(random_images(4), epochs=1, batch_size=2, verbose=0)
+    # The explainer keeps its weights, its classifier's included (`kp.tune`
+    # shares it with the next trial), and trains again.
+    monkeypatch.undo()
+    maps = explainer.explain(random_images(2))
+    assert maps.shape == (2, IMAGE_SIZE, IMAGE_SIZE) and np.all(np.isfinite(maps))
+    explainer.fit(random_images(4), epochs=1, batch_size=2, verbose=0)
+    assert int(keras.ops.convert_to_numpy(explainer.trained_steps)) == 2
 
 
 def test_a_fit_stopped_by_an_error_counts_the_steps_it_ran():

@@ -47,10 +47,10 @@ class CountFits(keras.callbacks.Callback):
         time.sleep(self.sleep)
 
 
-def search(directory, **options):
+def search(directory, explainer=None, **options):
     settings = dict(max_trials=2, batch_size=4, directory=directory, verbose=0)
     return kp.tune(
-        tiny_explainer(),
+        explainer if explainer is not None else tiny_explainer(),
         random_images(8, seed=1),
         random_images(4, seed=2),
         **{**settings, **options},
@@ -151,13 +151,16 @@ def run_search(directory, ready=None):
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 500
-    while ready and not os.path.exists(ready) and process.poll() is None:
-        assert time.monotonic() < deadline, "trial 1 never started"
-        time.sleep(0.2)
-    if ready and process.poll() is None:
-        process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=500)
+    try:
+        deadline = time.monotonic() + 500
+        while ready and not os.path.exists(ready) and process.poll() is None:
+            assert time.monotonic() < deadline, "trial 1 never started"
+            time.sleep(0.2)
+        if ready and process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=500)
+    finally:
+        process.kill()
     return process.returncode, err
 
 
@@ -207,6 +210,29 @@ def test_an_error_caused_by_an_interrupt_counts_as_the_interrupt(tmp_path):
     recipe = search(tmp_path)
     assert [row["status"] for row in read_rows(tmp_path)] == ["COMPLETED"] * 2
     assert isinstance(recipe, kp.recipes.Recipe)
+
+
+# Issue 22, case 6
+def test_a_search_interrupted_in_a_step_resumes_with_the_same_explainer(
+    tmp_path, monkeypatch
+):
+    explainer, fits = tiny_explainer(), []
+    compute_loss = kp.PTAME.compute_loss
+
+    def interrupt_trial_1(self, *args, **kwargs):
+        if not any(self is fit for fit in fits):
+            fits.append(self)
+        if len(fits) == 2:
+            raise KeyboardInterrupt
+        return compute_loss(self, *args, **kwargs)
+
+    monkeypatch.setattr(kp.PTAME, "compute_loss", interrupt_trial_1)
+    with pytest.raises(KeyboardInterrupt):
+        search(tmp_path, explainer=explainer)
+    monkeypatch.undo()
+    # As in a notebook: the same explainer, whose classifier every trial shares.
+    search(tmp_path, explainer=explainer)
+    assert [row["status"] for row in read_rows(tmp_path)] == ["COMPLETED"] * 2
 
 
 def test_time_budget_stops_the_search_and_trial_0_is_the_start(tmp_path):
