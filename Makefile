@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	KERAS_BACKEND=$${KERAS_BACKEND:-jax} $(PY) -m keras_ptame.demo --output demo_output
+	KERAS_BACKEND=$${KERAS_BACKEND:-jax} $(PY) -m keras_ptame.demo --output demo_output --overwrite
 
 # P-TAME against RISE, Grad-CAM, gradients, random and centre maps (issue 4's table).
 compare: setup

@@ -145,8 +145,14 @@ def train_models(config, output, verbose, log):
             for key, value in config.items()
             if key in demo.DEFAULTS and key != "test_count"
         }
+        # The benchmark's own folder: a rerun replaces the demo's files.
         metrics = demo.run(
-            output, seed=config["seed"], verbose=verbose, log=log, **settings
+            output,
+            seed=config["seed"],
+            verbose=verbose,
+            log=log,
+            overwrite=True,
+            **settings,
         )
         timings = {
             key: metrics["timings_s"][key]
@@ -190,7 +196,7 @@ def finish(table, config, accuracy, timings, output):
         f"{config['explainer_epochs']} epochs on {config['train_count']} images.",
         f"RISE takes {ratio:,.0f} times as long as P-TAME per explanation.",
     ]
-    table.save(output)
+    table.save(output, overwrite=True)
     summary = {
         "backend": keras.config.backend(),
         "settings": config,

@@ -66,7 +66,7 @@ def trained_explainer(folder, none_class, quick, log):
         config = config.replace(**QUICK)
     if not os.path.exists(path):
         log(f"Training the demo (none_class={none_class}) into {folder}...")
-        demo.run(folder, config=config, verbose=0, log=log)
+        demo.run(folder, config=config, verbose=0, log=log, overwrite=True)
     return keras.saving.load_model(path), config
 
 

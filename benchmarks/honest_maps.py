@@ -110,7 +110,7 @@ def train_base(config, folder, verbose, log):
     }
     if not all(os.path.exists(path) for path in paths.values()):
         log("Training the demo's classifier without a 'none' class (cached)...")
-        demo.run(folder, config=config, verbose=verbose, log=log)
+        demo.run(folder, config=config, verbose=verbose, log=log, overwrite=True)
     return {name: keras.saving.load_model(path) for name, path in paths.items()}
 
 

@@ -191,7 +191,7 @@ def _base_models(output, tag, config):
     }
     if not all(os.path.exists(path) for path in paths.values()):
         print(f"Training the demo's classifier and auxiliary network ({tag})...")
-        demo.run(folder, config=config, verbose=0)
+        demo.run(folder, config=config, verbose=0, overwrite=True)
     return {name: keras.saving.load_model(path) for name, path in paths.items()}
 
 

@@ -5,8 +5,9 @@ import dataclasses
 import functools
 
 from keras_ptame import demo
-from keras_ptame.cli.arguments import add_quiet
-from keras_ptame.demo import DemoConfig
+from keras_ptame.cli.arguments import add_overwrite, add_quiet
+from keras_ptame.demo import DEMO_FILES, DemoConfig
+from keras_ptame.utils.files import check_outputs
 
 
 def add_parser(subcommands):
@@ -30,6 +31,7 @@ def add_parser(subcommands):
         help=DemoConfig.quick.__doc__.splitlines()[0].rstrip(".")
         + " (the settings given here still apply)",
     )
+    add_overwrite(parser, "the demo's files that exist in --output")
     add_quiet(parser)
     settings = parser.add_argument_group("settings (DemoConfig)")
     for field in dataclasses.fields(DemoConfig):
@@ -58,9 +60,11 @@ def run(args):
         if getattr(args, field.name) is not None
     }
     config = (DemoConfig.quick() if args.quick else DemoConfig()).replace(**given)
+    check_outputs(args.output, DEMO_FILES, args.overwrite, option="--output")
     demo.run(
         args.output,
         config=config,
+        overwrite=args.overwrite,
         verbose=0 if args.quiet else None,
         log=_silent if args.quiet else functools.partial(print, flush=True),
     )

@@ -7,15 +7,17 @@ import numpy as np
 from keras_ptame.cli.arguments import (
     add_checkpoint_weights,
     add_image_size,
+    add_overwrite,
     add_quiet,
     add_unsafe,
     positive_int,
 )
 from keras_ptame.cli.errors import UsageError, one_line
 from keras_ptame.cli.loading import METHOD_FORMS, make_explainer
-from keras_ptame.evaluation import evaluate
+from keras_ptame.evaluation import EVALUATION_FILES, evaluate
 from keras_ptame.metrics.imputation import IMPUTATIONS
 from keras_ptame.models.loading import CHECKPOINT_SUFFIXES, load_keras_model
+from keras_ptame.utils.files import check_outputs
 
 
 def add_parser(subcommands):
@@ -51,6 +53,7 @@ def add_parser(subcommands):
         "--output", default="evaluation", help="output folder (default: %(default)s)"
     )
     _add_scoring_options(parser)
+    add_overwrite(parser, "the table files that exist in --output")
     add_checkpoint_weights(parser)
     add_image_size(
         parser,
@@ -99,6 +102,10 @@ def run(args):
     """Evaluates the methods `args` name; writes and prints the table."""
     safe_mode = not args.unsafe
     checkpoint_options = _checkpoint_options(args)
+    inputs = [args.classifier, args.data, args.classifier_weights]
+    inputs += [args.auxiliary_weights, *(s.partition("=")[2] for s in args.method)]
+    # Before loading and scoring: a refused --output costs nothing.
+    check_outputs(args.output, EVALUATION_FILES, args.overwrite, inputs, "--output")
     classifier = load_keras_model(args.classifier, "classifier", safe_mode)
     data = _read_npz(args.data, args.limit)
     explainers = dict(
@@ -121,6 +128,7 @@ def run(args):
         curves=args.curves,
         batch_size=args.batch_size,
         output_dir=args.output,
+        overwrite=args.overwrite,
         verbose=0 if args.quiet else 1,
         seed=args.seed,
     )

@@ -19,8 +19,7 @@ from keras_ptame.cli.arguments import (
 from keras_ptame.cli.errors import UsageError, say, track_outputs, wrote
 from keras_ptame.cli.loading import open_explainer
 from keras_ptame.utils.files import (
-    check_no_links,
-    check_not_inputs,
+    check_outputs,
     deferred_interrupts,
     staging_folder,
 )
@@ -314,29 +313,8 @@ def _expand_classes(classes, count, num_classes):
 
 
 def _refuse_existing(output, names, overwrite, inputs):
-    if os.path.lexists(output) and not os.path.isdir(output):
-        raise FileExistsError(f"--output must be a folder. Received: a file {output!r}")
-    targets = [
-        os.path.join(output, name + suffix) for name in names for suffix in SUFFIXES
-    ]
-    targets.append(os.path.join(output, SUMMARY))
-    # --output itself may be a link; nothing inside it is written through one.
-    for path in targets:
-        check_no_links(path, output, "--output")
-    check_not_inputs(targets, inputs, "--output")
-    # --overwrite replaces these files, never a folder in their place.
-    folders = [path for path in targets if os.path.isdir(path)]
-    if folders:
-        raise FileExistsError(
-            f"An output would replace a folder: {folders[0]!r}; nothing was "
-            "written. Choose another --output."
-        )
-    existing = [path for path in targets if os.path.lexists(path)]
-    if existing and not overwrite:
-        raise FileExistsError(
-            f"{len(existing)} output file(s) exist, e.g. {existing[0]!r}; nothing "
-            "was written. Choose another --output or pass --overwrite."
-        )
+    files = [name + suffix for name in names for suffix in SUFFIXES] + [SUMMARY]
+    check_outputs(output, files, overwrite, inputs, "--output")
 
 
 def _write_summary(rows, path):

@@ -31,7 +31,7 @@ from keras_ptame.demo.config import (
     DemoConfig,
 )
 from keras_ptame.demo.models import AUXILIARY_LAYERS, build_auxiliary, build_classifier
-from keras_ptame.demo.phases import CENTRE_SIGMA, PHASES, run
+from keras_ptame.demo.phases import CENTRE_SIGMA, DEMO_FILES, PHASES, run
 from keras_ptame.demo.tiny_presets import (
     TINY_IMAGE_SIZE,
     TINY_NUM_CLASSES,
@@ -48,6 +48,7 @@ __all__ = [
     "EXPLAINER_WEIGHT_DECAY",
     "LOSS",
     "LOSS_KEYS",
+    "DEMO_FILES",
     "PHASES",
     "QUICK",
     "TINY_IMAGE_SIZE",

@@ -23,7 +23,7 @@ from keras_ptame.losses.perturbation_loss import PerturbationLoss
 from keras_ptame.metrics.localization import mass_inside, pointing_game
 from keras_ptame.models.ptame import PTAME
 from keras_ptame.recipes import one_cycle, one_cycle_adamw
-from keras_ptame.utils.files import atomic_path, write_text
+from keras_ptame.utils.files import atomic_path, check_outputs, write_text
 from keras_ptame.utils.tables import markdown_table
 
 # The phases of `run`, with the line logged as each begins.
@@ -35,6 +35,16 @@ PHASES = {
     "evaluation": "Explaining the held-out images and scoring the maps",
     "outputs": "Writing pictures and models",
 }
+# The files `run` writes into its output folder.
+DEMO_FILES = (
+    "explanations.png",
+    "examples.png",
+    "classifier.keras",
+    "auxiliary.keras",
+    "ptame.keras",
+    "metrics.json",
+    "metrics.md",
+)
 # The reference centre peak: a Gaussian of an eighth of the image's side.
 CENTRE_SIGMA = 0.125
 # A class is flagged when most of its held-out maps found no evidence (or
@@ -57,7 +67,15 @@ _PER_CLASS_COLUMNS = (
 )
 
 
-def run(output_dir, seed=None, verbose=None, log=print, config=None, **settings):
+def run(
+    output_dir,
+    seed=None,
+    verbose=None,
+    log=print,
+    config=None,
+    overwrite=False,
+    **settings,
+):
     """Runs the whole demo and writes its pictures and metrics to `output_dir`.
 
     Args:
@@ -68,6 +86,11 @@ def run(output_dir, seed=None, verbose=None, log=print, config=None, **settings)
             (progress bars on a terminal, one line per epoch otherwise).
         log: callable. Prints the phase lines. Defaults to `print`.
         config: `DemoConfig`. Defaults to `None` (`DemoConfig()`).
+        overwrite: bool. Whether to replace the demo's files (`DEMO_FILES`)
+            if they exist in `output_dir`; if not, an existing one is refused
+            before any training (`FileExistsError`). Either way, nothing is
+            written through a symbolic link inside `output_dir` (`ValueError`).
+            Defaults to `False`.
         **settings: overrides of the config's fields (sizes, epochs, learning
             rate, `fill`, the `PerturbationLoss` coefficients).
 
@@ -86,6 +109,7 @@ def run(output_dir, seed=None, verbose=None, log=print, config=None, **settings)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     output_dir = os.fspath(output_dir)
+    check_outputs(output_dir, DEMO_FILES, overwrite, option="output_dir")
     os.makedirs(output_dir, exist_ok=True)
     size = config.image_size
     log(

@@ -30,13 +30,28 @@ from keras_ptame.models.classifier_scores import (
     check_batch_size,
     explained_classes,
 )
+from keras_ptame.utils.files import check_outputs
 from keras_ptame.utils.validation import check_option
 
-__all__ = ["LEGEND", "EvaluationTable", "class_rows", "evaluate", "load_data"]
+__all__ = [
+    "LEGEND",
+    "EVALUATION_FILES",
+    "EvaluationTable",
+    "class_rows",
+    "evaluate",
+    "load_data",
+]
 
 # How `evaluate` scores the maps a `PTAME` flags flat: as their min-max maps
 # (the authors'), or as the zeros `explain` returns.
 FLAT_MAPS = ("minmax", "zeros")
+# The files `evaluate` writes into `output_dir`.
+EVALUATION_FILES = (
+    "evaluation.md",
+    "evaluation.csv",
+    "evaluation_per_class.md",
+    "evaluation_per_class.csv",
+)
 
 
 def evaluate(
@@ -53,6 +68,7 @@ def evaluate(
     curves=False,
     batch_size=32,
     output_dir=None,
+    overwrite=False,
     verbose=1,
     seed=0,
     flat_maps="minmax",
@@ -99,8 +115,14 @@ def evaluate(
         curves: bool. Whether to add deletion and insertion areas. Defaults
             to `False`.
         batch_size: int. Images per classifier call. Defaults to `32`.
-        output_dir: optional folder; `evaluation.md` and `evaluation.csv` are
-            written there. Defaults to `None`.
+        output_dir: optional folder; `evaluation.md` and `evaluation.csv`
+            (and `evaluation_per_class.md` and `.csv`) are written there.
+            Defaults to `None`.
+        overwrite: bool. Whether to replace those files if they exist; if
+            not, an existing one is refused before any scoring
+            (`FileExistsError`). Either way, nothing is written through a
+            symbolic link inside `output_dir` (`ValueError`). Defaults to
+            `False`.
         verbose: int. 1 shows a progress bar, 0 nothing. Defaults to `1`.
         seed: int. Seed of the ROAD noise. Defaults to `0`.
         flat_maps: str. How the maps a `PTAME` flags flat are scored:
@@ -145,6 +167,8 @@ def evaluate(
     selection = check_selection(selection)
     check_option("flat_maps", flat_maps, FLAT_MAPS)
     batch_size = check_batch_size(batch_size)
+    if output_dir is not None:
+        check_outputs(output_dir, EVALUATION_FILES, overwrite, option="output_dir")
     images, truth = _images_and_truth(load_data(data, masks, boxes), box_format)
     backbone = as_backbone(classifier)
     scorer = Scorer(
@@ -171,7 +195,7 @@ def evaluate(
     }
     table = _tables(scored, notes(scorer))
     if output_dir is not None:
-        table.save(output_dir)
+        table.save(output_dir, overwrite=overwrite)
     return table
 
 

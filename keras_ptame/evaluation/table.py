@@ -3,7 +3,7 @@
 import os
 
 from keras_ptame.models.removal_check import MARGIN
-from keras_ptame.utils.files import write_text
+from keras_ptame.utils.files import check_outputs, write_text
 from keras_ptame.utils.tables import METRIC_LEGEND, csv_table, markdown_table
 
 # What each column means and which way is better, for the table's legend.
@@ -59,15 +59,29 @@ class EvaluationTable:
         )
         return csv_table(["method", *self.columns], rows)
 
-    def save(self, directory, stem="evaluation"):
-        """Writes `<stem>.md` and `<stem>.csv` into `directory`; returns their paths."""
+    def file_names(self, stem="evaluation"):
+        """The names `save` writes: `<stem>.md`, `<stem>.csv` and the per-class pair."""
+        names = [f"{stem}.md", f"{stem}.csv"]
+        if self.per_class is not None:
+            names += self.per_class.file_names(f"{stem}_per_class")
+        return names
+
+    def save(self, directory, stem="evaluation", overwrite=False):
+        """Writes `<stem>.md` and `<stem>.csv` into `directory`; returns their paths.
+
+        With the per-class table, `<stem>_per_class.md` and `.csv` too. Files
+        that exist are refused (`FileExistsError`, nothing written) unless
+        `overwrite`, and never written through a symbolic link inside
+        `directory` (`ValueError`).
+        """
+        check_outputs(directory, self.file_names(stem), overwrite, option="directory")
         paths = []
         for extension, text in (("md", self.to_markdown()), ("csv", self.to_csv())):
             path = os.path.join(directory, f"{stem}.{extension}")
             write_text(path, text)
             paths.append(path)
         if self.per_class is not None:
-            paths += self.per_class.save(directory, f"{stem}_per_class")
+            paths += self.per_class.save(directory, f"{stem}_per_class", overwrite)
         return paths
 
     def __repr__(self):

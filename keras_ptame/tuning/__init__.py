@@ -125,7 +125,10 @@ def tune(
         overwrite: bool. Whether to discard a search in `directory` and start
             afresh: only the search's own files are removed, and a directory
             holding anything else is refused (`FileExistsError`). Defaults to
-            `False` (resume it; its settings must match).
+            `False`: resume the search there (its settings must match), or
+            start one in a directory holding no file of a search's names;
+            such a file that no search wrote (a user's `results.csv`, a
+            link) is refused by name (`FileExistsError`).
         recipe: optional `Recipe` or recipe name: the starting point and the
             settings not searched. Defaults to `None` (`PerturbationLoss()`'s
             coefficients, AdamW at 1e-4: see `default_recipe`).

@@ -201,11 +201,51 @@ def _foreign_part(path):
 
 
 def _check_resumable(directory, settings):
-    path = os.path.join(directory, SETTINGS_FILE)
-    if not os.path.exists(path):
+    """Raises unless `directory` is empty of a search's files or holds one
+    search, with `settings`, whose files are all a search's."""
+    if not os.path.isdir(directory):
         return
-    with open(path) as file:
-        saved = json.load(file)
+    names = sorted(name for name in os.listdir(directory) if _search_name(name))
+    path = os.path.join(directory, SETTINGS_FILE)
+    if names and SETTINGS_FILE not in names:
+        raise FileExistsError(
+            f"{os.path.join(directory, names[0])!r} exists, but no search was "
+            f"started in {directory!r} (it has no {SETTINGS_FILE}): a new search "
+            "would replace it. Move it out or choose another directory "
+            "(`overwrite=True` deletes a search's files, that one included)."
+        )
+    for name in names:
+        kind = os.path.isdir if fnmatch.fnmatch(name, TRIAL_FOLDERS) else os.path.isfile
+        entry = os.path.join(directory, name)
+        if os.path.islink(entry) or not kind(entry):
+            raise FileExistsError(
+                f"{entry!r} is not a search's: a search writes no "
+                f"{'link' if os.path.islink(entry) else 'such entry'} there. "
+                "Move it out, or choose another directory."
+            )
+    if names:
+        _check_settings(path, settings)
+
+
+def _search_name(name):
+    """Whether a search writes an entry `name` in its directory."""
+    return name in OWN_FILES or any(
+        fnmatch.fnmatch(name, pattern) for pattern in (TUNER_FILES, TRIAL_FOLDERS)
+    )
+
+
+def _check_settings(path, settings):
+    directory = os.path.dirname(path)
+    try:
+        with open(path) as file:
+            saved = json.load(file)
+    except ValueError:
+        saved = None
+    if not isinstance(saved, dict) or "objective" not in saved:
+        raise FileExistsError(
+            f"{path!r} is not a search's settings (not the JSON a search "
+            "writes). Move it out, or choose another directory."
+        )
     changed = sorted(
         key for key in {**saved, **settings} if saved.get(key) != settings.get(key)
     )

@@ -300,3 +300,44 @@ def is_own_folder(path, entries, is_marked):
         and set(os.listdir(path)) <= set(entries)
         and is_marked(path)
     )
+
+
+def check_outputs(folder, names, overwrite, inputs=(), option="output_dir"):
+    """Raises unless writing the files `names` into `folder` replaces nothing foreign.
+
+    The rules of a command writing fixed names into a folder the user chose:
+    `folder` must be a folder (or not exist yet); no file is written through
+    a symbolic link inside it (`check_no_links`), over one of `inputs`
+    (`check_not_inputs`) or in a folder's place; and an existing file is
+    replaced only with `overwrite`.
+
+    Args:
+        folder: str or path-like. The output folder.
+        names: the file names (relative paths) written into `folder`.
+        overwrite: bool. Whether existing files may be replaced.
+        inputs: paths the command reads. Defaults to `()`.
+        option: str. What `folder` is, for the messages: `"--output"` for a
+            `ptame` command (which then says `--overwrite`), else the
+            argument's name. Defaults to `"output_dir"`.
+    """
+    folder = os.fspath(folder)
+    if os.path.lexists(folder) and not os.path.isdir(folder):
+        raise FileExistsError(f"{option} must be a folder. Received: a file {folder!r}")
+    targets = [os.path.join(folder, name) for name in names]
+    # `folder` itself may be a link; nothing inside it is written through one.
+    for path in targets:
+        check_no_links(path, folder, option)
+    check_not_inputs(targets, inputs, option)
+    folders = [path for path in targets if os.path.isdir(path)]
+    if folders:
+        raise FileExistsError(
+            f"An output would replace a folder: {folders[0]!r}; nothing was "
+            f"written. Choose another {option}."
+        )
+    existing = [path for path in targets if os.path.lexists(path)]
+    if existing and not overwrite:
+        flag = "--overwrite" if option.startswith("--") else "`overwrite=True`"
+        raise FileExistsError(
+            f"{len(existing)} output file(s) exist, e.g. {existing[0]!r}; nothing "
+            f"was written. Choose another {option} or pass {flag}."
+        )

@@ -46,3 +46,16 @@ def test_quick_demo(tmp_path, ptame):
     assert metrics["settings"]["train_count"] == 64
     assert 0 <= metrics["pointing_game"] <= 1
     assert (tmp_path / "ptame.keras").exists()
+
+
+# Issue 22, case 2
+def test_demo_refuses_a_user_s_metrics_file_without_overwrite(tmp_path, ptame):
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "metrics.json").write_text("user's own")
+    result = ptame("demo", "--quick", "--quiet", "--output", output)
+    result.assert_user_error(f"{output / 'metrics.json'}")
+    assert "--overwrite" in result.err.strip().splitlines()[-1]
+    assert (output / "metrics.json").read_text() == "user's own"
+    assert [p.name for p in output.iterdir()] == ["metrics.json"]
+    assert "--overwrite" in ptame("demo", "--help").out

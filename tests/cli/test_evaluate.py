@@ -1,6 +1,7 @@
 """`ptame evaluate`: one table of explainers, loaded as `explain` loads them."""
 
 import csv
+import os
 
 import numpy as np
 import pytest
@@ -100,3 +101,29 @@ def test_evaluate_user_errors(workspace, tmp_path, ptame, data_file, case, match
     )  # fmt: skip
     result.assert_user_error(match)
     assert not output.exists()
+
+
+# Issue 22, case 1
+def test_evaluate_refuses_a_user_s_table_without_overwrite(
+    workspace, tmp_path, ptame, data_file
+):
+    root, _ = workspace
+    output = tmp_path / "results"
+    output.mkdir()
+    (output / "evaluation.md").write_text("user's own")
+    argv = ["evaluate", "--classifier", root / "classifier.keras"]
+    argv += ["--data", data_file, "--method", "centre", "--output", output]
+    result = ptame(*argv, "--quiet")
+    result.assert_user_error(f"{output / 'evaluation.md'}")
+    assert "--overwrite" in result.err.strip().splitlines()[-1]
+    assert (output / "evaluation.md").read_text() == "user's own"
+    assert [p.name for p in output.iterdir()] == ["evaluation.md"]
+    # Never over an input, --overwrite or not: here --data, by a hard link.
+    (output / "evaluation.md").unlink()
+    os.link(data_file, output / "evaluation.csv")
+    result = ptame(*argv, "--quiet", "--overwrite")
+    result.assert_user_error("--output would write over an input")
+    (output / "evaluation.csv").unlink()
+    (output / "evaluation.csv").write_text("user's own")
+    assert ptame(*argv, "--quiet", "--overwrite").code == 0
+    assert "centre" in (output / "evaluation.csv").read_text()

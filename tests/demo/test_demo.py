@@ -279,3 +279,37 @@ def test_full_demo_without_none_class_flags_the_dark_class(tmp_path):
         if name != dark and row["count"]:
             assert row["flat_share"] == 0.0, name
             assert row["pointing_game"] >= 0.7, name
+
+
+# Issue 22, case 2
+def test_run_refuses_a_user_s_file_of_its_names_unless_overwrite(tmp_path):
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "metrics.md").write_text("user's own")
+    (output / "notes.txt").write_text("user's own too")
+    lines = []
+    with pytest.raises(FileExistsError, match="metrics.md.*overwrite=True"):
+        demo.run(output, verbose=0, log=lines.append, **TINY)
+    # Refused before any training, the user's file as it was.
+    assert lines == []
+    assert (output / "metrics.md").read_text() == "user's own"
+    assert sorted(p.name for p in output.iterdir()) == ["metrics.md", "notes.txt"]
+    # With overwrite the demo's files are replaced; the user's other file kept.
+    metrics = demo.run(output, verbose=0, log=lines.append, overwrite=True, **TINY)
+    assert "pointing game" in (output / "metrics.md").read_text()
+    assert (output / "notes.txt").read_text() == "user's own too"
+    assert sorted(metrics["files"]) == sorted(demo.DEMO_FILES)
+
+
+# Issue 22, case 2
+@pytest.mark.parametrize("name", ["ptame.keras", "examples.png"])
+def test_run_never_writes_through_a_link_inside_its_output(tmp_path, name):
+    output, outside = tmp_path / "out", tmp_path / "outside"
+    output.mkdir()
+    outside.write_text("user's own")
+    (output / name).symlink_to(outside)
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match=f"{name}' is a symbolic link"):
+            demo.run(output, log=lambda *_: None, overwrite=overwrite, **TINY)
+    assert outside.read_text() == "user's own"
+    assert (output / name).is_symlink()

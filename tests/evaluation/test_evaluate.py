@@ -321,3 +321,50 @@ def test_class_rows_summarise_per_image_values_per_class():
     rows = class_rows(classes, values, labels=range(3))
     assert rows[1] == {"count": 0, "flat": None, "evidence": None}
     assert rows[0]["evidence"] == 1.0
+
+
+def _evaluate_into(output, **options):
+    images, masks = _data()
+    return evaluate(
+        {"centre": CentreMaps()},
+        object_classifier(),
+        {"images": images, "masks": masks},
+        output_dir=output,
+        verbose=0,
+        **options,
+    )
+
+
+# Issue 22, case 1
+def test_evaluate_refuses_a_user_s_table_unless_overwrite(tmp_path):
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "evaluation_per_class.csv").write_text("user's own")
+    (output / "notes.txt").write_text("user's own too")
+    with pytest.raises(FileExistsError, match="evaluation_per_class.csv"):
+        _evaluate_into(output)
+    assert (output / "evaluation_per_class.csv").read_text() == "user's own"
+    assert sorted(p.name for p in output.iterdir()) == [
+        "evaluation_per_class.csv",
+        "notes.txt",
+    ]
+    table = _evaluate_into(output, overwrite=True)
+    assert "centre / class" in (output / "evaluation_per_class.csv").read_text()
+    assert (output / "notes.txt").read_text() == "user's own too"
+    # The table's own `save` follows the same rule.
+    with pytest.raises(FileExistsError, match="evaluation.md"):
+        table.save(output)
+    assert len(table.save(output, overwrite=True)) == 4
+
+
+# Issue 22, case 1
+def test_evaluate_never_writes_through_a_link_inside_its_output(tmp_path):
+    output, outside = tmp_path / "out", tmp_path / "outside.md"
+    output.mkdir()
+    outside.write_text("user's own")
+    (output / "evaluation.md").symlink_to(outside)
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match="evaluation.md' is a symbolic link"):
+            _evaluate_into(output, overwrite=overwrite)
+    assert outside.read_text() == "user's own"
+    assert [p.name for p in output.iterdir()] == ["evaluation.md"]

@@ -286,6 +286,44 @@ def test_overwrite_replaces_a_search_and_nothing_else(tmp_path):
     assert [row["trial"] for row in read_rows(directory)] == ["0"]
 
 
+# Issue 22, case 3
+@pytest.mark.parametrize("name", ["results.csv", "recipe.json", "trial_0"])
+def test_a_new_search_refuses_a_user_s_file_of_its_names(tmp_path, name):
+    directory = tmp_path / "tuning"
+    directory.mkdir()
+    (directory / "notes.txt").write_text("user's own")
+    if name.startswith("trial_"):
+        (directory / name).mkdir()
+        (directory / name / "trial.json").write_text("user's own")
+    else:
+        (directory / name).write_text("user's own")
+    before = _snapshot(tmp_path)
+    count = CountFits()
+    with pytest.raises(FileExistsError, match=f"'{directory / name}' exists"):
+        search(directory, max_trials=1, callbacks=[count])
+    assert count.fits == 0 and _snapshot(tmp_path) == before
+
+
+# Issue 22, case 3
+def test_a_resumed_search_never_writes_through_a_link(tmp_path):
+    directory = tmp_path / "tuning"
+    search(directory, max_trials=1)
+    outside = tmp_path / "outside.csv"
+    outside.write_text("user's own")
+    (directory / "results.csv").unlink()
+    (directory / "results.csv").symlink_to(outside)
+    with pytest.raises(FileExistsError, match="results.csv' is not a search's"):
+        search(directory, max_trials=2)
+    assert outside.read_text() == "user's own"
+    # A user's settings.json is not a search to resume either.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "settings.json").write_text("user's own")
+    with pytest.raises(FileExistsError, match="settings.json' is not a search's"):
+        search(other, max_trials=1)
+    assert (other / "settings.json").read_text() == "user's own"
+
+
 def test_objective_mixes_objectives_as_a_weighted_mean():
     classifier = tiny_classifier()
     images = random_images(6, seed=7).astype("float32")
@@ -433,6 +471,21 @@ def test_ptame_tune_overwrite_keeps_a_user_s_folder(folders, ptame_tune):
         "photos",
         "photos/cat.png",
     ]
+
+
+# Issue 22, case 3
+def test_ptame_tune_refuses_a_user_s_results_table(folders, ptame_tune):
+    directory = folders / "tuning"
+    directory.mkdir()
+    (directory / "results.csv").write_text("user's own")
+    code, err = ptame_tune(
+        *tune_argv(folders, "--validation-data", folders / "held_out"),
+        *("--max-trials", 1),
+    )
+    assert code == 2 and "Traceback" not in err, err
+    assert f"'{directory / 'results.csv'}' exists" in err.strip().splitlines()[-1]
+    assert [p.name for p in directory.iterdir()] == ["results.csv"]
+    assert (directory / "results.csv").read_text() == "user's own"
 
 
 # Issue 22, case 4
