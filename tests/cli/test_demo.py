@@ -48,7 +48,7 @@ def test_quick_demo(tmp_path, ptame):
     assert (tmp_path / "ptame.keras").exists()
 
 
-# Issue 22, case 2
+# Issue 22, "no command deletes or overwrites a file it did not write"
 def test_demo_refuses_a_user_s_metrics_file_without_overwrite(tmp_path, ptame):
     output = tmp_path / "out"
     output.mkdir()

@@ -103,7 +103,7 @@ def test_evaluate_user_errors(workspace, tmp_path, ptame, data_file, case, match
     assert not output.exists()
 
 
-# Issue 22, case 1
+# Issue 22, "no command deletes or overwrites a file it did not write"
 def test_evaluate_refuses_a_user_s_table_without_overwrite(
     workspace, tmp_path, ptame, data_file
 ):

@@ -281,7 +281,7 @@ def test_full_demo_without_none_class_flags_the_dark_class(tmp_path):
             assert row["pointing_game"] >= 0.7, name
 
 
-# Issue 22, case 2
+# Issue 22, "no command deletes or overwrites a file it did not write"
 def test_run_refuses_a_user_s_file_of_its_names_unless_overwrite(tmp_path):
     output = tmp_path / "out"
     output.mkdir()
@@ -301,7 +301,7 @@ def test_run_refuses_a_user_s_file_of_its_names_unless_overwrite(tmp_path):
     assert sorted(metrics["files"]) == sorted(demo.DEMO_FILES)
 
 
-# Issue 22, case 2
+# Issue 22, "no command deletes or overwrites a file it did not write"
 @pytest.mark.parametrize("name", ["ptame.keras", "examples.png"])
 def test_run_never_writes_through_a_link_inside_its_output(tmp_path, name):
     output, outside = tmp_path / "out", tmp_path / "outside"

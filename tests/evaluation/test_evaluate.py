@@ -335,7 +335,7 @@ def _evaluate_into(output, **options):
     )
 
 
-# Issue 22, case 1
+# Issue 22, "no command deletes or overwrites a file it did not write"
 def test_evaluate_refuses_a_user_s_table_unless_overwrite(tmp_path):
     output = tmp_path / "out"
     output.mkdir()
@@ -357,7 +357,7 @@ def test_evaluate_refuses_a_user_s_table_unless_overwrite(tmp_path):
     assert len(table.save(output, overwrite=True)) == 4
 
 
-# Issue 22, case 1
+# Issue 22, "no command deletes or overwrites a file it did not write"
 def test_evaluate_never_writes_through_a_link_inside_its_output(tmp_path):
     output, outside = tmp_path / "out", tmp_path / "outside.md"
     output.mkdir()

@@ -286,7 +286,7 @@ def test_overwrite_replaces_a_search_and_nothing_else(tmp_path):
     assert [row["trial"] for row in read_rows(directory)] == ["0"]
 
 
-# Issue 22, case 3
+# Issue 22, case 1 (a fresh search)
 @pytest.mark.parametrize("name", ["results.csv", "recipe.json", "trial_0"])
 def test_a_new_search_refuses_a_user_s_file_of_its_names(tmp_path, name):
     directory = tmp_path / "tuning"
@@ -304,7 +304,7 @@ def test_a_new_search_refuses_a_user_s_file_of_its_names(tmp_path, name):
     assert count.fits == 0 and _snapshot(tmp_path) == before
 
 
-# Issue 22, case 3
+# Issue 22, case 3 (in tune)
 def test_a_resumed_search_never_writes_through_a_link(tmp_path):
     directory = tmp_path / "tuning"
     search(directory, max_trials=1)
@@ -473,7 +473,7 @@ def test_ptame_tune_overwrite_keeps_a_user_s_folder(folders, ptame_tune):
     ]
 
 
-# Issue 22, case 3
+# Issue 22, case 1 (a fresh search)
 def test_ptame_tune_refuses_a_user_s_results_table(folders, ptame_tune):
     directory = folders / "tuning"
     directory.mkdir()
