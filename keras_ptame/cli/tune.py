@@ -1,6 +1,7 @@
 """`ptame tune`: search an explainer's recipe for a classifier (`kp.tune`)."""
 
 import argparse
+import math
 import os
 
 import numpy as np
@@ -16,11 +17,18 @@ from keras_ptame.cli.arguments import (
     add_recipe,
     positive_int,
 )
-from keras_ptame.cli.errors import UsageError, say
+from keras_ptame.cli.errors import UsageError, one_line, say
 from keras_ptame.cli.training import RESIZE_RATIO, prepare_training
 from keras_ptame.evaluation import load_data
-from keras_ptame.tuning import DEFAULT_OBJECTIVE, OBJECTIVES, RECIPE_FILE, tune
-from keras_ptame.tuning.space import parse_space
+from keras_ptame.tuning import (
+    DEFAULT_OBJECTIVE,
+    OBJECTIVES,
+    RECIPE_FILE,
+    check_search_files,
+    tune,
+)
+from keras_ptame.tuning.objectives import parse_objective
+from keras_ptame.tuning.space import as_recipe, parse_space, resolve_space
 from keras_ptame.utils.files import check_not_inputs
 from keras_ptame.utils.images import images_in_folder, read_image
 
@@ -160,6 +168,7 @@ def run(args):
     tuned_path = os.path.join(args.directory, RECIPE_FILE)
     check_not_inputs([tuned_path], [args.recipe], "--directory")
     recipe = recipes.get(args.recipe) if args.recipe else None
+    _check_search_options(args, recipe)
     batch_size = args.batch_size or (recipe.batch_size if recipe else 32)
     explainer, size, batches, steps = prepare_training(args, recipe, batch_size)
     held_out = _held_out_images(args, size)
@@ -169,10 +178,6 @@ def run(args):
         f"of {batch_size} images at {size}x{size}, then scores "
         f"{len(held_out)} held-out images.",
     )
-    if args.max_seconds is not None and not args.max_seconds > 0:
-        raise UsageError(
-            f"--max-seconds must be positive. Received: {args.max_seconds}"
-        )
     tuned = tune(
         explainer,
         batches,
@@ -196,6 +201,27 @@ def run(args):
         f"Best: {tuned}\nTable: {os.path.join(args.directory, 'results.md')}; "
         f"train with it: ptame train --recipe {path} ...",
     )
+
+
+def _check_search_options(args, recipe):
+    """Checks --max-seconds, --objective, --space and a search to resume in
+    --directory before any slow work (the networks, the data)."""
+    seconds = args.max_seconds
+    if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
+        raise UsageError(
+            "--max-seconds must be a positive finite number (leave it out for no "
+            f"limit). Received: {seconds}"
+        )
+    for option, check in (
+        ("--objective", lambda: parse_objective(args.objective)),
+        ("--space", lambda: resolve_space(dict(args.space or ()), as_recipe(recipe))),
+    ):
+        try:
+            check()
+        except ValueError as error:
+            raise UsageError(f"{option}: {one_line(error)}") from error
+    if not args.overwrite:
+        check_search_files(args.directory)
 
 
 def _held_out_images(args, size):

@@ -24,7 +24,12 @@ import os
 
 import keras
 
-from keras_ptame.utils.files import atomic_path, check_replaceable, is_own_folder
+from keras_ptame.utils.files import (
+    atomic_path,
+    check_replaceable,
+    is_own_folder,
+    read_json_object,
+)
 from keras_ptame.utils.validation import check_finite_weights
 from keras_ptame.version import __version__
 
@@ -87,12 +92,21 @@ def load_explainer_preset(cls, preset, safe_mode=True):
     Returns:
         The built explainer with the preset's weights.
     """
-    with open(preset_file(preset, CONFIG_FILE), encoding="utf-8") as file:
-        config = json.load(file)
+    path = preset_file(preset, CONFIG_FILE)
+    config = read_json_object(path)
+    _check_metadata(preset)
     _check_class(config, cls, preset)
     build_config = config.pop("build_config", None) or {}
-    explainer = keras.saving.deserialize_keras_object(config, safe_mode=safe_mode)
-    input_shape = build_config.get("input_shape")
+    try:
+        explainer = keras.saving.deserialize_keras_object(config, safe_mode=safe_mode)
+    except (TypeError, KeyError, AttributeError) as error:
+        # A config edited or damaged inside: Keras refuses it (and never
+        # imports a module outside Keras' and the registered classes').
+        raise ValueError(
+            f"{path!r} does not describe an explainer Keras can rebuild "
+            f"({type(error).__name__}: {' '.join(str(error).split())})"
+        ) from error
+    input_shape = getattr(build_config, "get", lambda _: None)("input_shape")
     if input_shape is None:
         raise ValueError(
             f"The preset {preset!r} does not record the image size its explainer "
@@ -134,6 +148,13 @@ def preset_file(preset, name):
     return get_file(preset, name)
 
 
+def _check_metadata(preset):
+    # Not needed to load, but a damaged one means a damaged copy.
+    path = os.path.join(os.fspath(preset), METADATA_FILE)
+    if os.path.isfile(path):
+        read_json_object(path)
+
+
 def _check_class(config, cls, preset):
     name = config.get("registered_name") or config.get("class_name")
     found = keras.saving.get_registered_object(name) if name else None
@@ -142,6 +163,14 @@ def _check_class(config, cls, preset):
             f"The preset {preset!r} holds a {name!r}, not a {cls.__name__}. A "
             "keras-hub classifier or backbone preset loads with "
             "`kp.Backbone.from_preset` or `kp.AuxiliaryExtractor.from_preset`."
+        )
+    module = config.get("module", found.__module__)
+    if module != found.__module__:
+        # Refused as it is, never imported.
+        raise ValueError(
+            f"The preset {preset!r} names the module {module!r} in its "
+            f"{CONFIG_FILE}, where {name!r} is {found.__module__!r}'s: it is "
+            "damaged or edited."
         )
 
 

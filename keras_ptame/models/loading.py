@@ -2,6 +2,7 @@
 for the package and the command line."""
 
 import os
+import zipfile
 
 import keras
 
@@ -106,6 +107,13 @@ def load_keras_model(path, what="model", safe_mode=True):
         raise ValueError(f"The {what} must be a .keras file. Received: {path!r}")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No such .keras file: {path!r}")
+    if not zipfile.is_zipfile(path):
+        # Keras would say "File not found" of a file that is there.
+        raise ValueError(
+            f"Cannot load the {what} from {path!r}: it is not a complete .keras "
+            "file, not even a zip archive (cut short by an interrupted copy or "
+            "save, or another format)."
+        )
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=safe_mode)
     except Exception as error:

@@ -33,6 +33,7 @@ callbacks for what this search needs; the time budget here is a small
 override of the oracle.
 """
 
+import glob
 import hashlib
 import os
 
@@ -56,7 +57,7 @@ from keras_ptame.tuning.space import (
 )
 from keras_ptame.tuning.table import RECIPE_FILE
 from keras_ptame.tuning.trial import TrialJob
-from keras_ptame.utils.files import write_text
+from keras_ptame.utils.files import read_json_object, write_text
 from keras_ptame.utils.validation import check_images, check_positive_int
 
 __all__ = [
@@ -169,6 +170,8 @@ def tune(
     """
     tuner = _import_tuner()
     budget = _check_budget(max_trials, max_seconds, initial_trials)
+    if not overwrite:
+        check_search_files(directory)
     job, ranges, digest = _trial_job(
         explainer,
         train_data,
@@ -253,6 +256,43 @@ def _check_budget(max_trials, max_seconds, initial_trials):
         "max_seconds": max_seconds,
         "initial_trials": initial_trials,
     }
+
+
+def check_search_files(directory):
+    """Names a damaged file of the search in `directory` before it resumes.
+
+    Each JSON file a resume reads (the settings, KerasTuner's oracle and
+    tuner states, every `trial_*/trial.json`) must parse and hold what it
+    should; otherwise a `ValueError` names the file, instead of a bare JSON
+    or `KeyError` from deep inside KerasTuner.
+    """
+    names = ["settings.json", "oracle.json", "tuner*.json", "trial_*/trial.json"]
+    paths = sorted(
+        p
+        for name in names
+        for p in glob.glob(os.path.join(glob.escape(os.fspath(directory)), name))
+    )
+    if not paths:
+        return
+    _import_tuner()  # its message if KerasTuner is missing
+    import keras_tuner
+
+    oracle_keys = set(keras_tuner.Oracle(max_trials=1).get_state())
+    for path in paths:
+        try:
+            state = read_json_object(path)
+            if os.path.basename(path) == "oracle.json" and oracle_keys - set(state):
+                raise ValueError(f"no {sorted(oracle_keys - set(state))}")
+            if os.path.basename(path) == "trial.json":
+                keras_tuner.engine.trial.Trial.from_state(state)
+        except OSError:
+            raise  # it names the file and says what is wrong
+        except Exception as error:  # whatever the reading fails with
+            raise ValueError(
+                f"The search in {directory!r} cannot be resumed: its file "
+                f"{path!r} is damaged ({type(error).__name__}: {error}). Restore "
+                "it, or start afresh with `overwrite=True` (--overwrite)."
+            ) from error
 
 
 def _import_tuner():

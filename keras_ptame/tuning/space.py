@@ -36,9 +36,10 @@ class Range:
     log: bool = True
 
     def __post_init__(self):
-        if not 0 <= self.low < self.high or (self.log and self.low <= 0):
+        finite = math.isfinite(self.low) and math.isfinite(self.high)
+        if not (finite and 0 <= self.low < self.high) or (self.log and self.low <= 0):
             raise ValueError(
-                "A range needs 0 <= low < high (and low > 0 on a log scale). "
+                "A range needs finite 0 <= low < high (and low > 0 on a log scale). "
                 f"Received: low={self.low}, high={self.high}, log={self.log}"
             )
 
@@ -115,20 +116,55 @@ def resolve_space(space, base):
     """
     if space is not None and not isinstance(space, dict):
         raise ValueError(f"`space` must be a dict or None. Received: space={space!r}")
-    known = tunable_names()
+    space = space or {}
     ranges, fixed = {}, {}
-    for name, value in {**SEARCH_SPACE, **(space or {})}.items():
-        if name not in known:
-            raise ValueError(
-                f"Unknown setting in `space`. Received: {name!r}. Known: {known}"
-            )
-        if isinstance(value, numbers.Real) and not isinstance(value, bool):
-            fixed[name] = float(value)
+    for name, value in {**SEARCH_SPACE, **space}.items():
+        checked = check_setting(name, value, base) if name in space else value
+        if isinstance(checked, Range):
+            ranges[name] = checked
         else:
-            ranges[name] = _as_range(name, value)
+            fixed[name] = checked
     if not ranges:
         raise ValueError("`space` fixes every setting: nothing is left to search.")
     return ranges, dataclasses.replace(base, **fixed)
+
+
+def check_setting(name, value, base):
+    """One entry of `space`, checked: a `Range`, or a float (fixed).
+
+    The name must be a float field of `Recipe`; a fixed value, and both ends
+    of a range, finite, not negative and accepted by `base`'s loss and
+    optimiser, so that no trial fails on them.
+    """
+    known = tunable_names()
+    if name not in known:
+        raise ValueError(
+            f"Unknown setting in `space`. Received: {name!r}. Known: {known}"
+        )
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        checked = float(value)
+        values = (checked,)
+    else:
+        checked = _as_range(name, value)
+        values = (checked.low, checked.high)
+    for each in values:
+        _check_value(name, each, base)
+    return checked
+
+
+def _check_value(name, value, base):
+    problem = None
+    if not (math.isfinite(value) and value >= 0):
+        problem = "a setting must be a finite number >= 0"
+    else:
+        try:
+            recipe = dataclasses.replace(base, **{name: value})
+            recipe.loss()
+            recipe.optimizer(steps_per_epoch=1)
+        except ValueError as error:
+            problem = str(error)
+    if problem:
+        raise ValueError(f"`space[{name!r}]` cannot hold {value!r}: {problem}")
 
 
 def _as_range(name, value):
@@ -140,7 +176,10 @@ def _as_range(name, value):
             raise ValueError(
                 f"The scale of `{name}` must be 'log' or 'linear'. Received: {scale!r}"
             )
-        return Range(float(value[0]), float(value[1]), log=scale == "log")
+        try:
+            return Range(float(value[0]), float(value[1]), log=scale == "log")
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"`space[{name!r}]`: {error}") from None
     raise ValueError(
         f"`space[{name!r}]` must be a Range, (low, high), (low, high, 'linear') "
         f"or a number. Received: {value!r}"

@@ -128,6 +128,13 @@ def search(job, ranges, settings, directory, overwrite, budget, verbose):
     best = sorted(completed, key=lambda trial: table.rank(trial.score, trial.trial_id))
     if not best:
         messages = [t.message for t in tuner.oracle.trials.values() if t.message]
+        if not messages and budget["max_seconds"] is not None:
+            # A user's choice, not a failure: no trial had time to start.
+            raise ValueError(
+                f"No trial finished in {directory!r} within the time budget of "
+                f"{budget['max_seconds']} s (`max_seconds`, --max-seconds): "
+                "give the search more time."
+            )
         raise RuntimeError(
             f"No trial completed in {directory!r} (time budget "
             f"{budget['max_seconds']} s).{' Last error: ' if messages else ''}"

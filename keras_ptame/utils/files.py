@@ -10,6 +10,7 @@ and with `overwrite` only what the package wrote itself (`check_replaceable`).
 """
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -140,6 +141,22 @@ def replace_directory(source, path):
         raise
     finally:
         shutil.rmtree(aside_folder, ignore_errors=True)
+
+
+def read_json_object(path):
+    """The JSON object (a dict) in file `path`; a `ValueError` naming it if not."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            found = json.load(file)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(
+            f"{path!r} is not JSON, damaged or cut short ({error})"
+        ) from None
+    if not isinstance(found, dict):
+        raise ValueError(
+            f"{path!r} must hold a JSON object. Received: a JSON {type(found).__name__}"
+        )
+    return found
 
 
 @contextlib.contextmanager

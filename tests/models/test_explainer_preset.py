@@ -218,3 +218,62 @@ def test_a_preset_with_nan_weights_is_refused_naming_the_weight(tmp_path):
     explainer.save_to_preset(tmp_path / "preset")
     with pytest.raises(ValueError, match=rf"{kernel.path}' of the preset .*NaN"):
         kp.PTAME.from_preset(str(tmp_path / "preset"))
+
+
+def _edited_preset(tmp_path, edit):
+    """A saved tiny preset whose config.json is replaced by `edit(config)`."""
+    folder = tmp_path / "preset"
+    _trained_looking(tiny_explainer()).save_to_preset(folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(edit(config)))
+    return folder
+
+
+# Issue 22, case 11
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda config: [config], "must hold a JSON object"),
+        (lambda config: "PTAME", "must hold a JSON object"),
+        (lambda config: {**config, "module": "tests_e_marker"}, "names the module"),
+        (
+            lambda config: {
+                **config,
+                "config": {
+                    **config["config"],
+                    "backbone": {
+                        "module": "tests_e_marker",
+                        "class_name": "run",
+                        "config": {},
+                        "registered_name": None,
+                    },
+                },
+            },
+            "config.json' does not describe an explainer",
+        ),
+    ],
+)
+def test_a_preset_config_of_another_shape_or_module_is_refused_unrun(
+    tmp_path, monkeypatch, edit, match
+):
+    # A module on the path that leaves a trace if it is ever imported.
+    (tmp_path / "tests_e_marker.py").write_text(
+        "import pathlib\npathlib.Path(__file__).with_name('IMPORTED').touch()\n"
+        "def run(*args, **kwargs):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    folder = _edited_preset(tmp_path, edit)
+    with pytest.raises(ValueError, match=match) as error:
+        kp.load_explainer(folder)
+    assert "config.json" in str(error.value) or "module" in str(error.value)
+    assert not (tmp_path / "IMPORTED").exists()
+
+
+# Issue 22, case 12
+@pytest.mark.parametrize("name", ["config.json", "metadata.json"])
+def test_a_damaged_preset_file_is_named(tmp_path, name):
+    folder = _edited_preset(tmp_path, lambda config: config)
+    (folder / name).write_text('{"name": "cut sh')
+    with pytest.raises(ValueError, match="is not JSON") as error:
+        kp.load_explainer(folder)
+    assert str(folder / name) in str(error.value)

@@ -511,3 +511,70 @@ def test_ties_go_to_the_earlier_trial_in_the_table_and_the_recipe():
     ordered = sorted(ids, key=lambda trial: rank(scores[trial], trial))
     # Trial 0 (the starting recipe) wins its tie; ids compare as numbers.
     assert ordered == ["0", "10", "2", "1"]
+
+
+def no_data_argv(root, *extra):
+    """`tune_argv` whose --data does not exist: an option checked only after
+    the data loads would be reported as the missing data instead."""
+    argv = tune_argv(root, "--validation-data", root / "held_out", *extra)
+    argv[argv.index("--data") + 1] = root / "nowhere"
+    return [str(arg) for arg in argv]
+
+
+# Issue 22, cases 11 and 12
+@pytest.mark.parametrize(
+    "option, match",
+    [
+        (["--space", "ce_coeff=-1"], "--space: `space['ce_coeff']` cannot hold -1.0"),
+        (["--space", "ce_coeff=-1:2"], "--space: `space['ce_coeff']`"),
+        (["--space", "area_power=0:1:linear"], "`area_power` must be > 0"),
+        (["--max-seconds", "inf"], "--max-seconds must be a positive finite"),
+        (["--objective", "road=nan"], "--objective"),
+    ],
+)
+def test_ptame_tune_checks_its_options_before_loading_anything(
+    folders, capsys, option, match
+):
+    assert cli.main(no_data_argv(folders, *option)) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("ptame tune: error:") and match in last, last
+    assert not (folders / "tuning").exists()
+
+
+# Issue 22, case 11
+def test_a_time_budget_too_short_for_any_trial_is_a_user_error(folders, capsys):
+    argv = tune_argv(folders, "--validation-data", folders / "held_out")
+    argv += ["--max-seconds", "1e-6", "--max-trials", 1]
+    assert cli.main([str(arg) for arg in argv]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "--max-seconds" in err.strip().splitlines()[-1]
+
+
+# Issue 22, case 12
+@pytest.mark.parametrize("name", ["oracle.json", "trial_0/trial.json", "tuner0.json"])
+@pytest.mark.parametrize("content", ['{"trial_id": "0", "hyperpa', "[1]"])
+def test_a_damaged_file_of_a_search_is_named_before_anything_loads(
+    folders, capsys, name, content
+):
+    damaged = folders / "tuning" / name
+    damaged.parent.mkdir(parents=True)
+    damaged.write_text(content)
+    with pytest.raises(ValueError, match="cannot be resumed") as error:
+        search(folders / "tuning")
+    assert str(damaged) in str(error.value)
+    # The command says so before it loads the networks or the data.
+    assert cli.main(no_data_argv(folders)) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert str(damaged) in last and "--overwrite" in last, last
+
+
+# Issue 22, case 12
+@pytest.mark.parametrize("name", ["oracle.json", "trial_0/trial.json"])
+def test_a_search_file_without_its_fields_is_named(tmp_path, name):
+    damaged = tmp_path / name
+    damaged.parent.mkdir(parents=True, exist_ok=True)
+    damaged.write_text("{}")
+    with pytest.raises(ValueError, match="cannot be resumed") as error:
+        search(tmp_path)
+    assert str(damaged) in str(error.value)
