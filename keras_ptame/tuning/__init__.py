@@ -261,12 +261,17 @@ def _check_budget(max_trials, max_seconds, initial_trials):
 def check_search_files(directory):
     """Names a damaged file of the search in `directory` before it resumes.
 
-    Each JSON file a resume reads (the settings, KerasTuner's oracle and
-    tuner states, every `trial_*/trial.json`) must parse and hold what it
+    Each JSON file a resume reads (KerasTuner's oracle and tuner states,
+    every `trial_*/trial.json`) must parse and hold what it
     should; otherwise a `ValueError` names the file, instead of a bare JSON
     or `KeyError` from deep inside KerasTuner.
     """
-    names = ["settings.json", "oracle.json", "tuner*.json", "trial_*/trial.json"]
+    # Without the settings no search was started here: the files of its
+    # names are someone else's, which the search refuses by name itself.
+    # The settings' own check is the search's (`tuner.search`).
+    if not os.path.isfile(os.path.join(directory, "settings.json")):
+        return
+    names = ["oracle.json", "tuner*.json", "trial_*/trial.json"]
     paths = sorted(
         p
         for name in names
@@ -288,10 +293,11 @@ def check_search_files(directory):
         except OSError:
             raise  # it names the file and says what is wrong
         except Exception as error:  # whatever the reading fails with
+            # The way out first: a long detail may be cut on the command line.
             raise ValueError(
-                f"The search in {directory!r} cannot be resumed: its file "
-                f"{path!r} is damaged ({type(error).__name__}: {error}). Restore "
-                "it, or start afresh with `overwrite=True` (--overwrite)."
+                "The search cannot be resumed (restore the file, or start afresh "
+                f"with `overwrite=True`, --overwrite): {path!r} is damaged "
+                f"({type(error).__name__}: {error})"
             ) from error
 
 

@@ -527,7 +527,10 @@ def no_data_argv(root, *extra):
     [
         (["--space", "ce_coeff=-1"], "--space: `space['ce_coeff']` cannot hold -1.0"),
         (["--space", "ce_coeff=-1:2"], "--space: `space['ce_coeff']`"),
-        (["--space", "area_power=0:1:linear"], "`area_power` must be > 0"),
+        (
+            ["--space", "area_power=0:1:linear"],
+            "`area_power` must be a finite number > 0",
+        ),
         (["--max-seconds", "inf"], "--max-seconds must be a positive finite"),
         (["--objective", "road=nan"], "--objective"),
     ],
@@ -560,6 +563,7 @@ def test_a_damaged_file_of_a_search_is_named_before_anything_loads(
     damaged = folders / "tuning" / name
     damaged.parent.mkdir(parents=True)
     damaged.write_text(content)
+    (folders / "tuning" / "settings.json").write_text('{"objective": "road"}')
     with pytest.raises(ValueError, match="cannot be resumed") as error:
         search(folders / "tuning")
     assert str(damaged) in str(error.value)
@@ -575,6 +579,7 @@ def test_a_search_file_without_its_fields_is_named(tmp_path, name):
     damaged = tmp_path / name
     damaged.parent.mkdir(parents=True, exist_ok=True)
     damaged.write_text("{}")
+    (tmp_path / "settings.json").write_text('{"objective": "road"}')
     with pytest.raises(ValueError, match="cannot be resumed") as error:
         search(tmp_path)
     assert str(damaged) in str(error.value)
