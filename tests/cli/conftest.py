@@ -1,13 +1,13 @@
 """Fixtures of the `ptame` command's tests: saved tiny models and a runner."""
 
 import dataclasses
-import os
 
 import keras
 import pytest
 
 from keras_ptame import cli
 from tests.helpers import (
+    files,
     random_images,
     tiny_classifier,
     tiny_explainer,
@@ -49,17 +49,7 @@ def ptame(capsys):
 @pytest.fixture
 def snapshot():
     """The files under a folder and their bytes, to check nothing changed."""
-
-    def take(folder):
-        return {
-            os.path.relpath(os.path.join(base, name), folder): open(
-                os.path.join(base, name), "rb"
-            ).read()
-            for base, _, names in os.walk(folder)
-            for name in names
-        }
-
-    return take
+    return files.snapshot
 
 
 @pytest.fixture(scope="package")

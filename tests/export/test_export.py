@@ -19,6 +19,7 @@ import pytest
 import keras_ptame as kp
 from keras_ptame import export
 from tests.helpers import IMAGE_SIZE, random_images, tiny_explainer
+from tests.helpers.files import snapshot
 
 tf = pytest.importorskip("tensorflow")
 Image = pytest.importorskip("PIL.Image")
@@ -413,19 +414,6 @@ def test_subprocess_route_on_tensorflow(exported, tmp_path):
     assert_same(got, explainer.explain_outputs(images))
 
 
-def tree(folder):
-    """Every file and link under `folder` (links not followed) and its content."""
-    found = {}
-    for base, folders, names in os.walk(folder):
-        for name in folders + names:
-            full = os.path.join(base, name)
-            if os.path.islink(full):
-                found[os.path.relpath(full, folder)] = "-> " + os.readlink(full)
-            elif os.path.isfile(full):
-                found[os.path.relpath(full, folder)] = open(full, "rb").read()
-    return found
-
-
 def add_user_files(target, outside):
     """A TF Serving warm-up file, notes, a nested file and a link out."""
     (target / "assets.extra" / "tf_serving_warmup_requests").write_bytes(b"\x00warm")
@@ -454,15 +442,17 @@ def test_overwrite_keeps_the_files_the_user_added(exported, tmp_path, marker):
         del details["files"]
         (target / export.MARKER).write_text(json.dumps(details))
     added = add_user_files(target, tmp_path / "outside")
-    kept = {name: content for name, content in tree(target).items() if name in added}
+    kept = {
+        name: content for name, content in snapshot(target).items() if name in added
+    }
     assert set(export.user_files(target)) == added
     for _ in range(2):  # and again, from the new export's own file list
         export.export_saved_model(explainer, target, overwrite=True, verify=False)
-        assert {k: v for k, v in tree(target).items() if k in added} == kept
+        assert {k: v for k, v in snapshot(target).items() if k in added} == kept
         assert set(export.user_files(target)) == added
     listed = json.loads((target / export.MARKER).read_text())["files"]
     assert "saved_model.pb" in listed and not added & set(listed)
-    assert tree(tmp_path / "outside") == {"victim.txt": b"not the export's"}
+    assert snapshot(tmp_path / "outside") == {"victim.txt": b"not the export's"}
     assert sorted(os.listdir(tmp_path / "ptame")) == ["1"]
 
 
@@ -475,17 +465,17 @@ def test_overwrite_refuses_what_it_cannot_keep(exported, tmp_path):
     details = json.loads((target / export.MARKER).read_text())
     # Warm-up requests for other images would make TF Serving refuse the model.
     (target / export.MARKER).write_text(json.dumps({**details, "image_size": [8, 8]}))
-    before = tree(target)
+    before = snapshot(target)
     with pytest.raises(FileExistsError, match="tf_serving_warmup_requests.*8x8"):
         export.export_saved_model(explainer, target, overwrite=True, verify=False)
-    assert tree(target) == before
+    assert snapshot(target) == before
     # A file of the user's where the new export writes one: named, not replaced.
     details["files"].remove("saved_model.pb")
     (target / export.MARKER).write_text(json.dumps(details))
-    before = tree(target)
+    before = snapshot(target)
     with pytest.raises(FileExistsError, match="saved_model.pb"):
         export.export_saved_model(explainer, target, overwrite=True, verify=False)
-    assert tree(target) == before
+    assert snapshot(target) == before
     assert sorted(os.listdir(tmp_path)) == ["model", "outside"]
 
 
@@ -504,7 +494,7 @@ def test_a_full_disk_changes_nothing_and_says_so(
     explainer, earlier = exported
     target = tmp_path / "model"
     shutil.copytree(earlier, target)
-    before = tree(target)
+    before = snapshot(target)
 
     def full(*args):
         raise error
@@ -514,7 +504,7 @@ def test_a_full_disk_changes_nothing_and_says_so(
         export.export_saved_model(explainer, target, overwrite=True, verify=False)
     assert raised.value.errno == errno.ENOSPC
     assert str(target) in str(raised.value) and "\n" not in str(raised.value)
-    assert tree(target) == before
+    assert snapshot(target) == before
     assert sorted(os.listdir(tmp_path)) == ["model"]
 
 

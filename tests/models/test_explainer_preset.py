@@ -7,6 +7,7 @@ import pytest
 
 import keras_ptame as kp
 from tests.helpers import random_images, tiny_classifier, tiny_explainer
+from tests.helpers.files import snapshot
 
 
 def _trained_looking(explainer, size=16, seed=0):
@@ -97,10 +98,10 @@ def test_saving_again_replaces_the_preset_only_with_overwrite(tmp_path):
     first = _trained_looking(tiny_explainer(), seed=1)
     second = _trained_looking(tiny_explainer(), seed=2)
     first.save_to_preset(tmp_path / "preset")
-    before = _snapshot(tmp_path / "preset")
+    before = snapshot(tmp_path / "preset")
     with pytest.raises(FileExistsError, match="overwrite=True"):
         second.save_to_preset(tmp_path / "preset")
-    assert _snapshot(tmp_path / "preset") == before
+    assert snapshot(tmp_path / "preset") == before
     second.save_to_preset(tmp_path / "preset", overwrite=True)
     images = random_images(2)
     restored = kp.PTAME.from_preset(str(tmp_path / "preset"))
@@ -108,16 +109,6 @@ def test_saving_again_replaces_the_preset_only_with_overwrite(tmp_path):
         restored.explain(images), second.explain(images), atol=1e-6
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["preset"]
-
-
-def _snapshot(folder):
-    return {
-        os.path.relpath(os.path.join(base, name), folder): open(
-            os.path.join(base, name), "rb"
-        ).read()
-        for base, _, names in os.walk(folder)
-        for name in names
-    }
 
 
 # Issue 22, case 2
@@ -138,10 +129,10 @@ def test_overwrite_replaces_nothing_but_a_preset_it_wrote(tmp_path, case):
     else:
         explainer.save_to_preset(elsewhere)
         os.symlink(elsewhere, target)
-    before = _snapshot(tmp_path)
+    before = snapshot(tmp_path)
     with pytest.raises(FileExistsError, match="not an explainer preset written"):
         explainer.save_to_preset(target, overwrite=True)
-    assert _snapshot(tmp_path) == before
+    assert snapshot(tmp_path) == before
     assert os.path.islink(target) == (case == "link")
 
 

@@ -24,6 +24,7 @@ from tests.helpers import (
     tiny_explainer,
     tiny_feature_model,
 )
+from tests.helpers.files import snapshot
 
 pytest.importorskip("keras_tuner")
 pytest.importorskip("sklearn")
@@ -247,13 +248,6 @@ def test_time_budget_stops_the_search_and_trial_0_is_the_start(tmp_path):
     assert recipe.ce_coeff == kp.PerturbationLoss().ce_coeff
 
 
-def _snapshot(folder):
-    return {
-        path.relative_to(folder): path.read_bytes() if path.is_file() else None
-        for path in folder.rglob("*")
-    }
-
-
 # Issue 22, case 1
 def test_overwrite_replaces_a_search_and_nothing_else(tmp_path):
     directory = tmp_path / "tuning"
@@ -272,10 +266,10 @@ def test_overwrite_replaces_a_search_and_nothing_else(tmp_path):
         path = directory / name
         path.parent.mkdir(exist_ok=True)
         make(path)
-        before = _snapshot(tmp_path)
+        before = snapshot(tmp_path)
         with pytest.raises(FileExistsError, match=f"'{directory / named}' is not"):
             search(directory, max_trials=1, overwrite=True)
-        assert _snapshot(tmp_path) == before
+        assert snapshot(tmp_path) == before
         os.remove(path)
         if path.parent != directory and not any(path.parent.iterdir()):
             path.parent.rmdir()
@@ -297,11 +291,11 @@ def test_a_new_search_refuses_a_user_s_file_of_its_names(tmp_path, name):
         (directory / name / "trial.json").write_text("user's own")
     else:
         (directory / name).write_text("user's own")
-    before = _snapshot(tmp_path)
+    before = snapshot(tmp_path)
     count = CountFits()
     with pytest.raises(FileExistsError, match=f"'{directory / name}' exists"):
         search(directory, max_trials=1, callbacks=[count])
-    assert count.fits == 0 and _snapshot(tmp_path) == before
+    assert count.fits == 0 and snapshot(tmp_path) == before
 
 
 # Issue 22, case 3 (in tune)
