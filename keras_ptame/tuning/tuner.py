@@ -23,7 +23,7 @@ from keras_tuner.engine.trial import TrialStatus
 
 from keras_ptame.tuning import table
 from keras_ptame.tuning.objectives import describe
-from keras_ptame.utils.files import write_text
+from keras_ptame.utils.files import read_json_object, write_text
 
 SETTINGS_FILE = "settings.json"
 # What a search writes in its directory: the package's settings, table and
@@ -244,11 +244,10 @@ def _search_name(name):
 def _check_settings(path, settings):
     directory = os.path.dirname(path)
     try:
-        with open(path) as file:
-            saved = json.load(file)
+        saved = read_json_object(path)
     except ValueError:
-        saved = None
-    if not isinstance(saved, dict) or "objective" not in saved:
+        saved = {}
+    if "objective" not in saved:
         raise FileExistsError(
             f"{path!r} is not a search's settings (not the JSON a search "
             "writes). Move it out, or choose another directory."
