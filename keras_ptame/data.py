@@ -28,16 +28,17 @@ explainer: they are imported by the functions that use them.
 """
 
 import os
-import warnings
 
 import keras
 
 from keras_ptame.utils.images import IMAGE_EXTENSIONS, images_in_folder, read_image
+from keras_ptame.utils.tf_runtime import import_tensorflow
 from keras_ptame.utils.validation import check_positive_int
 
 IMAGE_SIZE = 224
 RESIZE = 256
-# `IMAGE_EXTENSIONS` stays importable from here; its definition is in `images`.
+# `IMAGE_EXTENSIONS` and `import_tensorflow` stay importable from here (the
+# notebooks call `kp.data.import_tensorflow()`); both are defined in `utils`.
 __all__ = [
     "IMAGE_EXTENSIONS",
     "IMAGE_SIZE",
@@ -58,44 +59,6 @@ __all__ = [
 # only lengthens the warm-up, and tfds already shuffles the order of its
 # files (`shuffle_files`), so a few thousand images mix well.
 SHUFFLE_BUFFER_BYTES = 512 * 2**20
-
-# Whether `import_tensorflow` has hidden the GPU (it does so once).
-_GPU_HIDDEN = False
-
-
-def import_tensorflow():
-    """Imports TensorFlow for `tf.data`, hiding the GPU from it under JAX or PyTorch.
-
-    A `tf.data` pipeline starts TensorFlow's runtime in the process; unless
-    it is told otherwise, TensorFlow then reserves nearly all free GPU memory
-    although it only feeds data, and JAX or PyTorch run out of memory. So
-    when Keras' backend is not TensorFlow, the GPU is hidden from TensorFlow
-    once, before its runtime starts (as JAX training code does when tf.data
-    feeds it). If TensorFlow's runtime was started before (by other code in
-    the process), its devices can no longer change: a warning says so.
-
-    Returns:
-        The `tensorflow` module.
-    """
-    global _GPU_HIDDEN
-    import tensorflow as tf
-
-    if _GPU_HIDDEN or keras.config.backend() == "tensorflow":
-        return tf
-    _GPU_HIDDEN = True
-    try:
-        tf.config.set_visible_devices([], "GPU")
-    except RuntimeError as error:
-        # TensorFlow's runtime already started; its visible devices are fixed.
-        if tf.config.get_visible_devices("GPU"):
-            warnings.warn(
-                "TensorFlow already holds the GPU, so it may reserve GPU memory "
-                f"that Keras' {keras.config.backend()} backend needs ({error}). "
-                "Build the `kp.data` pipeline before other code runs TensorFlow, "
-                "or call `tf.config.set_visible_devices([], 'GPU')` first.",
-                stacklevel=2,
-            )
-    return tf
 
 
 def shuffle_buffer_size(image_size, budget=SHUFFLE_BUFFER_BYTES):

@@ -11,6 +11,8 @@ honestly offline, with `keras_ptame.metrics.pointing_game` and `mass_inside`.
 
 import numpy as np
 
+from keras_ptame.utils.tf_runtime import import_tensorflow
+
 SHAPE_NAMES = (
     "square",
     "disc",
@@ -246,7 +248,8 @@ def shapes_dataset(
     explainer.fit(dataset, epochs=2)
     ```
     """
-    import tensorflow as tf
+    # Under JAX and PyTorch TensorFlow only feeds data: the GPU stays theirs.
+    tf = import_tensorflow()
 
     batch_size = _check_positive_int(batch_size, "batch_size", minimum=1)
     images, labels, masks = make_shapes(

@@ -5,8 +5,11 @@ was trained on. Under TensorFlow it is traced in this process. Under JAX and
 PyTorch the explainer is saved to a `.keras` file, rebuilt under TensorFlow
 in a child process from that file and traced there; the SavedModel is then
 loaded back here and its maps are compared with the explainer's own before
-it is moved to the target path. A pure TensorFlow graph (rather than JAX's
-`jax2tf` `XlaCallModule` op) runs on any TF Serving build.
+it is moved to the target path, within tolerances that follow from the
+precision the explainer computes in (TF32 on recent NVIDIA GPUs, float16 or
+bfloat16 under a mixed dtype policy: see `keras_ptame.export.verification`).
+A pure TensorFlow graph (rather than JAX's `jax2tf` `XlaCallModule` op) runs
+on any TF Serving build.
 
 Signatures:
 
@@ -48,7 +51,11 @@ import keras_ptame as kp
 kp.export.export_saved_model(explainer, "ptame_savedmodel/1")
 served = tf.saved_model.load("ptame_savedmodel/1")
 outputs = served.signatures["serving_default"](images=tf.constant(images, "float32"))
-np.allclose(outputs["maps"], explainer.explain(images), atol=1e-4)  # True
+# The tolerance the export's own check used for maps (1e-3 where the
+# explainer computes in float32, more in TF32 or under mixed precision).
+precision = kp.export.measured_precision(explainer)
+atol = kp.export.verification_tolerances(precision)["maps"]
+np.allclose(outputs["maps"], explainer.explain(images), atol=atol)  # True
 ```
 """
 
@@ -72,18 +79,27 @@ from keras_ptame.export.target import (
     write_marker,
 )
 from keras_ptame.export.tracing import SIGNATURES, write_saved_model
-from keras_ptame.export.verification import probe_images, verify_saved_model
+from keras_ptame.export.verification import (
+    Precision,
+    measured_precision,
+    probe_images,
+    verification_tolerances,
+    verify_saved_model,
+)
 from keras_ptame.utils.files import atomic_path
 from keras_ptame.utils.validation import check_finite_weights
 
 __all__ = [
     "MARKER",
     "SIGNATURES",
+    "Precision",
     "export_saved_model",
     "is_own_export",
+    "measured_precision",
     "probe_images",
     "resolve_image_size",
     "user_files",
+    "verification_tolerances",
     "verify_saved_model",
     "write_saved_model",
 ]
@@ -128,7 +144,9 @@ def export_saved_model(
             error and is left untouched).
         verify: bool. Whether to load the written SavedModel and check that
             its classes, scores and maps equal the explainer's own on a few
-            probe images before moving it to `path`. Defaults to `True`.
+            probe images, to the rounding of the precision the explainer
+            computes in (`verify_saved_model`), before moving it to `path`.
+            Defaults to `True`.
         in_subprocess: optional bool. Whether to rebuild the explainer under
             TensorFlow in a child process (from a `.keras` file) and trace
             it there. Defaults to `None`: only when the Keras backend is not

@@ -7,6 +7,8 @@ import warnings
 
 import numpy as np
 
+from keras_ptame.utils.tf_runtime import import_tensorflow
+
 # Raw pixels: what every network's own preprocessing expects to receive.
 PIXEL_RANGE = (0.0, 255.0)
 # Keras' `verbose` values for `predict`.
@@ -298,8 +300,9 @@ def _check_dataset(dataset, ensure_built):
     # here would start a second pipeline beside the one `fit` iterates,
     # filling a second shuffle buffer (GBs of host memory, and the
     # warm-up twice). Only a dataset whose spec leaves the image size open
-    # is read, once, to learn the size to build for.
-    import tensorflow as tf
+    # is read, once, to learn the size to build for. Under JAX and PyTorch
+    # the pipeline only feeds data: TensorFlow should not hold the GPU.
+    tf = import_tensorflow()
 
     if int(dataset.cardinality()) == 0:
         raise ValueError("The training dataset is empty. Received: 0 batches")
