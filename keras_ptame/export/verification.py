@@ -86,11 +86,11 @@ def measured_precision(explainer):
     bits = min(kernels.values())
     name = _KERNEL_FORMATS.get(bits, f"{bits} significant bits")
     how = ", ".join(f"{kernel} 2^-{b}" for kernel, b in kernels.items())
-    how = f"unit roundoff measured on the backend's float32 {how}"
+    how = f"measured: float32 {how}"
     dtype, dtype_bits = _lowest_compute_dtype(explainer)
     if dtype_bits < bits:
         bits, name = dtype_bits, dtype
-        how = f"the layers compute in {dtype}; {how}"
+        how = f"the layers' compute dtype; {how}"
     return Precision(bits, name, how)
 
 
