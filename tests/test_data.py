@@ -1,7 +1,5 @@
 """The tfds and image-folder pipelines, offline (tfds.testing.mock_data)."""
 
-import warnings
-
 import keras
 import numpy as np
 import pytest
@@ -10,6 +8,7 @@ tf = pytest.importorskip("tensorflow")
 tfds = pytest.importorskip("tensorflow_datasets")
 
 from keras_ptame import data  # noqa: E402
+from keras_ptame.utils import tf_runtime  # noqa: E402
 from tests.helpers import tiny_explainer, weights_of  # noqa: E402
 
 SIZE = 16
@@ -205,25 +204,14 @@ def test_default_shuffle_buffer_fits_its_byte_budget():
 
 @pytest.fixture
 def visible_devices(monkeypatch):
-    """Records `tf.config.set_visible_devices` calls instead of making them."""
+    """Records `tf.config.set_visible_devices` calls instead of making them
+    (`import_tensorflow` itself is tested in tests/utils/test_tf_runtime.py)."""
     calls = []
-    monkeypatch.setattr(data, "_GPU_HIDDEN", False)
+    monkeypatch.setattr(tf_runtime, "_GPU_HIDDEN", False)
     monkeypatch.setattr(
         tf.config, "set_visible_devices", lambda *args: calls.append(args)
     )
     return calls
-
-
-@pytest.mark.parametrize("backend", ["jax", "torch", "tensorflow"])
-def test_gpu_is_hidden_from_tensorflow_unless_it_is_the_backend(
-    backend, visible_devices, monkeypatch
-):
-    monkeypatch.setattr(keras.config, "backend", lambda: backend)
-    assert data.import_tensorflow() is tf
-    data.import_tensorflow()
-    # Once per process, and never under TensorFlow, which trains on the GPU.
-    expected = [] if backend == "tensorflow" else [([], "GPU")]
-    assert visible_devices == expected
 
 
 def test_pipelines_hide_the_gpu_under_other_backends(tmp_path, visible_devices):
@@ -231,24 +219,6 @@ def test_pipelines_hide_the_gpu_under_other_backends(tmp_path, visible_devices):
     data.image_folder(tmp_path, batch_size=1, image_size=SIZE, resize=RESIZE)
     expected = [] if keras.config.backend() == "tensorflow" else [([], "GPU")]
     assert visible_devices == expected
-
-
-def test_a_started_tensorflow_that_holds_the_gpu_is_reported(monkeypatch):
-    def started(*args):
-        raise RuntimeError("Visible devices cannot be modified after being initialized")
-
-    monkeypatch.setattr(data, "_GPU_HIDDEN", False)
-    monkeypatch.setattr(keras.config, "backend", lambda: "jax")
-    monkeypatch.setattr(tf.config, "set_visible_devices", started)
-    monkeypatch.setattr(tf.config, "get_visible_devices", lambda kind: ["GPU:0"])
-    with pytest.warns(UserWarning, match="already holds the GPU"):
-        data.import_tensorflow()
-    # Without a GPU there is nothing to say.
-    monkeypatch.setattr(data, "_GPU_HIDDEN", False)
-    monkeypatch.setattr(tf.config, "get_visible_devices", lambda kind: [])
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        data.import_tensorflow()
 
 
 def test_fit_reads_a_pipeline_through_one_iterator():
