@@ -176,3 +176,19 @@ def test_save_png_rejects_non_images_and_keeps_the_old_file(tmp_path):
     with pytest.raises(ValueError, match="picture"):
         visualize.save_png(np.zeros((4, 4, 7)), path)
     assert path.read_bytes() == before
+
+
+# Issue 23: ImageNet class names for grid titles come from keras-hub, without network.
+def test_imagenet_class_names_are_keras_hubs_and_offline(monkeypatch):
+    pytest.importorskip("keras_hub")
+    import socket
+
+    from keras_ptame.utils.imagenet import imagenet_class_names
+
+    def refuse(*args, **kwargs):
+        raise OSError("network access in an offline test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    names = imagenet_class_names()
+    assert len(names) == 1000
+    assert names[:2] == ["tench", "goldfish"] and names[217] == "English_springer"
