@@ -239,12 +239,15 @@ def grid(
     rows = -(-count // columns)
     from matplotlib.figure import Figure
 
-    has_titles = any(titles)
+    # Room above each panel for its title's lines (7-point type).
+    lines = max((title.count("\n") + 1 for title in titles if title), default=0)
     figure = Figure(
         figsize=(
             columns * panel_inches,
-            rows * panel_inches * (1.2 if has_titles else 1),
-        )
+            rows * (panel_inches + (0.13 * lines + 0.1 if lines else 0)),
+        ),
+        # Laid out when drawn, titles included, whatever the canvas.
+        layout="constrained",
     )
     for index in range(count):
         axis = figure.add_subplot(rows, columns, index + 1)
@@ -253,7 +256,6 @@ def grid(
         if titles[index]:
             color = "red" if flat[index] else "black"
             axis.set_title(titles[index], fontsize=7, color=color)
-    figure.tight_layout(pad=0.3)
     if as_array:
         return figure_to_array(figure)
     return figure
