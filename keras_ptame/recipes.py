@@ -13,13 +13,23 @@ explainer.fit(train_batches, epochs=recipe.epochs)
 
 `one_cycle` is the learning-rate schedule of every recipe, and `one_cycle_adamw`
 the optimiser (the authors': PyTorch's `AdamW` under `OneCycleLR`), also the demo's.
+
+Any other keras-hub classifier trains with the package's defaults, the ones
+`compile()` takes given nothing: `for_classifier` gives the recipe when there
+is one and a `DefaultRecipe` otherwise, with the same methods.
+
+```python
+recipe = kp.recipes.for_classifier("efficientnet_b0_ra_imagenet")
+```
 """
 
 import dataclasses
 import json
 
+from keras_ptame.losses.default import default_loss
 from keras_ptame.losses.perturbation_loss import PerturbationLoss
 from keras_ptame.optimizers.cycling_adamw import EPSILON, CyclingAdamW
+from keras_ptame.optimizers.default import default_optimizer
 from keras_ptame.optimizers.one_cycle import OneCycle
 from keras_ptame.utils.validation import check_float, check_positive_int
 
@@ -179,6 +189,34 @@ class Recipe:
         return json.dumps(dataclasses.asdict(self), indent=2)
 
 
+@dataclasses.dataclass(frozen=True)
+class DefaultRecipe:
+    """The package's training settings, for a classifier without a recipe.
+
+    What `PTAME.compile()` uses given no optimizer and no loss
+    (`keras_ptame/optimizers/default.py`: Keras' `AdamW(1e-3, amsgrad=True,
+    epsilon=1e-8)` at a constant rate; `keras_ptame/losses/default.py`:
+    `PerturbationLoss(smoothness_coeff=0.001)`; the README's "The method"
+    says why), with a `Recipe`'s methods and run settings (one epoch, batch
+    32, 224 pixels), so that code written for a recipe runs unchanged.
+    """
+
+    name: str
+    epochs: int = 1
+    batch_size: int = 32
+    image_size: int = 224
+
+    def loss(self):
+        """`keras_ptame.losses.default.default_loss()`."""
+        return default_loss()
+
+    def optimizer(self, steps_per_epoch=None):
+        """`keras_ptame.optimizers.default.default_optimizer()`: a constant
+        rate, so `steps_per_epoch` (a `Recipe`'s argument) is not needed."""
+        del steps_per_epoch
+        return default_optimizer()
+
+
 _RECIPES = {
     "vgg_16_imagenet": Recipe(
         name="vgg_16_imagenet",
@@ -253,3 +291,33 @@ def get(name):
             f"Unknown recipe. Received: name={name!r}. Known recipes: {names()}"
         )
     return _RECIPES[name]
+
+
+def for_classifier(name):
+    """The `Recipe` of a classifier when there is one, else a `DefaultRecipe`.
+
+    Args:
+        name: str. A keras-hub preset name (`"resnet_50_imagenet"`), a
+            preset folder, or a recipe's `.json` file (see `load`).
+
+    Returns:
+        `get(name)` for a known name or a `.json` file; otherwise
+        `DefaultRecipe(name)`, the package's defaults, for any other
+        classifier.
+
+    Examples:
+    ```python
+    import keras_ptame as kp
+
+    recipe = kp.recipes.for_classifier("efficientnet_b0_ra_imagenet")
+    explainer.compile(
+        optimizer=recipe.optimizer(steps_per_epoch=len(train_batches)),
+        loss=recipe.loss(),
+    )
+    ```
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"`name` must be a string. Received: name={name!r}")
+    if name.endswith(".json") or name in _RECIPES:
+        return get(name)
+    return DefaultRecipe(name)

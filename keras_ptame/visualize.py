@@ -160,6 +160,7 @@ def grid(
     scores=None,
     class_names=None,
     true_classes=None,
+    flat=None,
     columns=8,
     cmap="jet",
     alpha=0.5,
@@ -170,7 +171,10 @@ def grid(
 
     Without `titles`, each panel is titled from what is given: the true
     class, the explained (predicted) class and its score, named by
-    `class_names` when given (e.g. `"true disc / pred disc 0.98"`).
+    `class_names` when given (e.g. `"true disc / pred disc 0.98"`). Maps
+    flagged `flat` (`explain_outputs(...)["flat"]`: no evidence found, the
+    map all zeros) are marked: "FLAT" in the title and a red frame, so that
+    an empty overlay is not read as a map that points nowhere.
 
     Args:
         images: array `(N, H, W, 3)`, uint8 or float in [0, 255].
@@ -181,6 +185,7 @@ def grid(
         scores: optional float array `(N,)`: their scores.
         class_names: optional list of str, index = class.
         true_classes: optional int array `(N,)`: the dataset labels.
+        flat: optional bool array `(N,)`: the maps flagged flat.
         columns: int. Panels per row. Defaults to `8`.
         cmap: str. Colormap of the maps. Defaults to `"jet"`.
         alpha: float. Weight of the maps in the overlays. Defaults to `0.5`.
@@ -220,24 +225,37 @@ def grid(
             f"`titles` must hold one title per image. Received: {len(titles)} "
             f"titles for {count} images"
         )
+    flat = np.zeros(count, bool) if flat is None else np.asarray(flat, bool)
+    if flat.shape != (count,):
+        raise ValueError(
+            f"`flat` must hold one flag per image. Received: shape {flat.shape} "
+            f"for {count} images"
+        )
+    titles = [
+        "\n".join(filter(None, [title, "FLAT"])) if is_flat else title
+        for title, is_flat in zip(titles, flat, strict=True)
+    ]
     columns = max(1, min(int(columns), count))
     rows = -(-count // columns)
     from matplotlib.figure import Figure
 
-    has_titles = any(titles)
+    # Room above each panel for its title's lines (7-point type).
+    lines = max((title.count("\n") + 1 for title in titles if title), default=0)
     figure = Figure(
         figsize=(
             columns * panel_inches,
-            rows * panel_inches * (1.2 if has_titles else 1),
-        )
+            rows * (panel_inches + (0.13 * lines + 0.1 if lines else 0)),
+        ),
+        # Laid out when drawn, titles included, whatever the canvas.
+        layout="constrained",
     )
     for index in range(count):
         axis = figure.add_subplot(rows, columns, index + 1)
         axis.imshow(overlay(images[index], maps[index], cmap=cmap, alpha=alpha))
-        axis.set_axis_off()
+        _frame(axis, flat[index])
         if titles[index]:
-            axis.set_title(titles[index], fontsize=7)
-    figure.tight_layout(pad=0.3)
+            color = "red" if flat[index] else "black"
+            axis.set_title(titles[index], fontsize=7, color=color)
     if as_array:
         return figure_to_array(figure)
     return figure
@@ -319,6 +337,18 @@ def _titles(count, classes, scores, class_names, true_classes):
             parts.append(f"{float(scores[index]):.2f}")
         titles.append("\n".join(parts))
     return titles
+
+
+def _frame(axis, flat):
+    """No axis; a red frame around a flat map."""
+    if not flat:
+        axis.set_axis_off()
+        return
+    axis.set_xticks([])
+    axis.set_yticks([])
+    for spine in axis.spines.values():
+        spine.set_color("red")
+        spine.set_linewidth(2)
 
 
 def _rgb(image):

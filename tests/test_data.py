@@ -195,6 +195,43 @@ def test_crops_are_uint8_before_the_shuffle_buffer(monkeypatch):
     assert batch.dtype == tf.uint8
 
 
+# Issue 23: a short run takes its batches and fills no larger a buffer than it draws from.
+def test_steps_take_batches_and_bound_the_shuffle_buffer(monkeypatch):
+    seen = []
+    shuffle = tf.data.Dataset.shuffle
+
+    def spy(dataset, buffer_size, *args, **kwargs):
+        seen.append(int(buffer_size))
+        return shuffle(dataset, buffer_size, *args, **kwargs)
+
+    monkeypatch.setattr(tf.data.Dataset, "shuffle", spy)
+    with tfds.testing.mock_data(num_examples=12):
+        dataset = data.imagenette(
+            "train", batch_size=4, image_size=SIZE, resize=RESIZE, steps=2
+        )
+        assert len(list(dataset)) == 2
+        # A buffer smaller than the run's images is kept as given.
+        data.imagenette(
+            "train",
+            batch_size=4,
+            image_size=SIZE,
+            resize=RESIZE,
+            steps=2,
+            shuffle_buffer=3,
+        )
+    assert seen == [8, 3]
+    with pytest.raises(ValueError, match="steps"):
+        data.imagenette("train", steps=0)
+
+
+# Issue 23: the default Imagenette is the 320-pixel one, enough for the 256 resize.
+def test_imagenette_defaults_to_the_320_pixel_config(monkeypatch):
+    names = []
+    monkeypatch.setattr(data, "tfds_dataset", lambda name, **kwargs: names.append(name))
+    data.imagenette("train")
+    assert names == ["imagenette/320px-v2"]
+
+
 def test_default_shuffle_buffer_fits_its_byte_budget():
     # 512 MiB of 224x224 uint8 crops, a few percent of a 12.7 GB Colab machine.
     assert data.shuffle_buffer_size(224) == 3566

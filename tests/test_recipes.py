@@ -3,9 +3,13 @@ import json
 import math
 
 import keras
+import numpy as np
 import pytest
 
 import keras_ptame as kp
+from keras_ptame.losses.default import default_loss
+from keras_ptame.optimizers.default import default_optimizer
+from tests.helpers import random_images, tiny_explainer
 
 
 def test_the_three_classifiers_of_the_paper_have_recipes():
@@ -156,3 +160,40 @@ def test_a_recipe_file_that_lacks_a_field_or_is_not_json_is_refused_by_name(
     path.write_text('{"name": "x", "ce_coeff": ')
     with pytest.raises(ValueError, match="recipe.json' is not valid JSON"):
         kp.recipes.load(str(path))
+
+
+# Issue 23: any keras-hub classifier trains: its recipe when there is one, the defaults otherwise.
+def test_for_classifier_gives_the_recipe_or_the_package_defaults(tmp_path):
+    assert kp.recipes.for_classifier("vgg_16_imagenet") is kp.recipes.get(
+        "vgg_16_imagenet"
+    )
+    path = tmp_path / "tuned.json"
+    path.write_text(kp.recipes.get("resnet_50_imagenet").to_json())
+    assert kp.recipes.for_classifier(str(path)) == kp.recipes.get("resnet_50_imagenet")
+
+    recipe = kp.recipes.for_classifier("efficientnet_b0_ra_imagenet")
+    assert isinstance(recipe, kp.recipes.DefaultRecipe)
+    assert (recipe.name, recipe.epochs, recipe.batch_size) == (
+        "efficientnet_b0_ra_imagenet",
+        1,
+        32,
+    )
+    # The same settings as compile() without an optimizer or a loss.
+    assert recipe.loss().get_config() == default_loss().get_config()
+    optimizer = recipe.optimizer(steps_per_epoch=10)
+    expected = default_optimizer()
+    assert type(optimizer) is type(expected)
+    for key in ("learning_rate", "amsgrad", "epsilon", "weight_decay"):
+        assert optimizer.get_config()[key] == expected.get_config()[key]
+    with pytest.raises(ValueError, match="name"):
+        kp.recipes.for_classifier(None)
+
+
+# Issue 23: the defaults train a tiny explainer as a recipe does.
+def test_default_recipe_trains_an_explainer():
+    recipe = kp.recipes.for_classifier("some_other_classifier")
+    explainer = tiny_explainer()
+    explainer.compile(optimizer=recipe.optimizer(steps_per_epoch=2), loss=recipe.loss())
+    images = random_images(4)
+    history = explainer.fit(images, epochs=recipe.epochs, batch_size=2, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])

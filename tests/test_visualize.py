@@ -115,6 +115,36 @@ def test_grid_titles_and_array():
     assert array.shape[1] > array.shape[0]  # 3 columns by 2 rows
 
 
+# Issue 23: flat maps are marked in the grid (title and red frame), named panels keep their names.
+def test_grid_marks_flat_maps():
+    images = np.stack([_image(16, v) for v in (0, 100, 200)])
+    maps = np.zeros((3, 4, 4))
+    maps[1] = 1.0
+    figure = visualize.grid(
+        images,
+        maps,
+        classes=[2, 0, 1],
+        scores=[0.5, 0.9, 0.4],
+        class_names=["tench", "goldfish", "great_white_shark"],
+        flat=[True, False, True],
+    )
+    titles = [axis.get_title() for axis in figure.axes]
+    assert titles == [
+        "pred great_white_shark 0.50\nFLAT",
+        "pred tench 0.90",
+        "pred goldfish 0.40\nFLAT",
+    ]
+    framed = [axis.axison for axis in figure.axes]
+    assert framed == [True, False, True]
+    red = figure.axes[0].spines["left"].get_edgecolor()
+    assert tuple(red[:3]) == (1.0, 0.0, 0.0)
+    # Without names or scores a flat panel still says so.
+    bare = visualize.grid(images, maps, flat=[False, False, True])
+    assert [axis.get_title() for axis in bare.axes] == ["", "", "FLAT"]
+    with pytest.raises(ValueError, match="flat"):
+        visualize.grid(images, maps, flat=[True])
+
+
 def test_grid_rejects_mismatched_inputs():
     with pytest.raises(ValueError, match="same number"):
         visualize.grid(np.zeros((2, 8, 8, 3)), np.zeros((3, 4, 4)))
@@ -146,3 +176,19 @@ def test_save_png_rejects_non_images_and_keeps_the_old_file(tmp_path):
     with pytest.raises(ValueError, match="picture"):
         visualize.save_png(np.zeros((4, 4, 7)), path)
     assert path.read_bytes() == before
+
+
+# Issue 23: ImageNet class names for grid titles come from keras-hub, without network.
+def test_imagenet_class_names_are_keras_hubs_and_offline(monkeypatch):
+    pytest.importorskip("keras_hub")
+    import socket
+
+    from keras_ptame.utils.imagenet import imagenet_class_names
+
+    def refuse(*args, **kwargs):
+        raise OSError("network access in an offline test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    names = imagenet_class_names()
+    assert len(names) == 1000
+    assert names[:2] == ["tench", "goldfish"] and names[217] == "English_springer"

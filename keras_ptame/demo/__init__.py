@@ -18,7 +18,8 @@ class) is shown the same way: `misranked_classes`,
 
 `save_tiny_presets` (and `save_tiny_resnet`, `save_tiny_vit`) write tiny
 random keras-hub classifiers as local preset folders: offline stand-ins for
-the hub's presets, as the notebooks' offline mode uses them.
+the hub's presets; `offline_stand_ins` saves them and mocks
+tensorflow-datasets, what the notebooks run on offline (`OFFLINE = True`).
 """
 
 from keras_ptame.demo.config import (
@@ -31,6 +32,11 @@ from keras_ptame.demo.config import (
     DemoConfig,
 )
 from keras_ptame.demo.models import AUXILIARY_LAYERS, build_auxiliary, build_classifier
+from keras_ptame.demo.offline import (
+    OFFLINE_NUM_CLASSES,
+    OfflineStandIns,
+    offline_stand_ins,
+)
 from keras_ptame.demo.phases import CENTRE_SIGMA, DEMO_FILES, PHASES, run
 from keras_ptame.demo.tiny_presets import (
     TINY_IMAGE_SIZE,
@@ -48,14 +54,17 @@ __all__ = [
     "EXPLAINER_WEIGHT_DECAY",
     "LOSS",
     "LOSS_KEYS",
+    "OFFLINE_NUM_CLASSES",
     "DEMO_FILES",
     "PHASES",
     "QUICK",
     "TINY_IMAGE_SIZE",
     "TINY_NUM_CLASSES",
     "DemoConfig",
+    "OfflineStandIns",
     "build_auxiliary",
     "build_classifier",
+    "offline_stand_ins",
     "run",
     "save_tiny_presets",
     "save_tiny_resnet",
