@@ -33,6 +33,7 @@ import warnings
 import keras
 
 from keras_ptame.utils.images import IMAGE_EXTENSIONS, images_in_folder, read_image
+from keras_ptame.utils.install import install_hint
 from keras_ptame.utils.validation import check_positive_int
 
 IMAGE_SIZE = 224
@@ -369,8 +370,8 @@ def _import_tfds():
         import tensorflow_datasets as tfds
     except ImportError as error:
         raise ImportError(
-            "The dataset pipelines need tensorflow-datasets. Install it with "
-            "`pip install tensorflow-datasets` (or `pip install keras-ptame[data]`)."
+            "The dataset pipelines need tensorflow-datasets: "
+            f"{install_hint('data')}. ({error})"
         ) from error
     return tfds
 
