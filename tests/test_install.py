@@ -21,6 +21,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -98,10 +99,20 @@ def colab(tmp_path_factory):
 def wheel(tmp_path_factory):
     """A wheel of this tree, built offline with this environment's setuptools."""
     pytest.importorskip("setuptools")
+    # From a copy: setuptools writes build/ and *.egg-info beside the sources,
+    # where another worker may be building too.
+    source = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md", "LICENSE", "keras_ptame_launcher.py"):
+        shutil.copy(os.path.join(ROOT, name), source)
+    shutil.copytree(
+        os.path.join(ROOT, "keras_ptame"),
+        source / "keras_ptame",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     out = tmp_path_factory.mktemp("wheel")
     done = _run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
-        + ["--no-index", "--quiet", "--wheel-dir", str(out), ROOT]
+        + ["--no-index", "--quiet", "--wheel-dir", str(out), str(source)]
     )
     assert done.returncode == 0, done.stderr[-3000:]
     (path,) = out.glob("keras_ptame-*.whl")
