@@ -10,11 +10,17 @@ PYTEST_ARGS ?= -n 2 -q
 
 setup: $(VENV)/.installed
 
+# The CPU build of torch; a plain `torch` from the package index is the CUDA
+# build on Linux (with about 15 nvidia-* packages). pip takes the CPU wheel
+# where one lies at hand (a find-links folder); elsewhere name an index that
+# serves CPU builds, e.g. `make setup TORCH_INDEX=<PyTorch's CPU wheel index>`
+# (passed to pip as --extra-index-url; the CPU build's `+cpu` version wins).
+TORCH_INDEX ?=
+
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# The CPU build of torch; a plain `torch` may pull a multi-GB CUDA build.
-	$(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) "torch==2.13.0"
 	$(PY) -m pip install -q -e ".[all,test]"
 	touch $@
 
@@ -42,12 +48,28 @@ lint: setup
 	$(PY) -m ruff check keras_ptame keras_ptame_launcher.py tests benchmarks notebooks
 	$(PY) -m ruff format --check keras_ptame keras_ptame_launcher.py tests benchmarks
 
-# Wheel and sdist into dist/, built from this tree with the environment's
-# setuptools (no download of build requirements).
+# Wheel and sdist into dist/, built from this tree in a lean environment of
+# their own ($(DIST_VENV): `build` and setuptools, nothing else), so that
+# building never installs the frameworks (nor a CUDA torch) as `setup` does.
+DIST_VENV ?= .venv-dist
+
+$(DIST_VENV)/.installed:
+	python3 -m venv $(DIST_VENV)
+	# Ignored by git, as venvs of Python 3.13 ignore themselves.
+	echo "*" > $(DIST_VENV)/.gitignore
+	$(DIST_VENV)/bin/python -m pip install -q "build>=1" "setuptools>=68"
+	touch $@
+
+.PHONY: notebooks
+# Runs the three notebooks offline (tiny presets, mocked tfds) and stores them
+# with their outputs, so GitHub shows the pictures (2-3 minutes on 2 cores).
+notebooks: setup
+	KERAS_BACKEND=jax $(PY) -m tests.helpers.notebooks
+
 .PHONY: dist
-dist: setup
+dist: $(DIST_VENV)/.installed
 	rm -rf dist
-	$(PY) -m build --no-isolation --outdir dist .
+	$(DIST_VENV)/bin/python -m build --no-isolation --outdir dist .
 
 # The authors' package as the reference for parity (benchmarks/parity/): their
 # `ptame` in an environment of its own, never in .venv (their licence is

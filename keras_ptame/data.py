@@ -32,6 +32,7 @@ import os
 import keras
 
 from keras_ptame.utils.images import IMAGE_EXTENSIONS, images_in_folder, read_image
+from keras_ptame.utils.install import install_hint
 from keras_ptame.utils.tf_runtime import import_tensorflow
 from keras_ptame.utils.validation import check_positive_int
 
@@ -348,8 +349,8 @@ def _import_tfds():
         import tensorflow_datasets as tfds
     except ImportError as error:
         raise ImportError(
-            "The dataset pipelines need tensorflow-datasets. Install it with "
-            "`pip install tensorflow-datasets` (or `pip install keras-ptame[data]`)."
+            "The dataset pipelines need tensorflow-datasets: "
+            f"{install_hint('data')}. ({error})"
         ) from error
     return tfds
 

@@ -18,6 +18,8 @@ import sys
 import traceback
 import warnings
 
+from keras_ptame.utils.install import module_install_hint
+
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_USAGE = 2
@@ -112,7 +114,7 @@ def _error_code(prefix, error):
         say(
             True,
             f"{prefix}: error: this needs the package {error.name!r}, which is not "
-            "installed (`pip install keras-ptame[all]` installs every optional one).",
+            f"installed: {module_install_hint(error.name)}.",
         )
         return EXIT_USAGE
     if isinstance(error, USER_ERRORS) and not isinstance(error, ModuleNotFoundError):

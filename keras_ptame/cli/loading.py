@@ -20,6 +20,7 @@ from keras_ptame.models.loading import (
     load_explainer,
     load_keras_model,
 )
+from keras_ptame.utils.install import install_hint
 
 # The `--method` forms of `ptame evaluate`, for its help and its errors.
 METHOD_FORMS = (
@@ -173,9 +174,12 @@ def _from_preset(from_preset, source, what, **kwargs):
             f"Cannot load the {what} preset {source!r}: {one_line(error)}"
         ) from error
     except ImportError as error:
+        # keras_ptame's own message names the requirement already; say it once.
+        message, hint = one_line(error), install_hint("hub")
+        if hint not in message:
+            message += f" ({hint})"
         raise UsageError(
-            f"Loading the {what} preset {source!r} needs keras-hub "
-            f"(pip install keras-hub): {one_line(error)}"
+            f"Loading the {what} preset {source!r} needs keras-hub: {message}"
         ) from error
 
 

@@ -36,6 +36,7 @@ from keras_ptame.converters import torchvision
 from keras_ptame.layers.auxiliary_extractor import AuxiliaryExtractor
 from keras_ptame.layers.backbone import Backbone
 from keras_ptame.layers.pretrained_networks import pyramid_layer_names
+from keras_ptame.utils.install import install_hint
 from keras_ptame.utils.validation import check_finite_weights
 
 CLASSIFIER = "net.backbone."
@@ -340,8 +341,8 @@ def _torch_load(path, what):
         import torch
     except ImportError as error:
         raise ImportError(
-            "Reading a PyTorch checkpoint needs PyTorch (the CPU build is enough: "
-            "`pip install torch`), whatever the Keras backend."
+            "Reading a PyTorch checkpoint needs PyTorch, whatever the Keras "
+            f"backend: {install_hint('torch')}; the CPU build is enough."
         ) from error
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No {what} file at {path!r}.")

@@ -298,6 +298,15 @@ def vgg_classifier(weights, image_size=224, name="classifier"):
     """
     import keras_hub
 
+    # keras-hub's VGG head is torchvision's (flatten, then dense layers) from
+    # 0.27 on; before, convolutions stand in its place.
+    if tuple(int(part) for part in keras_hub.__version__.split(".")[:2]) < (0, 27):
+        raise ImportError(
+            "Porting a torchvision VGG needs keras-hub 0.27 or later, whose "
+            "`VGGImageClassifier` has torchvision's dense head. Received: "
+            f"keras-hub {keras_hub.__version__}. `pip install 'keras-hub>=0.27,<0.31'` "
+            "keeps a TensorFlow 2.19 (keras-hub 0.31 and later need 2.20)."
+        )
     convs = _vgg_convs(weights)
     filters = [weights.shape(f"features.{b[0]}.weight")[0] for b in convs]
     hidden, flat = weights.shape("classifier.0.weight")

@@ -77,10 +77,20 @@ class ImagePreprocessor(keras.layers.Layer):
     @classmethod
     def from_converter(cls, converter):
         """The same preprocessing as a (channels-last) keras-hub `ImageConverter`."""
+        scale, offset = converter.scale, converter.offset
+        # keras-hub 0.21's `ViTImageConverter` normalises once more after
+        # `scale` and `offset`: `(x - norm_mean) / norm_std`, folded in here.
+        mean = getattr(converter, "norm_mean", None)
+        std = getattr(converter, "norm_std", None)
+        if mean is not None or std is not None:
+            mean = np.asarray(0.0 if mean is None else mean, "float64")
+            std = np.asarray(1.0 if std is None else std, "float64")
+            scale = np.asarray(1.0 if scale is None else scale, "float64") / std
+            offset = (np.asarray(0.0 if offset is None else offset) - mean) / std
         return cls(
             image_size=converter.image_size,
-            scale=converter.scale,
-            offset=converter.offset,
+            scale=scale,
+            offset=offset,
             interpolation=converter.interpolation,
             antialias=converter.antialias,
             name=converter.name,

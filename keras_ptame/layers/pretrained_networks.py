@@ -39,6 +39,7 @@ import pkgutil
 import keras
 
 from keras_ptame.layers.preprocessors import ApplicationPreprocessor, ImagePreprocessor
+from keras_ptame.utils.install import install_hint
 
 APPLICATIONS_PREFIX = "keras.applications."
 
@@ -222,8 +223,7 @@ def _import_keras_hub():
         import keras_hub
     except ImportError as error:
         raise ImportError(
-            "Loading presets needs keras-hub. Install it with "
-            "`pip install keras-hub` (or `pip install keras-ptame[hub]`)."
+            f"Loading presets needs keras-hub: {install_hint('hub')}. ({error})"
         ) from error
     return keras_hub
 

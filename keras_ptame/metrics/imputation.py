@@ -8,6 +8,8 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse import linalg
 
+from keras_ptame.utils.install import install_hint
+
 # The 8 neighbours of a pixel (row offset, column offset, weight): the four
 # direct ones weigh 1/6 and the four diagonal ones 1/12, so that an interior
 # pixel's weights sum to one (Rong et al. 2022).
@@ -176,7 +178,7 @@ def telea_imputation(image, removed, radius=3, value_range=255.0, exact=False):
     With `exact=True` (keras_ptame's earlier fill, `imputation="telea_exact"`
     in `road`, with radius 5): the image is rounded to 8 bits for OpenCV and
     only the removed pixels take its values, the kept ones stay exact.
-    Needs `opencv-python-headless` (`pip install keras-ptame[eval]`).
+    Needs `opencv-python-headless` (keras-ptame's `eval` extra).
 
     Args:
         image: array `(H, W, 3)` (or `(H, W)`), float in `[0, value_range]`
@@ -206,7 +208,7 @@ def telea_imputation(image, removed, radius=3, value_range=255.0, exact=False):
         import cv2
     except ImportError as error:
         raise ImportError(
-            "Telea inpainting needs OpenCV: `pip install opencv-python-headless`."
+            f"Telea inpainting needs OpenCV: {install_hint('eval')}."
         ) from error
     squeeze = np.asarray(image).ndim == 2
     image, removed = _check_image_and_mask(image, removed)

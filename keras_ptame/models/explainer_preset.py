@@ -30,6 +30,7 @@ from keras_ptame.utils.files import (
     is_own_folder,
     read_json_object,
 )
+from keras_ptame.utils.install import install_hint
 from keras_ptame.utils.validation import check_finite_weights
 from keras_ptame.version import __version__
 
@@ -143,7 +144,7 @@ def preset_file(preset, name):
     except ImportError as error:
         raise ImportError(
             f"Loading the preset {preset!r} needs keras-hub, which downloads "
-            "presets: `pip install keras-hub`."
+            f"presets: {install_hint('hub')}. ({error})"
         ) from error
     return get_file(preset, name)
 

@@ -312,7 +312,7 @@ class Explaining:
             keras.config.backend() != "jax"
             or self.run_eagerly
             or not self.jit_compile
-            or keras.config.is_nnx_enabled()
+            or _nnx_enabled()
         ):
             return super().make_predict_function(force)
         if self.predict_function is None or force:
@@ -410,6 +410,11 @@ def check_explain_options(resolution, normalize, zero_flat):
     return resolution, normalize, bool(zero_flat)
 
 
+def _nnx_enabled():
+    # `keras.config.is_nnx_enabled` is new in Keras 3.11; 3.10 has no NNX.
+    return getattr(keras.config, "is_nnx_enabled", lambda: False)()
+
+
 @contextlib.contextmanager
 def _weights_kept(model):
     """Under JAX, puts the variables' values back if `predict` fails.
@@ -419,7 +424,7 @@ def _weights_kept(model):
     every variable empty, and every later call failing. The values are
     immutable arrays that no step here donates (see `make_predict_function`).
     """
-    jax = keras.config.backend() == "jax" and not keras.config.is_nnx_enabled()
+    jax = keras.config.backend() == "jax" and not _nnx_enabled()
     variables = model.variables if jax and model.built else []
     values = [variable.value for variable in variables]
     try:

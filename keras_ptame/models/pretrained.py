@@ -277,7 +277,13 @@ class _FirstStepGuard(keras.callbacks.Callback):
         # Not in `on_train_batch_end`, which would stop Keras dispatching the
         # end of each step asynchronously.
         if self.values is None:
-            variables = [*self.model.variables, *self.model.optimizer.variables]
+            model = self.model
+            # Keras 3.10 detaches the metrics' variables too.
+            variables = [
+                *model.variables,
+                *model.optimizer.variables,
+                *model.metrics_variables,
+            ]
             self.values = [(variable, variable.value) for variable in variables]
         else:
             # A step has ended: `fit` can put its state back itself.

@@ -58,6 +58,7 @@ from keras_ptame.tuning.space import (
 from keras_ptame.tuning.table import RECIPE_FILE
 from keras_ptame.tuning.trial import TrialJob
 from keras_ptame.utils.files import read_json_object, write_text
+from keras_ptame.utils.install import install_hint
 from keras_ptame.utils.validation import check_images, check_positive_int
 
 __all__ = [
@@ -311,7 +312,7 @@ def _import_tuner():
             raise
         raise ModuleNotFoundError(
             f"`kp.tune` needs KerasTuner with its Bayesian extra ({error}): "
-            "pip install 'keras-ptame[tune]'",
+            + install_hint("tune"),
             name=error.name,
         ) from error
     return tuner

@@ -345,3 +345,23 @@ def test_preset_preprocessing_is_not_pinned_to_the_cpu(resnet_preset):
     extractor = kp.AuxiliaryExtractor.from_preset(resnet_preset)
     assert devices(backbone) == {""}
     assert devices(extractor) == {""}
+
+
+# Issue 23: keras-hub 0.21 (Colab's) `ViTImageConverter` normalises once more
+# after its scale and offset; CI's keras-hub has no such step, so a stand-in
+# converter with keras-hub 0.21's attributes checks that it is folded in.
+def test_a_converter_s_second_normalisation_is_folded_in():
+    class ViTConverter021:
+        image_size, interpolation, antialias = (4, 4), "bilinear", False
+        name, dtype_policy = "vit_converter", "float32"
+        scale, offset = 1 / 255.0, None
+        norm_mean, norm_std = [0.5, 0.4, 0.3], [0.5, 0.25, 0.2]
+
+    images = np.random.default_rng(0).uniform(0, 255, (2, 4, 4, 3)).astype("float32")
+    layer = ImagePreprocessor.from_converter(ViTConverter021())
+    mean, std = (
+        np.asarray(ViTConverter021.norm_mean),
+        np.asarray(ViTConverter021.norm_std),
+    )
+    expected = (images / 255.0 - mean) / std
+    np.testing.assert_allclose(to_numpy(layer(images)), expected, rtol=1e-5, atol=1e-5)
