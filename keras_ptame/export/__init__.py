@@ -153,8 +153,10 @@ def export_saved_model(
             TensorFlow.
         safe_mode: bool. `safe_mode` for loading the `.keras` file in the
             child process. Defaults to `True`.
-        verbose: int. `1` prints where the SavedModel went and its
-            signatures. Defaults to `0`.
+        verbose: int. `1` prints each step as it starts (the rebuild in
+            a child process and the check take seconds to minutes on large
+            networks), then where the SavedModel went and its signatures.
+            Defaults to `0`.
 
     Returns:
         The path of the SavedModel, as a str.
@@ -195,8 +197,10 @@ def export_saved_model(
     # Built beside the target and renamed into place once verified: the
     # rename stays on one file system, so it is atomic.
     with _disk_full_is_one_error(path), atomic_path(path, directory=True) as model_dir:
+        _progress(verbose, _WRITE_STEPS[bool(in_subprocess)])
         _write(explainer, model_dir, size, in_subprocess, safe_mode)
         if verify:
+            _progress(verbose, "Checking the SavedModel against the explainer")
             verify_saved_model(explainer, model_dir, size, expected=expected)
         write_marker(model_dir, explainer, size, SIGNATURES)
         # Checked again: the path may have appeared while the export ran.
@@ -208,6 +212,17 @@ def export_saved_model(
             f"{', '.join(SIGNATURES)} for images of {size[0]}x{size[1]} pixels."
         )
     return path
+
+
+_WRITE_STEPS = {
+    True: "Rebuilding the explainer under TensorFlow in a child process and tracing it",
+    False: "Tracing the explainer's signatures",
+}
+
+
+def _progress(verbose, step):
+    if verbose:
+        print(f"{step}...", flush=True)
 
 
 def _write(explainer, model_dir, size, in_subprocess, safe_mode):

@@ -533,3 +533,16 @@ def test_a_nan_model_is_refused_before_anything_is_written(tmp_path, where, matc
     with pytest.raises(ValueError, match=match):
         export.export_saved_model(explainer, tmp_path / "ptame" / "1", verify=False)
     assert os.listdir(tmp_path) == []
+
+
+# Issue 23: a long export (a child process, then the check) says what it is
+# doing before each step, not only once it is over.
+def test_verbose_export_announces_each_step_before_it_runs(exported, tmp_path, capsys):
+    explainer, _ = exported
+    path = export.export_saved_model(explainer, tmp_path / "ptame", verbose=1)
+    lines = capsys.readouterr().out.splitlines()
+    child = keras.config.backend() != "tensorflow"
+    first = "Rebuilding the explainer under TensorFlow" if child else "Tracing"
+    assert lines[0].startswith(first) and lines[0].endswith("...")
+    assert lines[1] == "Checking the SavedModel against the explainer..."
+    assert lines[2].startswith(f"Saved a TensorFlow SavedModel at {path!r}")
