@@ -3,6 +3,7 @@
 from keras_ptame import (
     baselines,
     blackbox,
+    callbacks,
     data,
     datasets,
     export,
@@ -30,6 +31,7 @@ __all__ = [
     "PerturbationLoss",
     "baselines",
     "blackbox",
+    "callbacks",
     "data",
     "datasets",
     "evaluate",

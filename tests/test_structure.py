@@ -157,11 +157,12 @@ MAY_IMPORT = {
     "export": CORE,
     # What puts it all to work.
     "evaluation": (*CORE, *AROUND),
+    "callbacks": (*CORE, *AROUND),
     "tuning": (*CORE, *AROUND, "evaluation"),
-    "demo": (*CORE, *AROUND, "evaluation"),
-    "cli": (*CORE, *AROUND, "evaluation", "tuning", "demo"),
+    "demo": (*CORE, *AROUND, "evaluation", "callbacks"),
+    "cli": (*CORE, *AROUND, "evaluation", "tuning", "demo", "callbacks"),
     # `import keras_ptame as kp`: the public names, from everywhere.
-    "keras_ptame": (*CORE, *AROUND, "evaluation", "tuning", "demo", "cli"),
+    "keras_ptame": (*CORE, *AROUND, "evaluation", "tuning", "demo", "cli", "callbacks"),
 }
 
 # Keras' own precedent: `keras.Model.export` imports Keras' export module
