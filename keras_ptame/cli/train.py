@@ -6,6 +6,7 @@ import os
 import keras
 
 from keras_ptame import recipes
+from keras_ptame.callbacks import MapsLogger, check_maps_directory
 from keras_ptame.cli import backup
 from keras_ptame.cli.arguments import (
     add_batch_size,
@@ -18,7 +19,7 @@ from keras_ptame.cli.arguments import (
     positive_float,
 )
 from keras_ptame.cli.errors import UsageError, note, say, track_outputs, wrote
-from keras_ptame.cli.training import prepare_training
+from keras_ptame.cli.training import logged_images, prepare_training
 from keras_ptame.optimizers.default import default_optimizer
 from keras_ptame.utils.files import (
     atomic_path,
@@ -26,6 +27,9 @@ from keras_ptame.utils.files import (
     check_writable,
     deferred_interrupts,
 )
+
+# The images `--log-maps` explains after every epoch.
+LOGGED_COUNT = 8
 
 
 def add_parser(subcommands):
@@ -79,7 +83,17 @@ def _add_explainer_file_options(group):
         required=True,
         help="the .keras file to write the trained explainer to",
     )
-    add_overwrite(group)
+    group.add_argument(
+        "--log-maps",
+        default=None,
+        metavar="DIR",
+        help=f"folder for the maps of the data's first {LOGGED_COUNT} images after every "
+        "epoch, as training goes: maps_epoch_001.png (the grid), "
+        "maps_epoch_001.csv (class, score, evidence, flat, misranked) and "
+        "TensorBoard image summaries if TensorBoard is installed; "
+        "--overwrite replaces earlier maps files there (default: none)",
+    )
+    add_overwrite(group, "--output (and the maps files in --log-maps)")
     group.add_argument(
         "--verbose",
         type=int,
@@ -94,11 +108,16 @@ def run(args):
     """Trains an explainer as `args` say and saves it as `args.output`."""
     _check_output(args.output, args.overwrite, (args.classifier, args.auxiliary))
     _check_backup_dir(args.backup_dir)
+    _check_log_maps(args)
     track_outputs()
     recipe = recipes.get(args.recipe) if args.recipe else None
     epochs = args.epochs or (recipe.epochs if recipe else 1)
     batch_size = args.batch_size or (recipe.batch_size if recipe else 32)
     explainer, size, batches, steps = prepare_training(args, recipe, batch_size)
+    callbacks = []
+    if args.log_maps:
+        images = logged_images(args, size, LOGGED_COUNT)
+        callbacks.append(MapsLogger(images, args.log_maps, overwrite=args.overwrite))
     _compile(explainer, recipe, epochs, steps, args.learning_rate)
     say(
         args.verbose,
@@ -106,7 +125,7 @@ def run(args):
         f"images at {size}x{size} (KERAS_BACKEND={keras.config.backend()}).",
     )
     try:
-        _fit(explainer, batches, epochs, args)
+        _fit(explainer, batches, epochs, args, callbacks)
         # The backup goes only once the explainer is saved in full: a kill
         # in between leaves one or the other.
         with atomic_path(args.output) as temporary:
@@ -130,8 +149,7 @@ def _note_backup(folder):
         )
 
 
-def _fit(explainer, batches, epochs, args):
-    callbacks = []
+def _fit(explainer, batches, epochs, args, callbacks):
     if args.backup_dir:
         # Kept after training: `run` removes it once the explainer is saved.
         callbacks.append(backup.TrainingBackup(args.backup_dir))
@@ -160,6 +178,21 @@ def _check_output(path, overwrite, inputs):
             f"The output exists: {path!r}. Choose another --output or pass --overwrite."
         )
     check_writable(os.path.dirname(os.path.abspath(path)), "--output")
+
+
+def _check_log_maps(args):
+    """Checks before training that --log-maps can take the maps files."""
+    if args.log_maps is None:
+        return
+    if os.path.exists(args.log_maps) and os.path.samefile(args.log_maps, args.data):
+        raise UsageError(
+            f"--log-maps is the --data folder {args.data!r}: the maps would be "
+            "read as training images. Choose another folder."
+        )
+    try:
+        check_maps_directory(args.log_maps, args.overwrite)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"--log-maps: {error}") from None
 
 
 def _check_backup_dir(folder):

@@ -64,20 +64,30 @@ def _training_size(explainer, image_size, recipe):
     return int(size[0])
 
 
-def _training_data(args, size, batch_size):
+def logged_images(args, size, count=8):
+    """The first `count` images of the data, as evaluation reads them (centre
+    crop, in order): the images `--log-maps` explains after each epoch."""
+    batches = _training_data(args, size, count, training=False)
+    for images in batches.take(1):
+        return images.numpy() if hasattr(images, "numpy") else images
+    raise UsageError(f"No images to log in {args.data!r}.")
+
+
+def _training_data(args, size, batch_size, training=True):
     """The training pipeline of `kp.data`, from a folder or a tfds name."""
     source = args.data
     options = dict(
         batch_size=batch_size,
-        training=True,
+        training=training,
         image_size=size,
         resize=max(size, round(size * RESIZE_RATIO)),
     )
-    if os.path.isdir(source):
+    if os.path.isdir(source) and training:
         # Every file is decoded once first, so that a bad image stops the
         # run now, in one line, rather than an epoch into training.
         for path in images_in_folder(source):
             read_image(path)
+    if os.path.isdir(source):
         batches = data.image_folder(source, **options)
     elif os.path.sep in source or os.path.splitext(source)[1]:
         raise FileNotFoundError(f"No such image folder: {source!r}")
@@ -89,7 +99,7 @@ def _training_data(args, size, batch_size):
                 f"{source!r} is not a folder; reading it as a TensorFlow Datasets "
                 f"name needs tensorflow-datasets: {error}"
             ) from error
-    if args.max_images:
+    if args.max_images and training:
         batches = batches.take(args.max_images // batch_size)
     return batches
 

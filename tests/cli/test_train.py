@@ -195,3 +195,41 @@ def test_train_refuses_a_classifier_file_with_nan_weights(workspace, tmp_path, p
     argv = train_argv(root, output, epochs=1, classifier=tmp_path / "nan.keras")
     ptame(*argv).assert_user_error("'stage2/kernel' of the classifier")
     assert not output.exists()
+
+
+# Issue 24: --log-maps writes the maps of the data's first images after every
+# epoch; the last table is what the saved explainer says of them.
+def test_train_logs_maps_while_training(workspace, tmp_path, ptame):
+    import csv
+
+    root, _ = workspace
+    output, logged = tmp_path / "out.keras", tmp_path / "maps"
+    argv = train_argv(root, output, epochs=2, batch_size=2, log_maps=logged)
+    result = ptame(*argv)
+    assert result.code == 0, result.err
+    maps = sorted(n for n in os.listdir(logged) if not n.startswith("events."))
+    assert maps == [
+        f"maps_epoch_{epoch:03d}.{ext}" for epoch in (1, 2) for ext in ("csv", "png")
+    ]
+    # The five images of the folder, read as evaluation reads them.
+    (images,) = list(
+        kp.data.image_folder(
+            root / "images", batch_size=8, image_size=IMAGE_SIZE, resize=18
+        )
+    )
+    outputs = keras.saving.load_model(output).explain_outputs(np.asarray(images))
+    with open(logged / "maps_epoch_002.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 5
+    np.testing.assert_array_equal([int(r["class"]) for r in rows], outputs["classes"])
+    np.testing.assert_allclose(
+        [float(r["score"]) for r in rows], outputs["scores"], rtol=1e-4, atol=1e-6
+    )
+    # Earlier maps are replaced only with --overwrite; the data folder is refused.
+    ptame(
+        *train_argv(root, tmp_path / "again.keras", log_maps=logged)
+    ).assert_user_error("maps file")
+    ptame(
+        *train_argv(root, tmp_path / "again.keras", log_maps=root / "images")
+    ).assert_user_error("--data folder")
+    assert not (tmp_path / "again.keras").exists()
