@@ -35,6 +35,9 @@ from keras_ptame.utils.files import check_no_links, check_writable, write_text
 from keras_ptame.utils.tf_runtime import import_tensorflow
 from keras_ptame.utils.validation import check_images, check_positive_int
 
+# The images `ptame train --log-maps` and the demo's `log_maps` explain: the
+# first of their data.
+LOGGED_COUNT = 8
 # The images of one grid: one picture, readable at a glance.
 MAX_LOGGED_IMAGES = 64
 # The columns of `maps_*.csv`, one row per image.
@@ -309,13 +312,13 @@ def _tensorboard_wanted(tensorboard):
     if missing and tensorboard:
         raise ImportError(
             "MapsLogger(tensorboard=True) writes TensorBoard image summaries "
-            f"with TensorFlow, but {' and '.join(missing)} is not installed: "
+            f"with TensorFlow, but {' and '.join(missing)} not installed: "
             f"`pip install {' '.join(missing)}`, or pass tensorboard=False."
         )
     if missing:
         warnings.warn(
-            f"{' and '.join(missing).capitalize()} is not installed: MapsLogger "
-            "writes PNG files (and CSV) only, no TensorBoard summaries. "
+            f"{' and '.join(missing)} not installed: MapsLogger writes PNG files "
+            "(and CSV) only, no TensorBoard summaries. "
             f"`pip install {' '.join(missing)}` to have them too.",
             stacklevel=3,
         )

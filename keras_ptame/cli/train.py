@@ -6,7 +6,7 @@ import os
 import keras
 
 from keras_ptame import recipes
-from keras_ptame.callbacks import MapsLogger, check_maps_directory
+from keras_ptame.callbacks import LOGGED_COUNT, MapsLogger, check_maps_directory
 from keras_ptame.cli import backup
 from keras_ptame.cli.arguments import (
     add_batch_size,
@@ -27,9 +27,6 @@ from keras_ptame.utils.files import (
     check_writable,
     deferred_interrupts,
 )
-
-# The images `--log-maps` explains after every epoch.
-LOGGED_COUNT = 8
 
 
 def add_parser(subcommands):

@@ -1,9 +1,11 @@
 """The demo's settings: one frozen `DemoConfig`."""
 
 import dataclasses
+import os
 
 import numpy as np
 
+from keras_ptame.callbacks import LOGGED_COUNT
 from keras_ptame.datasets import synthetic
 from keras_ptame.losses.perturbation_loss import PerturbationLoss
 from keras_ptame.models.fills import FILL_NAMES, check_fill
@@ -79,6 +81,13 @@ class DemoConfig:
     border: float = _setting(0.3, "border of the smoothness term", True)
     area_power: float = _setting(0.3, "power of the area term", True)
     seed: int = _setting(0, "seed of the data and of the weights")
+    log_maps: str = _setting(
+        None,
+        f"folder for the explainer's maps of the first {LOGGED_COUNT} held-out "
+        "images after every epoch of its training (maps_epoch_001.png and "
+        ".csv, TensorBoard summaries if TensorBoard is installed; "
+        "kp.callbacks.MapsLogger)",
+    )
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -102,6 +111,12 @@ class DemoConfig:
                 f"train_count={self.train_count}, batch_size={self.batch_size}"
             )
         check_fill(self.fill)
+        if self.log_maps is not None and not isinstance(
+            self.log_maps, (str, os.PathLike)
+        ):
+            raise ValueError(
+                f"`log_maps` must be a folder path. Received: {self.log_maps!r}"
+            )
         if not self.explainer_learning_rate > 0:
             rate = self.explainer_learning_rate
             raise ValueError(f"`explainer_learning_rate` must be > 0. Received: {rate}")
@@ -150,9 +165,11 @@ class DemoConfig:
         )
 
     def settings(self):
-        """The data and training settings, as a dict (no loss, no seed)."""
+        """The data and training settings, as a dict (no loss, no seed, no
+        `log_maps` folder)."""
         fields = dataclasses.asdict(self)
-        return {k: v for k, v in fields.items() if k not in (*LOSS_KEYS, "seed")}
+        left_out = (*LOSS_KEYS, "seed", "log_maps")
+        return {k: v for k, v in fields.items() if k not in left_out}
 
     def loss_settings(self):
         """The `PerturbationLoss` arguments, as a dict."""

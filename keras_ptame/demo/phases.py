@@ -13,6 +13,7 @@ import numpy as np
 
 from keras_ptame import visualize
 from keras_ptame.baselines.centre_maps import CentreMaps
+from keras_ptame.callbacks import LOGGED_COUNT, MapsLogger, check_maps_directory
 from keras_ptame.datasets import synthetic
 from keras_ptame.demo.config import EXPLAINER_WEIGHT_DECAY, DemoConfig
 from keras_ptame.demo.models import AUXILIARY_LAYERS, build_auxiliary, build_classifier
@@ -110,6 +111,8 @@ def run(
         verbose = 1 if sys.stdout.isatty() else 2
     output_dir = os.fspath(output_dir)
     check_outputs(output_dir, DEMO_FILES, overwrite, option="output_dir")
+    if config.log_maps is not None:
+        check_maps_directory(config.log_maps, overwrite)
     os.makedirs(output_dir, exist_ok=True)
     size = config.image_size
     log(
@@ -128,7 +131,10 @@ def run(
     with _phase(timings, "auxiliary", log):
         auxiliary = _train_network("auxiliary", config, data, verbose, metrics, log)
     with _phase(timings, "explainer", log):
-        explainer = _train_explainer(config, data, classifier, auxiliary, verbose)
+        callbacks = _maps_logger(config, data, overwrite)
+        explainer = _train_explainer(
+            config, data, classifier, auxiliary, verbose, callbacks
+        )
         metrics["explainer_training"] = _last_epoch(explainer.history)
     with _phase(timings, "evaluation", log):
         outputs = _evaluate(config, data, classifier, explainer, metrics, log)
@@ -217,7 +223,21 @@ def _train_network(part, config, data, verbose, metrics, log):
     return model
 
 
-def _train_explainer(config, data, classifier, auxiliary, verbose):
+def _maps_logger(config, data, overwrite):
+    """`[MapsLogger]` of the first held-out images if `log_maps`, else `[]`."""
+    if config.log_maps is None:
+        return []
+    return [
+        MapsLogger(
+            data.test_images[:LOGGED_COUNT],
+            config.log_maps,
+            class_names=data.class_names,
+            overwrite=overwrite,
+        )
+    ]
+
+
+def _train_explainer(config, data, classifier, auxiliary, verbose, callbacks=()):
     keras.utils.set_random_seed(config.seed + 2)
     explainer = PTAME(
         Backbone(classifier),
@@ -233,7 +253,12 @@ def _train_explainer(config, data, classifier, auxiliary, verbose):
         loss=PerturbationLoss(**config.loss_settings()),
     )
     fit = {"batch_size": config.batch_size, "shuffle": True, "verbose": verbose}
-    explainer.fit(data.train_images, epochs=config.explainer_epochs, **fit)
+    explainer.fit(
+        data.train_images,
+        epochs=config.explainer_epochs,
+        callbacks=list(callbacks),
+        **fit,
+    )
     return explainer
 
 

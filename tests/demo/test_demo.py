@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import os
 import types
 
 import keras
@@ -313,3 +314,29 @@ def test_run_never_writes_through_a_link_inside_its_output(tmp_path, name):
             demo.run(output, log=lambda *_: None, overwrite=overwrite, **TINY)
     assert outside.read_text() == "user's own"
     assert (output / name).is_symlink()
+
+
+# Issue 24: `log_maps` (`--log-maps`) writes the explainer's maps of the first
+# held-out images after each of its epochs, named by class; checked first.
+def test_run_logs_the_maps_while_the_explainer_trains(tmp_path):
+    import csv
+
+    settings = {**TINY, "explainer_epochs": 2, "log_maps": str(tmp_path / "maps")}
+    metrics = demo.run(tmp_path / "out", verbose=0, log=lambda *_: None, **settings)
+    assert "log_maps" not in metrics["settings"]
+    names = sorted(n for n in os.listdir(tmp_path / "maps") if n.startswith("maps_"))
+    assert names == [
+        f"maps_epoch_{epoch:03d}.{ext}" for epoch in (1, 2) for ext in ("csv", "png")
+    ]
+    with open(tmp_path / "maps" / "maps_epoch_002.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    images, _, _ = demo.DemoConfig(**settings).draw_shapes(held_out=True)
+    explainer = keras.saving.load_model(tmp_path / "out" / "ptame.keras")
+    classes = explainer.explain_outputs(images[: len(rows)])["classes"]
+    assert len(rows) == TINY["test_count"]
+    class_names = kp.datasets.shape_names(6) + ["none"]
+    assert [r["class_name"] for r in rows] == [class_names[c] for c in classes]
+    # A second run refuses the earlier maps before training.
+    with pytest.raises(FileExistsError, match="maps file"):
+        demo.run(tmp_path / "again", verbose=0, log=lambda *_: None, **settings)
+    assert not (tmp_path / "again").exists()
