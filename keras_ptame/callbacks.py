@@ -17,7 +17,9 @@ training steps) it explains its images with the explainer being trained
   PyTorch, see `utils/tf_runtime.py`).
 
 Only the decoder trains: explaining between steps reads the weights, never
-changes them.
+changes them. Training waits for the explain call only: the grid is drawn and
+the files written on a thread beside it, and `fit` waits for the last write
+at its end.
 """
 
 import csv
@@ -26,6 +28,7 @@ import io
 import os
 import re
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import keras
 import numpy as np
@@ -143,6 +146,8 @@ class MapsLogger(keras.callbacks.Callback):
         self._writer = None
         self._steps = 0
         self._epoch_start = 0
+        self._thread = None
+        self._pending = None
 
     def on_train_begin(self, logs=None):
         os.makedirs(self.directory, exist_ok=True)
@@ -169,12 +174,30 @@ class MapsLogger(keras.callbacks.Callback):
             self.log_maps("epoch", epoch + 1, logs)
 
     def on_train_end(self, logs=None):
+        self.wait()
+        if self._thread is not None:
+            self._thread.shutdown()
+            self._thread = None
         if self._writer is not None:
             self._writer.close()
             self._writer = None
 
+    def wait(self):
+        """Waits until the last maps are written; raises the write's error.
+
+        The explain call runs when the callback fires; drawing the grid and
+        writing the files run on a thread beside training. `fit` waits for
+        them at its end (`on_train_end`).
+        """
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
     def log_maps(self, unit, number, logs=None):
         """Explains the images now and writes `maps_<unit>_<number>` files.
+
+        The files are written on a thread beside training (one write at a
+        time): `wait` waits for them.
 
         Args:
             unit: `"epoch"` or `"step"`.
@@ -199,9 +222,16 @@ class MapsLogger(keras.callbacks.Callback):
             [f"{unit} {number}"]
             + [f"{key} {float(logs[key]):.3f}" for key in LOGGED if key in (logs or {})]
         )
-        picture = self._picture(outputs, heading)
         for path in (stem + ".png", stem + ".csv"):
             check_no_links(path, self.directory, "directory")
+        self.wait()
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="MapsLogger")
+        self._pending = self._thread.submit(self._write, outputs, stem, heading, number)
+        return outputs
+
+    def _write(self, outputs, stem, heading, number):
+        picture = self._picture(outputs, heading)
         visualize.save_png(picture, stem + ".png")
         write_text(stem + ".csv", self._table(outputs).rstrip("\n"))
         self.written += [stem + ".png", stem + ".csv"]
@@ -209,7 +239,6 @@ class MapsLogger(keras.callbacks.Callback):
             with self._writer.as_default():
                 import_tensorflow().summary.image("maps", picture[None], step=number)
             self._writer.flush()
-        return outputs
 
     def _picture(self, outputs, heading):
         titles = [
