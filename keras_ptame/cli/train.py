@@ -181,7 +181,8 @@ def _check_log_maps(args):
     """Checks before training that --log-maps can take the maps files."""
     if args.log_maps is None:
         return
-    if os.path.exists(args.log_maps) and os.path.samefile(args.log_maps, args.data):
+    folders = (args.log_maps, args.data)
+    if all(map(os.path.isdir, folders)) and os.path.samefile(*folders):
         raise UsageError(
             f"--log-maps is the --data folder {args.data!r}: the maps would be "
             "read as training images. Choose another folder."
