@@ -181,12 +181,13 @@ def _check_log_maps(args):
     """Checks before training that --log-maps can take the maps files."""
     if args.log_maps is None:
         return
-    folders = (args.log_maps, args.data)
-    if all(map(os.path.isdir, folders)) and os.path.samefile(*folders):
-        raise UsageError(
-            f"--log-maps is the --data folder {args.data!r}: the maps would be "
-            "read as training images. Choose another folder."
-        )
+    if os.path.isdir(args.data):
+        data, maps = map(os.path.realpath, (args.data, args.log_maps))
+        if os.path.commonpath([data, maps]) == data:
+            raise UsageError(
+                f"--log-maps is inside the --data folder {args.data!r}: the maps "
+                "would be read as training images. Choose another folder."
+            )
     try:
         check_maps_directory(args.log_maps, args.overwrite)
     except (OSError, ValueError) as error:

@@ -230,6 +230,6 @@ def test_train_logs_maps_while_training(workspace, tmp_path, ptame):
         *train_argv(root, tmp_path / "again.keras", log_maps=logged)
     ).assert_user_error("maps file")
     ptame(
-        *train_argv(root, tmp_path / "again.keras", log_maps=root / "images")
-    ).assert_user_error("--data folder")
+        *train_argv(root, tmp_path / "again.keras", log_maps=root / "images" / "maps")
+    ).assert_user_error("inside the --data folder")
     assert not (tmp_path / "again.keras").exists()
