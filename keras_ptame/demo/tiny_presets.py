@@ -59,18 +59,26 @@ def save_tiny_resnet(
         stackwise_num_strides=[1, 2, 2, 2],
         block_type="basic_block",
     )
+    classifier = imagenet_resnet_classifier(backbone, image_size, num_classes)
+    classifier.save_to_preset(str(directory))
+    return str(directory)
+
+
+def imagenet_resnet_classifier(backbone, image_size, num_classes):
+    """A keras-hub `ResNetImageClassifier` over `backbone`, with ImageNet's
+    normalisation of `image_size` x `image_size` raw pixels."""
+    import keras_hub
+
     converter = keras_hub.layers.ResNetImageConverter(
         image_size=(image_size, image_size),
         scale=[1 / (255 * s) for s in IMAGENET_STD],
         offset=[-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True)],
     )
-    classifier = keras_hub.models.ResNetImageClassifier(
+    return keras_hub.models.ResNetImageClassifier(
         backbone=backbone,
         num_classes=num_classes,
         preprocessor=keras_hub.models.ResNetImageClassifierPreprocessor(converter),
     )
-    classifier.save_to_preset(str(directory))
-    return str(directory)
 
 
 def save_tiny_vit(

@@ -24,6 +24,7 @@ import numpy as np
 import keras_ptame as kp
 from keras_ptame import export
 from keras_ptame.demo import TINY_IMAGE_SIZE, save_tiny_presets
+from keras_ptame.demo.tiny_presets import imagenet_resnet_classifier
 from keras_ptame.utils.tf_runtime import import_tensorflow
 from tests.helpers import random_images
 from tests.helpers.precision import emulated_tf32
@@ -34,8 +35,6 @@ TF32 = 2.0**-11
 def _save_resnet(directory, block_type, blocks, seed, gain, size):
     import keras_hub
 
-    from keras_ptame.utils.imagenet import IMAGENET_MEAN, IMAGENET_STD
-
     keras.utils.set_random_seed(seed)
     backbone = keras_hub.models.ResNetBackbone(
         input_conv_filters=[64],
@@ -45,16 +44,7 @@ def _save_resnet(directory, block_type, blocks, seed, gain, size):
         stackwise_num_strides=[1, 2, 2, 2],
         block_type=block_type,
     )
-    converter = keras_hub.layers.ResNetImageConverter(
-        image_size=(size, size),
-        scale=[1 / (255 * s) for s in IMAGENET_STD],
-        offset=[-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True)],
-    )
-    classifier = keras_hub.models.ResNetImageClassifier(
-        backbone=backbone,
-        num_classes=1000,
-        preprocessor=keras_hub.models.ResNetImageClassifierPreprocessor(converter),
-    )
+    classifier = imagenet_resnet_classifier(backbone, size, num_classes=1000)
     kernel = classifier.output_dense.kernel
     kernel.assign(kernel * gain)
     classifier.save_to_preset(directory)
