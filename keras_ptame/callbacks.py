@@ -22,19 +22,17 @@ the files written on a thread beside it, and `fit` waits for the last write
 at its end.
 """
 
-import csv
 import importlib.util
-import io
 import os
 import re
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import keras
-import numpy as np
 
 from keras_ptame import visualize
 from keras_ptame.utils.files import check_no_links, check_writable, write_text
+from keras_ptame.utils.tables import csv_table
 from keras_ptame.utils.tf_runtime import import_tensorflow
 from keras_ptame.utils.validation import check_images, check_positive_int
 
@@ -244,42 +242,39 @@ class MapsLogger(keras.callbacks.Callback):
         titles = [
             f"{self._name(label)} {score:.2f}" + ("\nMISRANKED" if misranked else "")
             for label, score, misranked in zip(
-                outputs["classes"], outputs["scores"], _misranked(outputs), strict=True
+                outputs["classes"],
+                outputs["scores"],
+                outputs["misranked"],
+                strict=True,
             )
         ]
         figure = visualize.grid(
             self.images,
             outputs["maps"],
             titles=titles,
-            flat=outputs.get("flat"),
+            flat=outputs["flat"],
             columns=self.columns,
         )
         figure.suptitle(heading, fontsize=8)
         return visualize.figure_to_array(figure)
 
     def _table(self, outputs):
-        text = io.StringIO()
-        writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(MAPS_COLUMNS)
-        count = len(outputs["classes"])
-        evidence = outputs.get("evidence", np.full(count, np.nan))
-        flat = outputs.get("flat", np.zeros(count, bool))
-        for index, row in enumerate(
-            zip(
-                outputs["classes"],
-                outputs["scores"],
-                evidence,
-                flat,
-                _misranked(outputs),
-                strict=True,
-            )
-        ):
-            label, score, proof, is_flat, misranked = row
-            writer.writerow(
-                [index, int(label), self._name(label), repr(float(score))]
-                + [repr(float(proof)), int(bool(is_flat)), int(bool(misranked))]
-            )
-        return text.getvalue()
+        rows = zip(
+            outputs["classes"],
+            outputs["scores"],
+            outputs["evidence"],
+            outputs["flat"],
+            outputs["misranked"],
+            strict=True,
+        )
+        return csv_table(
+            MAPS_COLUMNS,
+            (
+                [index, int(label), self._name(label), float(score), float(proof)]
+                + [int(bool(is_flat)), int(bool(misranked))]
+                for index, (label, score, proof, is_flat, misranked) in enumerate(rows)
+            ),
+        )
 
     def _name(self, label):
         label = int(label)
@@ -353,8 +348,3 @@ def _tensorboard_wanted(tensorboard):
         )
         return False
     return True
-
-
-def _misranked(outputs):
-    count = len(outputs["classes"])
-    return outputs.get("misranked", np.zeros(count, bool))
