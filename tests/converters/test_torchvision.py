@@ -9,7 +9,7 @@ import pytest
 
 from keras_ptame.converters import torchvision as checkpoints
 from keras_ptame.utils.imagenet import IMAGENET_MEAN, IMAGENET_STD
-from tests.helpers import to_numpy
+from tests.helpers import keras_hub_before, to_numpy
 
 torch = pytest.importorskip("torch", reason="the reference networks are torch's")
 pytest.importorskip("keras_hub", reason="the ported networks are keras-hub's")
@@ -124,7 +124,7 @@ def _normalised(images):
 
 @pytest.mark.parametrize("network", [ResNet, VGG], ids=["resnet", "vgg"])
 def test_a_ported_network_gives_torch_s_logits(network):
-    if network is VGG and _hub_before((0, 27)):
+    if network is VGG and keras_hub_before((0, 27)):
         pytest.skip("keras-hub before 0.27 has no torchvision-like VGG head")
     module = _random(network(), seed=1)
     weights = checkpoints.StateDict(_state_dict(module))
@@ -168,9 +168,3 @@ def test_an_unknown_layout_is_refused_by_key():
     weights = checkpoints.StateDict({"stem.weight": np.zeros((8, 3, 3, 3))})
     with pytest.raises(ValueError, match="not a torchvision ResNet, VGG or ViT.*stem"):
         checkpoints.torchvision_classifier(weights)
-
-
-def _hub_before(version):
-    import keras_hub
-
-    return tuple(int(part) for part in keras_hub.__version__.split(".")[:2]) < version

@@ -65,3 +65,10 @@ def weights_of(layer):
 
 def to_numpy(x):
     return keras.ops.convert_to_numpy(x)
+
+
+def keras_hub_before(version):
+    """Whether the installed keras-hub is older than `version`, a `(major, minor)`."""
+    import keras_hub
+
+    return tuple(int(part) for part in keras_hub.__version__.split(".")[:2]) < version
