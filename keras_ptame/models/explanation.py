@@ -120,7 +120,7 @@ def finish_maps(
     return {"maps": maps, "evidence": found, "flat": flat}
 
 
-def explained_classes(logits, classes=None, top_k=None):
+def classes_to_explain(logits, classes=None, top_k=None):
     """The classes `(B, K)` to explain, and whether one per image was asked.
 
     Args:

@@ -19,8 +19,8 @@ from keras_ptame.models.diverged import StopOnNaN
 from keras_ptame.models.explanation import (
     EVIDENCE_THRESHOLD,
     Explaining,
+    classes_to_explain,
     evidence,
-    explained_classes,
     finish_maps,
     in_classes,
 )
@@ -274,7 +274,7 @@ class PTAME(Explaining, RemovalChecking, ImageSized, Pretrained, keras.Model):
         """
         images = ops.cast(images, "float32")
         logits = self.backbone(images)
-        classes, single = explained_classes(logits, classes, top_k)
+        classes, single = classes_to_explain(logits, classes, top_k)
         probabilities = ops.softmax(logits, axis=-1)
         scores = ops.take_along_axis(probabilities, classes, axis=-1)
         features = self.extractor(images)
