@@ -320,7 +320,9 @@ class Explaining:
             classes = check_classes(
                 classes, len(images), self.num_classes, several=True
             )
-            inputs = {"images": images, "classes": classes}
+            # Always (N, k) to `predict`: its compiled step, traced for
+            # both ranks, would no longer know which it was given.
+            inputs = {"images": images, "classes": classes.reshape(len(images), -1)}
         options = (*options, top_k)
         if options != self._explain_options:
             # `predict` compiles the options in: have it compiled anew.
@@ -335,6 +337,8 @@ class Explaining:
             outputs = self.predict(inputs, batch_size=batch_size, verbose=verbose)
         # Warned at the caller of `explain`.
         report_pixel_problems(problems.result(), stacklevel=4)
+        if classes is not None and classes.ndim == 1:
+            return {key: np.asarray(value)[:, 0] for key, value in outputs.items()}
         return {key: np.asarray(value) for key, value in outputs.items()}
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
