@@ -398,7 +398,8 @@ class PTAME(Explaining, RemovalChecking, ImageSized, Pretrained, keras.Model):
         """Writes a TensorFlow SavedModel for TF Serving, from any backend.
 
         Signatures `serving_default` (images), `explain_classes` (images and
-        classes) and `explain_encoded` (JPEG/PNG bytes); the outputs are
+        classes), `explain_top_k` (images and `k`), `explain_encoded`
+        (JPEG/PNG bytes) and `explain_uint8`; the outputs are
         checked against `explain` before the model is moved into place. See
         `keras_ptame.export.export_saved_model`. Other formats go to
         `keras.Model.export`.
