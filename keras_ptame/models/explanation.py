@@ -314,8 +314,8 @@ class Explaining:
         images = check_images(images, pixels=False)
         self.ensure_built(images.shape)
         inputs = images
-        if top_k is not None:
-            top_k = check_top_k(top_k, classes, self.num_classes)
+        # Again: building may have read `num_classes` off the classifier.
+        top_k = check_top_k(top_k, classes, self.num_classes)
         if classes is not None:
             classes = check_classes(
                 classes, len(images), self.num_classes, several=True
