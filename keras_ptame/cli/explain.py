@@ -30,8 +30,10 @@ SUFFIXES = (".png", ".npy")
 # The hidden folder a run writes into before moving its files into place;
 # one left by a killed run is removed by the next (see `staging_folder`).
 STAGING_PREFIX = ".ptame-explain-"
-# The columns of the summary, one row per image.
+# The columns of the summary, one row per image (per image and class with
+# --top-k, which adds each class's rank, 1 for the highest score).
 COLUMNS = ("file", "output", "class", "score", "evidence", "flat", "misranked")
+TOP_K_COLUMNS = ("file", "output", "rank", *COLUMNS[2:])
 
 
 def add_parser(subcommands):
@@ -73,6 +75,16 @@ def add_parser(subcommands):
         default=None,
         help="the class to explain: one for all images, or one per image "
         "(default: each image's predicted class)",
+    )
+    parser.add_argument(
+        "--top-k",
+        type=positive_int,
+        default=None,
+        metavar="K",
+        help="explain each image's K highest-scoring classes, in one pass of "
+        "each network: writes <name>_top1.png/.npy (the highest) to "
+        "<name>_topK.png/.npy, and one summary row per image and class, with "
+        "its rank (default: one class per image; not with --classes)",
     )
     _add_picture_options(parser)
     add_overwrite(parser, "output files that exist")
@@ -126,8 +138,10 @@ def run(args):
     files = find_images(args.inputs)
     names = _output_names(files, args.inputs)
     classes = _expand_classes(args.classes, len(files), explainer.num_classes)
+    _check_top_k(args, explainer.num_classes)
+    stems = [stem for name in names for stem in _stems(name, args.top_k)]
     inputs = [*files, args.model, args.classifier_weights, args.auxiliary_weights]
-    _refuse_existing(args.output, names, args.overwrite, inputs)
+    _refuse_existing(args.output, stems, args.overwrite, inputs)
     # Every image is read once before anything is written, so that a bad
     # file stops the run with the outputs untouched.
     notes = []
@@ -138,8 +152,9 @@ def run(args):
     track_outputs()
     with _staging_folder(args.output) as staging:
         rows = _explain_all(explainer, files, names, classes, size, args, staging)
-        _write_summary(rows, os.path.join(staging, SUMMARY))
-        _move_into_place(staging, args.output, names)
+        columns = COLUMNS if args.top_k is None else TOP_K_COLUMNS
+        _write_summary(rows, os.path.join(staging, SUMMARY), columns)
+        _move_into_place(staging, args.output, stems)
     _report(rows, args)
 
 
@@ -235,33 +250,62 @@ def _image_size(explainer, image_size):
     return tuple(explainer.input_size)
 
 
+def _check_top_k(args, num_classes):
+    if args.top_k is None:
+        return
+    if args.classes is not None:
+        raise UsageError("Pass either --classes or --top-k, not both.")
+    if args.top_k > num_classes:
+        raise UsageError(
+            f"--top-k must be at most the number of classes ({num_classes}). "
+            f"Received: {args.top_k}"
+        )
+
+
+def _stems(name, top_k):
+    """The output names (without suffix) of one image: `name`, or with
+    `top_k`, `name_top1` to `name_top<top_k>` (its classes, highest first)."""
+    if top_k is None:
+        return [name]
+    return [f"{name}_top{rank}" for rank in range(1, top_k + 1)]
+
+
 def _explain_chunk(explainer, files, names, classes, size, args, folder):
     """Explains one batch of files, writes their outputs, returns summary rows."""
     originals, resized = zip(*(read_image(path, size) for path in files))
     outputs = explainer.explain_outputs(
-        np.stack(resized), classes=classes, batch_size=args.batch_size
+        np.stack(resized), classes=classes, batch_size=args.batch_size, top_k=args.top_k
     )
+    if args.top_k is None:
+        # One class per image: the same layout, a class axis of one.
+        outputs = {key: value[:, None] for key, value in outputs.items()}
     rows = []
     for index, (path, name) in enumerate(zip(files, names)):
-        saliency = outputs["maps"][index].astype(np.float32)
-        target = os.path.join(folder, name)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        np.save(target + ".npy", saliency)
-        picture = visualize.overlay(
-            originals[index], saliency, cmap=args.cmap, alpha=args.alpha
-        )
-        row = {
-            "file": path,
-            "output": name,
-            "class": int(outputs["classes"][index]),
-            "score": float(outputs["scores"][index]),
-            "evidence": float(outputs["evidence"][index]),
-            "flat": bool(outputs["flat"][index]),
-            "misranked": bool(outputs["misranked"][index]),
-        }
-        visualize.save_png(_labelled(picture, row), target + ".png")
-        rows.append(row)
+        for rank, stem in enumerate(_stems(name, args.top_k)):
+            row = {
+                "file": path,
+                "output": stem,
+                "class": int(outputs["classes"][index, rank]),
+                "score": float(outputs["scores"][index, rank]),
+                "evidence": float(outputs["evidence"][index, rank]),
+                "flat": bool(outputs["flat"][index, rank]),
+                "misranked": bool(outputs["misranked"][index, rank]),
+            }
+            if args.top_k is not None:
+                row["rank"] = rank + 1
+            saliency = outputs["maps"][index, rank].astype(np.float32)
+            _write_map(originals[index], saliency, row, args, folder)
+            rows.append(row)
     return rows
+
+
+def _write_map(original, saliency, row, args, folder):
+    """Writes one map (.npy) and its overlay on `original` (.png)."""
+    target = os.path.join(folder, row["output"])
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    np.save(target + ".npy", saliency)
+    picture = visualize.overlay(original, saliency, cmap=args.cmap, alpha=args.alpha)
+    visualize.save_png(_labelled(picture, row), target + ".png")
 
 
 def _labelled(picture, row):
@@ -317,8 +361,8 @@ def _refuse_existing(output, names, overwrite, inputs):
     check_outputs(output, files, overwrite, inputs, "--output")
 
 
-def _write_summary(rows, path):
+def _write_summary(rows, path, columns=COLUMNS):
     with open(path, "w", newline="") as file:
-        writer = csv.DictWriter(file, COLUMNS)
+        writer = csv.DictWriter(file, columns)
         writer.writeheader()
         writer.writerows(rows)

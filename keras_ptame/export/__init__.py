@@ -23,6 +23,11 @@ Signatures:
   see `PTAME.explain_outputs`.
 - `explain_classes`: `images` and `classes` `(B,)` int32 → the same outputs
   for the given classes.
+- `explain_top_k`: `images` and `k` (a scalar int32 in [1, num_classes]) →
+  each image's `k` highest-scoring classes, highest first, with an axis of
+  `k` after the first in every output: `classes`, `scores`, `evidence`,
+  `flat`, `misranked` `(B, k)` and `maps` `(B, k, H, W)` (one pass of each
+  network, as `PTAME.explain_outputs(images, top_k=k)`).
 - `explain_encoded`: `encoded` `(B,)` string, each a JPEG, PNG, GIF or BMP
   file's bytes (grayscale and RGBA are converted to RGB) → the same
   outputs, at `(H, W)`: the images are decoded and resized bilinearly to
@@ -31,12 +36,14 @@ Signatures:
   `serving_default` (a quarter of the float payload, for gRPC clients).
 
 From Python, `tf.saved_model.load(path).serving_default(images)` and
-`.explain_classes(images, classes)` also take uint8 images.
+`.explain_classes(images, classes)` and `.explain_top_k(images, k)` also
+take uint8 images.
 
 Every signature checks its request in the graph (a loaded signature does
 not check its declared shape by itself) and answers a bad one with
 `InvalidArgumentError`: `images` of another rank or size, float pixels
-outside [0, 255] (NaN included), `classes` or `encoded` not `(B,)`.
+outside [0, 255] (NaN included), `classes` or `encoded` not `(B,)`, `k`
+not a scalar in [1, num_classes].
 
 `overwrite=True` replaces only the files an earlier export wrote (its
 marker lists them); files added to it since, such as TF Serving's warm-up

@@ -5,6 +5,7 @@ import keras
 SIGNATURES = (
     "serving_default",
     "explain_classes",
+    "explain_top_k",
     "explain_encoded",
     "explain_uint8",
 )
@@ -22,12 +23,15 @@ def write_saved_model(explainer, path, image_size):
             "`write_saved_model` traces TensorFlow graphs and needs "
             f"KERAS_BACKEND=tensorflow. Received: {keras.config.backend()!r}"
         )
-    serve, serve_classes, serve_encoded = _serving_functions(explainer, image_size)
+    serve, serve_classes, serve_top_k, serve_encoded = _serving_functions(
+        explainer, image_size
+    )
     height, width = image_size
     float_images = tf.TensorSpec((None, height, width, 3), tf.float32, name="images")
     uint8_images = tf.TensorSpec((None, height, width, 3), tf.uint8, name="images")
     classes_spec = tf.TensorSpec((None,), tf.int32, name="classes")
     encoded_spec = tf.TensorSpec((None,), tf.string, name="encoded")
+    k_spec = tf.TensorSpec((), tf.int32, name="k")
     root = tf.__internal__.tracking.AutoTrackable()
     # The `tf.Variable`s themselves (not their Keras wrappers) must hang off
     # the saved object: TF1-style loaders (TF Serving, `saved_model_cli`)
@@ -35,12 +39,14 @@ def write_saved_model(explainer, path, image_size):
     root.variables = [variable.value for variable in explainer.variables]
     root.serving_default = serve
     root.explain_classes = serve_classes
+    root.explain_top_k = serve_top_k
     root.explain_encoded = serve_encoded
     signatures = {
         "serving_default": serve.get_concrete_function(float_images),
         "explain_classes": serve_classes.get_concrete_function(
             float_images, classes_spec
         ),
+        "explain_top_k": serve_top_k.get_concrete_function(float_images, k_spec),
         "explain_encoded": serve_encoded.get_concrete_function(encoded_spec),
         # A quarter of the float payload, for gRPC clients that hold uint8.
         "explain_uint8": serve.get_concrete_function(uint8_images),
@@ -48,17 +54,20 @@ def write_saved_model(explainer, path, image_size):
     # Traced for uint8 as well, so that Python callers of the loaded
     # functions may pass either.
     serve_classes.get_concrete_function(uint8_images, classes_spec)
+    serve_top_k.get_concrete_function(uint8_images, k_spec)
     tf.saved_model.save(root, path, signatures=signatures)
     return path
 
 
 def _serving_functions(explainer, image_size):
     """The `tf.function`s behind the signatures: images, images and classes,
-    encoded image files."""
+    images and `k`, encoded image files."""
     import tensorflow as tf
 
-    def outputs(images, classes=None):
-        result = explainer.explain_batch(tf.cast(images, tf.float32), classes)
+    def outputs(images, classes=None, top_k=None):
+        result = explainer.explain_batch(
+            tf.cast(images, tf.float32), classes, top_k=top_k
+        )
         return {
             "classes": tf.cast(result["classes"], tf.int32),
             "scores": tf.cast(result["scores"], tf.float32),
@@ -77,6 +86,11 @@ def _serving_functions(explainer, image_size):
         images = _checked_images(images, image_size)
         return outputs(images, _checked_classes(classes, images, explainer.num_classes))
 
+    @tf.function(autograph=False)
+    def serve_top_k(images, k):
+        images = _checked_images(images, image_size)
+        return outputs(images, top_k=_checked_k(k, explainer.num_classes))
+
     def decode(data):
         image = tf.io.decode_image(data, channels=3, expand_animations=False)
         return tf.image.resize(tf.cast(image, tf.float32), image_size, "bilinear")
@@ -90,7 +104,7 @@ def _serving_functions(explainer, image_size):
         spec = tf.TensorSpec((*image_size, 3), tf.float32)
         return outputs(tf.map_fn(decode, encoded, fn_output_signature=spec))
 
-    return serve, serve_classes, serve_encoded
+    return serve, serve_classes, serve_top_k, serve_encoded
 
 
 def _checked_images(images, image_size):
@@ -158,3 +172,21 @@ def _checked_classes(classes, images, num_classes):
     ]
     with tf.control_dependencies(checks):
         return tf.identity(classes)
+
+
+def _checked_k(k, num_classes):
+    """`k` as a scalar int32, asserted in [1, num_classes] inside the graph
+    (`tf.math.top_k` would refuse a larger `k` with a message about the
+    input's last dimension, and take 0 without complaint)."""
+    import tensorflow as tf
+
+    k = tf.cast(tf.ensure_shape(k, ()), tf.int32)
+    message = f"`k` must be in [1, num_classes={num_classes}]"
+    checks = [
+        tf.debugging.assert_positive(k, message=message),
+        tf.debugging.assert_less_equal(
+            k, tf.constant(int(num_classes), tf.int32), message=message
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(k)

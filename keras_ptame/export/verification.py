@@ -158,7 +158,9 @@ def verify_saved_model(explainer, path, image_size, expected=None):
 
     Compares, on `probe_images`, the outputs of `explain_classes` (given the
     explainer's own classes, so that a near-tie between two classes cannot
-    make the comparison flaky) and the classes of `serving_default`, within
+    make the comparison flaky), the classes of `serving_default` and the
+    outputs of `explain_top_k` (on the images whose top classes are not near
+    ties), within
     tolerances that follow from the precision the explainer computes in
     (`measured_precision`, `verification_tolerances`); the error names both.
     `expected`, optional, is the explainer's `explain_outputs` on them when
@@ -187,6 +189,7 @@ def verify_saved_model(explainer, path, image_size, expected=None):
     problems += _compare_classes(
         served, images, logits, expected["classes"], tolerances
     )
+    problems += _compare_top_k(explainer, served, images, logits, tolerances)
     if problems:
         limits = ", ".join(f"{key} {value:.2g}" for key, value in tolerances.items())
         raise RuntimeError(
@@ -246,3 +249,30 @@ def _compare_classes(served, images, logits, expected, tolerances):
     if np.any(classes[clear] != expected[clear]):
         problems.append(f"classes: {classes.tolist()} != {expected.tolist()}")
     return problems
+
+
+def _compare_top_k(explainer, served, images, logits, tolerances):
+    """Differences between `explain_top_k` and the explainer's `top_k`, for
+    `k` up to 3, on the images whose `k + 1` highest logits are clear of
+    each other (`logits`: the explainer's classifier's)."""
+    tf = import_tensorflow()
+    k = min(3, explainer.num_classes)
+    expected = explainer.explain_outputs(images, top_k=k)
+    got = served.signatures["explain_top_k"](
+        images=tf.constant(images, tf.float32), k=tf.constant(k, tf.int32)
+    )
+    got = {key: value.numpy() for key, value in got.items()}
+    if got["maps"].shape != expected["maps"].shape:
+        return [f"explain_top_k: maps of shape {got['maps'].shape}"]
+    top = np.sort(logits, axis=-1)[:, ::-1][:, : k + 1]
+    clear = np.all(-np.diff(top, axis=-1) > tolerances["logits"], axis=-1)
+    if np.any(got["classes"][clear] != expected["classes"][clear]):
+        return [f"explain_top_k: classes {got['classes'].tolist()}"]
+    rows = {key: value[clear] for key, value in got.items()}
+    problems = _compare_explanations(
+        rows,
+        {key: value[clear] for key, value in expected.items()},
+        explainer.evidence_threshold,
+        tolerances,
+    )
+    return [f"explain_top_k: {problem}" for problem in problems]

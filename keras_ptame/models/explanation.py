@@ -15,7 +15,6 @@ to score the min-max maps the authors score).
 weights through untouched (`jax_predict_function`).
 """
 
-import contextlib
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -23,29 +22,22 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_ptame.models.explain_options import check_explain_options, check_top_k
 from keras_ptame.models.fills import apply_fill, fill_components, resize_like
+from keras_ptame.models.jax_predict import (
+    jax_predict_function,
+    nnx_enabled,
+    weights_kept,
+)
 from keras_ptame.utils.validation import (
     check_classes,
     check_images,
-    check_option,
     check_predict_options,
     pixel_range_problems,
     report_pixel_problems,
     unpack_inputs,
 )
 
-# Where `explain` returns maps: at the images' size, or the decoder's.
-RESOLUTIONS = ("input", "decoder")
-# How `explain` scales maps. `"minmax"`, the authors' inference: each raw map
-# min-max normalised at the decoder's resolution, then upsampled bilinearly.
-# `"minmax_upsampled"`, keras_ptame's earlier default: upsampled first, then
-# min-max normalised, so that every map spans [0, 1] exactly (the authors'
-# maps may miss 0 and 1 by a little, where their extremes fall between the
-# decoder's pixel centres). `"sigmoid"`: their sigmoid taken after upsampling
-# (the values of the mask the decoder was trained to keep the class with, the
-# same pixel order as both min-max maps). `"none"`: the trained-space sigmoid
-# maps as they are.
-NORMALIZATIONS = ("minmax", "minmax_upsampled", "sigmoid", "none")
 # On benchmarks/honest_maps.py, every class whose maps localise has a median
 # evidence of 0.38 or more (10th percentile 0.31), every collapsed class 0.017
 # or less (90th percentile 0.022). (An untrained explainer is warned about
@@ -85,27 +77,29 @@ def finish_maps(
     normalize="minmax",
     zero_flat=True,
 ):
-    """The outputs of `explain` from the decoder's raw maps `(B, h, w, 1)`.
+    """The outputs of `explain` from the decoder's raw maps `(B, h, w, K)`.
 
     Args:
-        raw: the decoder's maps for the explained classes, before the sigmoid.
+        raw: the decoder's maps for the explained classes, before the
+            sigmoid: `K` classes per image.
         images: the images explained, for the size of input-resolution maps.
         threshold: float. Evidence below it flags a map as flat.
-        minmax: the min-max normalisation of `(B, h, w, 1)` maps (the
+        minmax: the min-max normalisation of `(B, h, w, K)` maps (the
             decoder's `normalize`, with the authors' epsilon).
-        resolution: `"input"` or `"decoder"`, see `RESOLUTIONS`.
-        normalize: one of `NORMALIZATIONS`.
+        resolution: `"input"` or `"decoder"`, see `explain_options.RESOLUTIONS`.
+        normalize: one of `explain_options.NORMALIZATIONS`.
         zero_flat: bool. Whether flat maps come back all zeros (not with
             `normalize="none"`, which returns the sigmoid maps as they are).
 
     Returns:
-        A dict: `maps` `(B, H, W)`, `evidence` `(B,)` and `flat` `(B,)` bool.
+        A dict: `maps` `(B, K, H, W)`, `evidence` `(B, K)` and `flat`
+        `(B, K)` bool.
     """
     raw = ops.cast(raw, "float32")
     sigmoid = ops.sigmoid(raw)
     # Measured at the decoder's resolution: bilinear upsampling cannot add
     # contrast, and the flag must not depend on `resolution`.
-    found = evidence(sigmoid)[:, 0]
+    found = evidence(sigmoid)
     flat = ops.less(found, threshold)
     if normalize == "minmax":
         # The authors' order: normalised where the decoder draws, then
@@ -121,16 +115,44 @@ def finish_maps(
     elif normalize == "minmax_upsampled":
         maps = minmax(maps)
     if normalize != "none" and zero_flat:
-        maps = ops.where(flat[:, None, None, None], ops.zeros_like(maps), maps)
-    return {"maps": maps[..., 0], "evidence": found, "flat": flat}
+        maps = ops.where(flat[:, None, None, :], ops.zeros_like(maps), maps)
+    maps = ops.transpose(maps, (0, 3, 1, 2))
+    return {"maps": maps, "evidence": found, "flat": flat}
+
+
+def classes_to_explain(logits, classes=None, top_k=None):
+    """The classes `(B, K)` to explain, and whether one per image was asked.
+
+    Args:
+        logits: the classifier's scores `(B, C)`; its highest ones are
+            explained when `classes` is `None`.
+        classes: optional int `(B,)` (one class per image) or `(B, K)`.
+        top_k: optional int (or scalar int tensor, when traced): explain
+            each image's `top_k` highest-scoring classes, highest first.
+
+    Returns:
+        `(classes, single)`: int32 `(B, K)`, and whether the explanation
+        comes back with one class per image (`(B,)` outputs, no `K` axis):
+        for `classes` `(B,)` and for neither `classes` nor `top_k`.
+    """
+    if top_k is not None:
+        # Ranked by logit, as the prediction is: any score that is an
+        # increasing function of it (softmax, sigmoid) ranks them alike.
+        return ops.cast(ops.top_k(logits, top_k, sorted=True)[1], "int32"), False
+    if classes is None:
+        return ops.cast(ops.argmax(logits, axis=-1), "int32")[:, None], True
+    classes = ops.cast(classes, "int32")
+    if len(classes.shape) == 1:
+        return classes[:, None], True
+    return classes, False
 
 
 def in_classes(classes, chosen):
-    """Bool `(B,)`: whether each of `classes` `(B,)` is one of `chosen` (a tuple)."""
+    """Bool, the shape of `classes`: whether each is one of `chosen` (a tuple)."""
     if not chosen:
         return ops.zeros(ops.shape(classes), "bool")
     chosen = ops.convert_to_tensor(np.asarray(chosen, "int32"))
-    return ops.any(ops.equal(ops.cast(classes, "int32")[:, None], chosen[None]), axis=1)
+    return ops.any(ops.equal(ops.cast(classes, "int32")[..., None], chosen), axis=-1)
 
 
 def fill_predictions(backbone, images, fill):
@@ -183,14 +205,16 @@ class Explaining:
         resolution="input",
         normalize="minmax",
         zero_flat=True,
+        top_k=None,
     ):
-        """One saliency map per image, for its predicted class or `classes`.
+        """Saliency maps: per image, of its predicted class, `classes` or top `k`.
 
         Args:
             images: array `(N, H, W, 3)` of raw pixels, uint8 or float in
                 [0, 255].
             classes: optional int array `(N,)`: the class to explain for each
-                image. Defaults to `None` (the classifier's prediction).
+                image, or `(N, K)`: `K` classes for each (maps `(N, K, H, W)`).
+                Defaults to `None` (the classifier's prediction).
             batch_size: int. Images per forward pass. Defaults to `32`.
             verbose: Keras verbosity of the progress bar. Defaults to `0`.
             resolution: str. `"input"`: maps at the images' size;
@@ -217,10 +241,24 @@ class Explaining:
                 normalised as any other (the authors' inference, which
                 stretches its noise to look as confident as a real map).
                 Ignored with `normalize="none"`. Defaults to `True`.
+            top_k: optional int in [1, num_classes]: explain each image's
+                `top_k` highest-scoring classes, highest first, in the same
+                single pass of each network (the decoder draws `top_k` maps
+                from the same features). The maps come back `(N, top_k, H,
+                W)`, also for `top_k=1` (`(N, 1, H, W)`: the same maps as
+                the default's `(N, H, W)`). Not with `classes`. Defaults to
+                `None` (one class per image).
 
         Returns:
             numpy float32 `(N, H, W)` maps in [0, 1] (`(N, h, w)` at the
-            decoder's resolution).
+            decoder's resolution); `(N, K, H, W)` for `K` classes per image.
+
+        Examples:
+        ```python
+        maps = explainer.explain(images)                # (N, H, W)
+        top = explainer.explain(images, top_k=5)        # (N, 5, H, W)
+        some = explainer.explain(images, classes=[[3, 7]] * len(images))
+        ```
         """
         outputs = self.explain_outputs(
             images,
@@ -230,6 +268,7 @@ class Explaining:
             resolution,
             normalize,
             zero_flat,
+            top_k,
         )
         return outputs["maps"]
 
@@ -242,8 +281,15 @@ class Explaining:
         resolution="input",
         normalize="minmax",
         zero_flat=True,
+        top_k=None,
     ):
         """Like `explain`, but returns a dict of numpy arrays.
+
+        With `K` classes per image (`classes` `(N, K)` or `top_k=K`), every
+        output below gains an axis of `K` after the first: `classes`,
+        `scores`, `evidence`, `flat` and `misranked` are `(N, K)`, `maps`
+        `(N, K, H, W)`; the `k`-th of each is what a call with `classes`
+        `(N,)` set to the `k`-th classes would give.
 
         Returns:
             `classes` `(N,)` the classes explained; `scores` `(N,)` the
@@ -263,13 +309,21 @@ class Explaining:
         # Every argument is checked before anything changes: a refused call
         # leaves the explainer as it was.
         options = check_explain_options(resolution, normalize, zero_flat)
+        check_top_k(top_k, classes, self.num_classes)
         check_predict_options(batch_size, verbose)
         images = check_images(images, pixels=False)
         self.ensure_built(images.shape)
         inputs = images
+        # Again: building may have read `num_classes` off the classifier.
+        top_k = check_top_k(top_k, classes, self.num_classes)
         if classes is not None:
-            classes = check_classes(classes, len(images), self.num_classes)
-            inputs = {"images": images, "classes": classes}
+            classes = check_classes(
+                classes, len(images), self.num_classes, several=True
+            )
+            # Always (N, k) to `predict`: its compiled step, traced for
+            # both ranks, would no longer know which it was given.
+            inputs = {"images": images, "classes": classes.reshape(len(images), -1)}
+        options = (*options, top_k)
         if options != self._explain_options:
             # `predict` compiles the options in: have it compiled anew.
             self._explain_options = options
@@ -283,13 +337,15 @@ class Explaining:
             outputs = self.predict(inputs, batch_size=batch_size, verbose=verbose)
         # Warned at the caller of `explain`.
         report_pixel_problems(problems.result(), stacklevel=4)
+        if classes is not None and classes.ndim == 1:
+            return {key: np.asarray(value)[:, 0] for key, value in outputs.items()}
         return {key: np.asarray(value) for key, value in outputs.items()}
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """Keras' `predict`, its options checked and, under JAX, the weights
-        kept on the model when it fails (see `_weights_kept`)."""
+        kept on the model when it fails (see `weights_kept`)."""
         check_predict_options(batch_size, verbose)
-        with _weights_kept(self):
+        with weights_kept(self):
             return super().predict(x, batch_size, verbose, steps, callbacks)
 
     def make_predict_function(self, force=False):
@@ -312,7 +368,7 @@ class Explaining:
             keras.config.backend() != "jax"
             or self.run_eagerly
             or not self.jit_compile
-            or _nnx_enabled()
+            or nnx_enabled()
         ):
             return super().make_predict_function(force)
         if self.predict_function is None or force:
@@ -395,99 +451,6 @@ class Explaining:
         if hasattr(images, "__array__") and not hasattr(images, "element_spec"):
             return check_images(images[:8])
         return None
-
-
-def check_explain_options(resolution, normalize, zero_flat):
-    """Checks `explain`'s map options; returns them as the tuple it compiles."""
-    check_option("resolution", resolution, RESOLUTIONS)
-    check_option("normalize", normalize, NORMALIZATIONS)
-    if not isinstance(zero_flat, (bool, np.bool_, int, np.integer)) or (
-        zero_flat not in (0, 1)
-    ):
-        raise TypeError(
-            f"`zero_flat` must be a bool. Received: zero_flat={zero_flat!r}"
-        )
-    return resolution, normalize, bool(zero_flat)
-
-
-def _nnx_enabled():
-    # `keras.config.is_nnx_enabled` is new in Keras 3.11; 3.10 has no NNX.
-    return getattr(keras.config, "is_nnx_enabled", lambda: False)()
-
-
-@contextlib.contextmanager
-def _weights_kept(model):
-    """Under JAX, puts the variables' values back if `predict` fails.
-
-    Keras' JAX `predict` takes them off the model while it runs and puts
-    them back after its last batch: a failure (an error, Ctrl-C) would leave
-    every variable empty, and every later call failing. The values are
-    immutable arrays that no step here donates (see `make_predict_function`).
-    """
-    jax = keras.config.backend() == "jax" and not _nnx_enabled()
-    variables = model.variables if jax and model.built else []
-    values = [variable.value for variable in variables]
-    try:
-        yield
-    except BaseException:
-        for variable, value in zip(variables, values):
-            variable.assign(value)
-        raise
-
-
-def jax_predict_function(model):
-    """A JAX `predict_function` for a model whose inference changes no variable.
-
-    Keras' contract, `(state, iterator) -> (outputs, state)` over up to
-    `steps_per_execution` batches, with the state passed to the compiled
-    step as plain arguments (not donated, not returned) and handed back as
-    it came, in `_Weights`. (A layer that updated a variable in inference,
-    which none of Keras' do, would see its update dropped.)
-    """
-    import jax
-
-    def explain(trainable, non_trainable, data):
-        return model.predict_step((trainable, non_trainable), data)[0]
-
-    compiled = jax.jit(explain)
-
-    def predict_function(state, iterator):
-        if not isinstance(state[0], _Weights):
-            state = tuple(_Weights(part) for part in state)
-        trainable, non_trainable = (part.values for part in state)
-        outputs = [compiled(trainable, non_trainable, next(iterator))]
-        for _ in range(model.steps_per_execution - 1):
-            try:
-                data = next(iterator)
-            except StopIteration:
-                break
-            outputs.append(compiled(trainable, non_trainable, data))
-        if len(outputs) == 1:
-            return outputs[0], state
-        joined = keras.tree.map_structure(lambda *x: ops.concatenate(x), *outputs)
-        return joined, state
-
-    return predict_function
-
-
-class _Weights:
-    """Variable values handed through `predict` untouched.
-
-    Neither a list nor a tuple on purpose: Keras' JAX `predict` stores its
-    state on the model after every batch, and a model walks the lists and
-    tuples it is given for new variables to track, ~450 checks a batch here.
-    """
-
-    __slots__ = ("values",)
-
-    def __init__(self, values):
-        self.values = tuple(values)
-
-    def __iter__(self):
-        return iter(self.values)
-
-    def __len__(self):
-        return len(self.values)
 
 
 def _common(first, second):

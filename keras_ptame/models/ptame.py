@@ -19,6 +19,7 @@ from keras_ptame.models.diverged import StopOnNaN
 from keras_ptame.models.explanation import (
     EVIDENCE_THRESHOLD,
     Explaining,
+    classes_to_explain,
     evidence,
     finish_maps,
     in_classes,
@@ -74,7 +75,7 @@ class PTAME(Explaining, RemovalChecking, ImageSized, Pretrained, keras.Model):
 
     Call arguments:
         inputs: raw images `(B, H, W, 3)`, or a dict with `"images"` and
-            optional `"classes"` `(B,)`.
+            optional `"classes"` `(B,)` (or `(B, K)`: `K` per image).
         training: bool. In training the call returns the loss inputs
             (`logits`, `classes`, `maps`, `masked_logits`); otherwise the
             explanation: `classes`, `scores` (softmax probability of the
@@ -136,7 +137,7 @@ class PTAME(Explaining, RemovalChecking, ImageSized, Pretrained, keras.Model):
         self.decoder = None
         self._built_size = None
         # `predict` compiles these options of `explain` in.
-        self._explain_options = ("input", "minmax", True)
+        self._explain_options = ("input", "minmax", True, None)
         # Image sizes whose black fill image `warn_about_fill` has probed.
         self._fill_probed = set()
         if self.num_classes is not None:
@@ -262,17 +263,22 @@ class PTAME(Explaining, RemovalChecking, ImageSized, Pretrained, keras.Model):
         resolution="input",
         normalize="minmax",
         zero_flat=True,
+        top_k=None,
     ):
-        """The inference forward pass on a batch of tensors (see `explain`)."""
+        """The inference forward pass on a batch of tensors (see `explain`).
+
+        `classes` `(B,)`, or neither `classes` nor `top_k`: one class per
+        image, outputs `(B, ...)`; `classes` `(B, K)` or `top_k=K`: `K`
+        classes per image, outputs `(B, K, ...)`, still one pass of each
+        network (the decoder's fuser draws `K` maps from the same features).
+        """
         images = ops.cast(images, "float32")
         logits = self.backbone(images)
-        if classes is None:
-            classes = ops.argmax(logits, axis=-1)
-        classes = ops.cast(classes, "int32")
+        classes, single = classes_to_explain(logits, classes, top_k)
         probabilities = ops.softmax(logits, axis=-1)
-        scores = ops.take_along_axis(probabilities, classes[:, None], axis=-1)[:, 0]
+        scores = ops.take_along_axis(probabilities, classes, axis=-1)
         features = self.extractor(images)
-        raw = self.decoder(features, classes=classes[:, None], training=False)
+        raw = self.decoder(features, classes=classes, training=False)
         outputs = finish_maps(
             raw,
             images,
@@ -286,7 +292,10 @@ class PTAME(Explaining, RemovalChecking, ImageSized, Pretrained, keras.Model):
         outputs["misranked"] = ops.logical_and(
             misranked, ops.logical_not(outputs["flat"])
         )
-        return {"classes": classes, "scores": scores, **outputs}
+        outputs = {"classes": classes, "scores": scores, **outputs}
+        if single:
+            outputs = {key: value[:, 0] for key, value in outputs.items()}
+        return outputs
 
     def apply_mask(self, images, mask):
         """Keeps `images` where `mask` `(B, h, w, 1)` is 1, the fill where 0."""
@@ -389,7 +398,8 @@ class PTAME(Explaining, RemovalChecking, ImageSized, Pretrained, keras.Model):
         """Writes a TensorFlow SavedModel for TF Serving, from any backend.
 
         Signatures `serving_default` (images), `explain_classes` (images and
-        classes) and `explain_encoded` (JPEG/PNG bytes); the outputs are
+        classes), `explain_top_k` (images and `k`), `explain_encoded`
+        (JPEG/PNG bytes) and `explain_uint8`; the outputs are
         checked against `explain` before the model is moved into place. See
         `keras_ptame.export.export_saved_model`. Other formats go to
         `keras.Model.export`.

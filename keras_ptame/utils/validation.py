@@ -244,8 +244,12 @@ def check_num_classes(num_classes, classifier_classes=None):
         )
 
 
-def check_classes(classes, count, num_classes, name="classes"):
-    """Checks one class index per image and returns them as int32 numpy."""
+def check_classes(classes, count, num_classes, name="classes", several=False):
+    """Checks class indices, one per image, and returns them as int32 numpy.
+
+    With `several=True`, `(count, K)` (`K` classes per image, `K >= 1`) is
+    accepted as well as `(count,)`.
+    """
     array = np.asarray(classes)
     if array.ndim == 0:
         array = np.full((count,), array)
@@ -256,9 +260,11 @@ def check_classes(classes, count, num_classes, name="classes"):
             raise ValueError(
                 f"`{name}` must be integer class indices. Received: dtype {array.dtype}"
             )
-    if array.shape != (count,):
+    rows = several and array.ndim == 2 and array.shape[1] >= 1
+    if array.shape[:1] != (count,) or array.ndim != 1 + rows:
+        shapes = f"({count},) or ({count}, k), k >= 1" if several else f"({count},)"
         raise ValueError(
-            f"`{name}` must hold one class index per image: shape ({count},). "
+            f"`{name}` must hold class indices per image: shape {shapes}. "
             f"Received: shape {array.shape}"
         )
     if array.size and (array.min() < 0 or array.max() >= num_classes):

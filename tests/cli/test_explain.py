@@ -167,6 +167,70 @@ def test_explain_given_classes(workspace, tmp_path, ptame):
         assert {row["class"] for row in csv.DictReader(file)} == {"3"}
 
 
+# Issue 24: --top-k writes a map and overlay per class, a summary row per
+# (image, class) with its rank, the maps those of explain_outputs(top_k=k).
+def test_explain_top_k(workspace, tmp_path, ptame, snapshot):
+    root, images = workspace
+    output = tmp_path / "out"
+    argv = [
+        "explain", "--model", root / "explainer.keras",
+        root / "images" / "rgb_0.png", root / "images" / "rgb_1.png",
+        "--top-k", 3, "--output", output, "--quiet",
+    ]  # fmt: skip
+    result = ptame(*argv)
+    assert result.code == 0, result.err
+    stems = [f"rgb_{i}_top{rank}" for i in range(2) for rank in (1, 2, 3)]
+    assert sorted(os.listdir(output)) == sorted(
+        [f"{stem}.{suffix}" for stem in stems for suffix in ("npy", "png")]
+        + ["summary.csv"]
+    )
+    explainer = keras.saving.load_model(root / "explainer.keras")
+    expected = explainer.explain_outputs(images[:2], top_k=3)
+    with open(output / "summary.csv") as file:
+        reader = csv.DictReader(file)
+        rows = list(reader)
+    assert reader.fieldnames[:4] == ["file", "output", "rank", "class"]
+    assert [row["output"] for row in rows] == stems
+    for row in rows:
+        index, rank = int(row["output"][4]), int(row["rank"])
+        assert row["output"].endswith(f"_top{rank}")
+        assert int(row["class"]) == expected["classes"][index, rank - 1]
+        assert float(row["score"]) == pytest.approx(
+            expected["scores"][index, rank - 1], abs=1e-5
+        )
+        assert row["flat"] == str(bool(expected["flat"][index, rank - 1]))
+        np.testing.assert_allclose(
+            np.load(output / f"{row['output']}.npy"),
+            expected["maps"][index, rank - 1],
+            atol=1e-5,
+        )
+        picture = np.asarray(Image.open(output / f"{row['output']}.png"))
+        assert picture.shape == (IMAGE_SIZE, IMAGE_SIZE, 3)
+    # Its files exist now: a second run refuses to replace them.
+    before = snapshot(output)
+    ptame(*argv).assert_user_error("exist")
+    assert snapshot(output) == before
+
+
+# Issue 24: --top-k above the number of classes, or with --classes, is refused.
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["--top-k", "5"], "--top-k must be at most the number of classes (4)"),
+        (["--top-k", "2", "--classes", "1"], "either --classes or --top-k"),
+    ],
+)
+def test_explain_bad_top_k(workspace, tmp_path, ptame, extra, match):
+    root, _ = workspace
+    output = tmp_path / "out"
+    result = ptame(
+        "explain", "--model", root / "explainer.keras", root / "images",
+        "--output", output, *extra,
+    )  # fmt: skip
+    result.assert_user_error(match)
+    assert not output.exists()
+
+
 def test_explain_refuses_to_overwrite(workspace, tmp_path, ptame, snapshot):
     root, _ = workspace
     output = tmp_path / "out"

@@ -134,6 +134,22 @@ def test_explain_classes_rejects_out_of_range(served, bad):
         )
 
 
+# Issue 24: explain_top_k gives explain_outputs(top_k=k): (B, k, ...) outputs.
+@pytest.mark.parametrize("k", [1, 3])
+def test_explain_top_k_equals_explain(exported, served, k):
+    explainer, _ = exported
+    images = random_images(4, seed=14)
+    expected = explainer.explain_outputs(images, top_k=k)
+    got = served.signatures["explain_top_k"](
+        images=tf.constant(images, tf.float32), k=tf.constant(k, tf.int32)
+    )
+    assert got["maps"].shape == (4, k, IMAGE_SIZE, IMAGE_SIZE)
+    assert got["classes"].shape == got["flat"].shape == (4, k)
+    assert_same(got, expected)
+    # From Python, uint8 images too.
+    assert_same(served.explain_top_k(tf.constant(images), tf.constant(k)), expected)
+
+
 def test_explain_encoded_png_equals_explain(exported, served):
     explainer, _ = exported
     images = random_images(3, seed=13)

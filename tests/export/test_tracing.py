@@ -26,6 +26,7 @@ S = IMAGE_SIZE
 SHAPE = "not compatible with expected shape"
 PIXELS = r"raw pixels in \[0, 255\]"
 EMPTY = "at least one"
+TOP_K = r"`k` must be in \[1, num_classes=4\]"
 # name: (signature, {input: (shape or a list of values, dtype, fill)}, message)
 BAD_REQUESTS = {
     "rank 2": ("serving_default", {"images": ((S, S), "float32", 0)}, SHAPE),
@@ -73,6 +74,27 @@ BAD_REQUESTS = {
     "classes of rank 2": (
         "explain_classes",
         {"images": ((1, S, S, 3), "float32", 0), "classes": ((1, 1), "int32", 0)},
+        SHAPE,
+    ),
+    # Issue 24: `k` of explain_top_k, a scalar in [1, num_classes].
+    "top k of 0": (
+        "explain_top_k",
+        {"images": ((1, S, S, 3), "float32", 0), "k": ((), "int32", 0)},
+        TOP_K,
+    ),
+    "top k above num_classes": (
+        "explain_top_k",
+        {"images": ((1, S, S, 3), "float32", 0), "k": ((), "int32", 5)},
+        TOP_K,
+    ),
+    "top k of rank 1": (
+        "explain_top_k",
+        {"images": ((1, S, S, 3), "float32", 0), "k": ((1,), "int32", 2)},
+        SHAPE,
+    ),
+    "top k, rank 3 images": (
+        "explain_top_k",
+        {"images": ((S, S, 3), "float32", 0), "k": ((), "int32", 2)},
         SHAPE,
     ),
     "empty batch": ("serving_default", {"images": ((0, S, S, 3), "float32", 0)}, EMPTY),

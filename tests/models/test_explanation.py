@@ -8,7 +8,13 @@ import pytest
 
 import keras_ptame as kp
 from keras_ptame.models import explanation
-from tests.helpers import IMAGE_SIZE, random_images, tiny_explainer, to_numpy
+from tests.helpers import (
+    IMAGE_SIZE,
+    NUM_CLASSES,
+    random_images,
+    tiny_explainer,
+    to_numpy,
+)
 
 
 def explainer_blind_to(blind_class):
@@ -184,6 +190,105 @@ def test_the_threshold_is_an_option_saved_with_the_explainer(tmp_path):
 def test_unknown_explain_options_are_refused(options, match):
     with pytest.raises(ValueError, match=match):
         tiny_explainer().explain(random_images(1), **options)
+
+
+def _single_class_calls(explainer, images, classes, **options):
+    """`explain_outputs` for each column of `classes` `(N, k)`, stacked on axis 1."""
+    calls = [
+        explainer.explain_outputs(images, classes=classes[:, j], **options)
+        for j in range(classes.shape[1])
+    ]
+    return {key: np.stack([c[key] for c in calls], axis=1) for key in calls[0]}
+
+
+def _assert_same_outputs(several, single):
+    assert several.keys() == single.keys()
+    for key, value in single.items():
+        assert several[key].shape == value.shape, key
+        if value.dtype == bool or key == "classes":
+            np.testing.assert_array_equal(several[key], value, err_msg=key)
+        else:
+            np.testing.assert_allclose(several[key], value, atol=1e-5, err_msg=key)
+
+
+# Issue 24: the top-k maps (and every output) equal k single-class calls.
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"resolution": "decoder", "normalize": "sigmoid", "zero_flat": False}],
+)
+def test_top_k_outputs_equal_single_class_calls(options):
+    # Class 2's maps are flat, class 1's misranked: every flag is exercised.
+    explainer = explainer_blind_to(2)
+    explainer.misranked_classes = [1]
+    images = random_images(5)
+    top = explainer.explain_outputs(images, top_k=3, **options)
+    assert top["maps"].shape[:2] == (5, 3) and top["classes"].shape == (5, 3)
+    _assert_same_outputs(
+        top, _single_class_calls(explainer, images, top["classes"], **options)
+    )
+
+
+# Issue 24: `classes` (N, k), different per image and repeated, as k calls.
+def test_classes_per_image_equal_single_class_calls():
+    explainer = explainer_blind_to(2)
+    images = random_images(4)
+    classes = np.array([[2, 0], [1, 1], [3, 2], [0, 3]])
+    several = explainer.explain_outputs(images, classes=classes)
+    _assert_same_outputs(several, _single_class_calls(explainer, images, classes))
+    assert several["flat"][:, 1].tolist() == [False, False, True, False]
+
+
+# Issue 24: top_k ranks by the classifier's scores, highest first.
+def test_top_k_follows_the_classifier_scores():
+    explainer = tiny_explainer()
+    images = random_images(6, seed=3)
+    outputs = explainer.explain_outputs(images, top_k=NUM_CLASSES)
+    logits = to_numpy(explainer.backbone(keras.ops.cast(images, "float32")))
+    probabilities = to_numpy(keras.ops.softmax(logits))
+    np.testing.assert_array_equal(
+        outputs["classes"], np.argsort(-probabilities, axis=-1, kind="stable")
+    )
+    np.testing.assert_allclose(
+        outputs["scores"], -np.sort(-probabilities, axis=-1), atol=1e-6
+    )
+    assert np.all(np.diff(outputs["scores"], axis=-1) <= 0)
+
+
+# Issue 24: the default keeps its shapes; top_k=1 keeps the class axis; a
+# change of k recompiles predict (the shapes follow each call).
+def test_top_k_shapes_and_recompiling():
+    explainer = tiny_explainer()
+    images = random_images(3)
+    default = explainer.explain_outputs(images)
+    assert default["maps"].shape == (3, IMAGE_SIZE, IMAGE_SIZE)
+    assert default["classes"].shape == default["flat"].shape == (3,)
+    for k in (2, 1, 4):
+        maps = explainer.explain(images, top_k=k)
+        assert maps.shape == (3, k, IMAGE_SIZE, IMAGE_SIZE)
+    np.testing.assert_allclose(
+        explainer.explain(images, top_k=1)[:, 0], default["maps"], atol=1e-6
+    )
+    again = explainer.explain_outputs(images)
+    assert again["maps"].shape == (3, IMAGE_SIZE, IMAGE_SIZE)
+    np.testing.assert_array_equal(again["classes"], default["classes"])
+
+
+# Issue 24: a bad top_k, or top_k with classes, is refused with the value.
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"top_k": 0}, r"`top_k` must be in \[1, 4\]. Received: top_k=0"),
+        ({"top_k": 5}, r"`top_k` must be in \[1, 4\]. Received: top_k=5"),
+        ({"top_k": 2.0}, r"`top_k` must be an int. Received: top_k=2.0"),
+        ({"top_k": True}, r"`top_k` must be an int. Received: top_k=True"),
+        ({"top_k": 2, "classes": [0, 1]}, "either `classes` or `top_k`"),
+        ({"classes": np.zeros((2, 0), int)}, r"shape \(2, 0\)"),
+        ({"classes": [[0, 4], [1, 1]]}, r"\[0, 4\).*from 0 to 4"),
+    ],
+)
+def test_bad_top_k_and_classes_are_refused(options, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_explainer().explain(random_images(2), **options)
 
 
 def test_a_threshold_outside_zero_one_is_refused():

@@ -128,6 +128,30 @@ def test_bad_classes_are_refused(classes, message):
         check_classes(classes, 2, 5)
 
 
+# Issue 24: several classes per image, (N, k), where the caller allows them.
+def test_several_classes_per_image_are_accepted_only_when_allowed():
+    classes = check_classes([[0, 4], [3, 3]], 2, 5, several=True)
+    assert classes.dtype == np.int32 and classes.tolist() == [[0, 4], [3, 3]]
+    assert check_classes([1, 2], 2, 5, several=True).tolist() == [1, 2]
+    with pytest.raises(ValueError, match=r"shape \(2,\)\. Received: shape \(2, 2\)"):
+        check_classes([[0, 4], [3, 3]], 2, 5)
+
+
+# Issue 24: a bad (N, k) array is refused with its shape or values named.
+@pytest.mark.parametrize(
+    "classes, message",
+    [
+        (np.zeros((2, 0), int), r"\(2, k\), k >= 1.*shape \(2, 0\)"),
+        (np.zeros((3, 2), int), r"shape \(3, 2\)"),
+        (np.zeros((2, 2, 1), int), r"shape \(2, 2, 1\)"),
+        ([[0, 5], [1, 1]], "from 0 to 5"),
+    ],
+)
+def test_bad_rows_of_classes_are_refused(classes, message):
+    with pytest.raises(ValueError, match=message):
+        check_classes(classes, 2, 5, several=True)
+
+
 def test_inputs_are_images_or_a_dict_of_images_and_classes():
     images = np.zeros((1, 2, 2, 3))
     assert unpack_inputs(images) == (images, None)

@@ -1,0 +1,57 @@
+"""The options of `explain` that `predict` compiles in, checked.
+
+`resolution`, `normalize` and `zero_flat` shape the maps; `top_k` the
+number of classes explained per image. `PTAME` keeps the last ones used
+(`_explain_options`) and recompiles `predict`'s step when they change.
+"""
+
+import numpy as np
+
+from keras_ptame.utils.validation import check_option
+
+# Where `explain` returns maps: at the images' size, or the decoder's.
+RESOLUTIONS = ("input", "decoder")
+# How `explain` scales maps. `"minmax"`, the authors' inference: each raw map
+# min-max normalised at the decoder's resolution, then upsampled bilinearly.
+# `"minmax_upsampled"`, keras_ptame's earlier default: upsampled first, then
+# min-max normalised, so that every map spans [0, 1] exactly (the authors'
+# maps may miss 0 and 1 by a little, where their extremes fall between the
+# decoder's pixel centres). `"sigmoid"`: their sigmoid taken after upsampling
+# (the values of the mask the decoder was trained to keep the class with, the
+# same pixel order as both min-max maps). `"none"`: the trained-space sigmoid
+# maps as they are.
+NORMALIZATIONS = ("minmax", "minmax_upsampled", "sigmoid", "none")
+
+
+def check_explain_options(resolution, normalize, zero_flat):
+    """Checks `explain`'s map options; returns them as the tuple it compiles."""
+    check_option("resolution", resolution, RESOLUTIONS)
+    check_option("normalize", normalize, NORMALIZATIONS)
+    if not isinstance(zero_flat, (bool, np.bool_, int, np.integer)) or (
+        zero_flat not in (0, 1)
+    ):
+        raise TypeError(
+            f"`zero_flat` must be a bool. Received: zero_flat={zero_flat!r}"
+        )
+    return resolution, normalize, bool(zero_flat)
+
+
+def check_top_k(top_k, classes, num_classes=None):
+    """Checks `explain`'s `top_k` (against `num_classes` when known); returns it.
+
+    `None` passes; anything else must be an int in [1, num_classes], and
+    not given with `classes`.
+    """
+    if top_k is None:
+        return None
+    if classes is not None:
+        raise ValueError(
+            "Pass either `classes` or `top_k`, not both. Received: "
+            f"top_k={top_k!r} and `classes`"
+        )
+    if isinstance(top_k, (bool, np.bool_)) or not isinstance(top_k, (int, np.integer)):
+        raise ValueError(f"`top_k` must be an int. Received: top_k={top_k!r}")
+    if top_k < 1 or (num_classes is not None and top_k > num_classes):
+        limit = "num_classes" if num_classes is None else num_classes
+        raise ValueError(f"`top_k` must be in [1, {limit}]. Received: top_k={top_k!r}")
+    return int(top_k)
