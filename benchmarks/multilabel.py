@@ -60,11 +60,15 @@ def main(argv=None):
     parser.add_argument("--output", default="benchmarks/results")
     parser.add_argument("--figure", default="benchmarks/figures/multilabel.png")
     parser.add_argument("--seed", type=int, default=SETTINGS["seed"])
+    parser.add_argument(
+        "--explainer-epochs", type=int, default=SETTINGS["explainer_epochs"]
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes")
     args = parser.parse_args(argv)
-    settings = {**SETTINGS, **(QUICK if args.quick else {}), "seed": args.seed}
+    settings = {**SETTINGS, "explainer_epochs": args.explainer_epochs}
+    settings = {**settings, **(QUICK if args.quick else {}), "seed": args.seed}
     started = time.perf_counter()
-    result = run(settings, args.figure or None)
+    result = run(settings, args.figure or None, _models_folder(args, settings))
     result["seconds"] = round(time.perf_counter() - started, 1)
     result["command"] = _command(argv)
     os.makedirs(args.output, exist_ok=True)
@@ -77,8 +81,12 @@ def main(argv=None):
     return 0
 
 
-def run(settings, figure_path=None):
-    """Trains the three networks and scores the held-out maps."""
+def run(settings, figure_path=None, models_folder=None):
+    """Trains the three networks and scores the held-out maps.
+
+    The classifier and the auxiliary network are saved in `models_folder`
+    (when given) and loaded from there by a later run with the same data.
+    """
     import keras
 
     from keras_ptame.datasets import make_multilabel_shapes
@@ -95,7 +103,11 @@ def run(settings, figure_path=None):
     networks = {}
     for part in ("classifier", "auxiliary"):
         tick = time.perf_counter()
-        networks[part] = train_network(part, images, labels, settings)
+        networks[part] = _cached(
+            models_folder,
+            part,
+            lambda p=part: train_network(p, images, labels, settings),
+        )
         timings[part] = round(time.perf_counter() - tick, 1)
     tick = time.perf_counter()
     explainer, history = train_explainer(networks, train[0], settings)
@@ -117,6 +129,27 @@ def run(settings, figure_path=None):
 
 
 # === Data and networks ===
+
+
+def _models_folder(args, settings):
+    """Where the trained networks of these data settings are kept."""
+    keys = ("image_size", "num_classes", "train_count", "batch_size", "seed")
+    keys += ("classifier_epochs", "auxiliary_epochs")
+    tag = "-".join(str(settings[k]) for k in keys)
+    return os.path.join(args.output, "multilabel.models", tag)
+
+
+def _cached(folder, part, train):
+    import keras
+
+    path = os.path.join(folder, f"{part}.keras") if folder else None
+    if path and os.path.exists(path):
+        return keras.saving.load_model(path)
+    model = train()
+    if path:
+        os.makedirs(folder, exist_ok=True)
+        model.save(path)
+    return model
 
 
 def _classifier_data(train, settings):

@@ -1,3 +1,5 @@
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -141,11 +143,9 @@ def test_multilabel_backbone_saves_and_loads(tmp_path):
 # while the same outputs declared softmax probabilities still are.
 def test_check_outputs_does_not_warn_for_multilabel_outputs():
     inputs = keras.Input((16, 16, 3))
-    x = keras.layers.GlobalAveragePooling2D()(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
     sigmoids = keras.Model(inputs, keras.layers.Dense(3, activation="sigmoid")(x))
     backbone = kp.Backbone(sigmoids, output_type="multilabel_logits")
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         backbone.check_outputs((16, 16))
