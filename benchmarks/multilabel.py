@@ -39,7 +39,9 @@ SETTINGS = dict(
     test_count=300,
     classifier_epochs=6,
     auxiliary_epochs=4,
-    explainer_epochs=3,
+    # 3 epochs (225 steps) left a third of the maps peaking on another
+    # object (pointing 0.57, confusion 0.37, JAX seed 0); 6 halved that.
+    explainer_epochs=6,
     batch_size=32,
     explainer_learning_rate=2e-3,
     max_labels=3,
@@ -295,26 +297,33 @@ def score(explainer, test):
 
 
 def figure(explainer, test, path):
-    """Three held-out images of two objects; each class's map on its image."""
+    """Three held-out images of two objects; each class's map on its image,
+    titled with where its peak falls: its object, the other, or neither."""
     from keras_ptame import visualize
-    from keras_ptame.datasets import shape_names
+    from keras_ptame.datasets import pointing_game, shape_names
 
-    images, labels, _ = test
+    images, labels, masks = test
     chosen = np.flatnonzero(labels.sum(axis=1) == 2)[:3]
     image_index, classes = np.nonzero(labels[chosen])
     image_index = chosen[image_index]
     found = explainer.explain_outputs(images[image_index], classes=classes)
+    maps = np.asarray(found["maps"])
+    own = masks[image_index, classes]
+    on_own = pointing_game(maps, own) > 0.5
+    on_other = pointing_game(maps, masks[image_index].any(axis=1) & ~own) > 0.5
     names = shape_names(labels.shape[1])
     titles = [
-        f"map of {names[c]}\n(image: {' + '.join(names[k] for k in np.flatnonzero(labels[i]))})"
-        for i, c in zip(image_index, classes, strict=True)
+        f"map of {names[c]}: peak on "
+        + ("it" if mine else "the other" if other else "background")
+        for c, mine, other in zip(classes, on_own, on_other, strict=True)
     ]
     picture = visualize.grid(
         images[image_index],
-        np.asarray(found["maps"]),
+        maps,
         titles=titles,
         columns=2,
         flat=np.asarray(found["flat"]),
+        alpha=0.75,
         panel_inches=2.2,
     )
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
