@@ -12,9 +12,10 @@ class RISE(ClassifierExplainer):
     Each mask is a random binary grid of `grid_size` x `grid_size` cells
     (each cell kept with probability `keep_probability`), upsampled
     bilinearly and shifted by a random sub-cell offset. The map of class t is
-    the average of the masks weighted by t's softmax probability on the
-    image multiplied by them, min-max normalised to [0, 1]. Model-agnostic,
-    like P-TAME, but it costs `num_masks` classifier passes per image.
+    the average of the masks weighted by t's score (softmax, or sigmoid for
+    a multi-label `Backbone`) on the image multiplied by them, min-max
+    normalised to [0, 1]. Model-agnostic, like P-TAME, but it costs
+    `num_masks` classifier passes per image.
 
     Masks are drawn from `seed`, the same for every image and every call,
     and made `batch_size` at a time: memory holds only `batch_size` masks and

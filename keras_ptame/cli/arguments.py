@@ -192,8 +192,10 @@ def add_network_options(group):
         default=None,
         help="what the classifier returns: logits, or probabilities (it ends "
         "in a softmax; they are turned into log-probabilities, so scores are "
-        "the classifier's own). Default: read from a keras-hub preset, else "
-        "logits; a warning says if the outputs look like the other kind",
+        "the classifier's own), or multilabel_logits (independent classes, a "
+        "sigmoid each: every present class is explained in training). "
+        "Default: read from a keras-hub preset, else logits; a warning says "
+        "if the outputs look like the other kind",
     )
     group.add_argument(
         "--aux-layers",

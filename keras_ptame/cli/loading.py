@@ -79,7 +79,7 @@ def load_backbone(source, image_size=None, output_type=None):
             keras-hub preset, a local preset folder or
             `"keras.applications.<Name>"`.
         image_size: optional int, the input size asked of a preset.
-        output_type: optional str, `"logits"` or `"probabilities"`: what the
+        output_type: optional str, one of `OUTPUT_TYPES`: what the
             classifier returns. Defaults to `None` (a preset's own, else
             `"logits"`).
     """

@@ -4,6 +4,7 @@
 here to score maps against the masks that `make_shapes` returns.
 """
 
+from keras_ptame.datasets.multilabel import make_multilabel_shapes
 from keras_ptame.datasets.synthetic import (
     SHAPE_NAMES,
     make_backgrounds,
@@ -17,6 +18,7 @@ from keras_ptame.metrics.localization import mass_inside, pointing_game
 __all__ = [
     "SHAPE_NAMES",
     "make_backgrounds",
+    "make_multilabel_shapes",
     "make_negatives",
     "make_shapes",
     "mass_inside",

@@ -6,9 +6,16 @@ from keras import ops
 
 from keras_ptame.layers import pretrained_networks
 from keras_ptame.layers.frozen_network import FrozenNetwork
+from keras_ptame.utils.validation import check_float, check_positive_int
 
-# What a classifier may return.
-OUTPUT_TYPES = ("logits", "probabilities")
+# What a classifier may return: logits or probabilities of one class among
+# all (softmax), or logits of independent classes (sigmoid, multi-label).
+OUTPUT_TYPES = ("logits", "probabilities", "multilabel_logits")
+# A multi-label classifier's class is present where its sigmoid exceeds this.
+LABEL_THRESHOLD = 0.5
+# Present classes explained per image in training: a fixed number, so that the
+# compiled step has static shapes (fewer present classes are padded).
+MAX_LABELS = 4
 
 
 @keras.saving.register_keras_serializable(package="keras_ptame")
@@ -34,7 +41,15 @@ class Backbone(FrozenNetwork):
             ends in a softmax), which are converted with a log, so that the
             explainer's scores are the classifier's own probabilities and its
             loss sees logits. The first build warns when the outputs look like
-            the other kind. Defaults to `"logits"`.
+            the other kind. `"multilabel_logits"` if it returns logits of
+            independent classes (a sigmoid each, several classes per image):
+            scores are sigmoids, and the explainer trains on every present
+            class (see `present_classes`). Defaults to `"logits"`.
+        label_threshold: float in [0, 1]. With `"multilabel_logits"`, a class
+            is present where its sigmoid exceeds it. Defaults to `0.5`.
+        max_labels: int. With `"multilabel_logits"`, at most this many
+            present classes per image (the highest-scoring) are explained in
+            training. Defaults to `4`.
         **kwargs: Standard layer arguments.
 
     Call arguments:
@@ -58,7 +73,15 @@ class Backbone(FrozenNetwork):
 
     nested_objects = ("classifier", "preprocessor")
 
-    def __init__(self, classifier, preprocessor=None, output_type="logits", **kwargs):
+    def __init__(
+        self,
+        classifier,
+        preprocessor=None,
+        output_type="logits",
+        label_threshold=LABEL_THRESHOLD,
+        max_labels=MAX_LABELS,
+        **kwargs,
+    ):
         super().__init__(preprocessor=preprocessor, **kwargs)
         if not callable(classifier):
             raise ValueError(
@@ -71,6 +94,10 @@ class Backbone(FrozenNetwork):
             )
         self.classifier = classifier
         self.output_type = output_type
+        self.label_threshold = check_float(
+            "label_threshold", label_threshold, minimum=0, maximum=1
+        )
+        self.max_labels = check_positive_int("max_labels", max_labels)
         self._outputs_checked = False
         self.freeze(classifier)
 
@@ -98,6 +125,44 @@ class Backbone(FrozenNetwork):
             scores = ops.log(ops.maximum(scores, 1e-12))
         return scores
 
+    @property
+    def multilabel(self):
+        """Whether the classes are independent (sigmoid scores)."""
+        return self.output_type == "multilabel_logits"
+
+    def probabilities(self, logits):
+        """The classifier's class scores from `call`'s logits `(B, C)`.
+
+        Softmax probabilities, or independent sigmoids for a multi-label
+        classifier: the score of an explained class, wherever it is read.
+        """
+        logits = ops.cast(logits, "float32")
+        if self.multilabel:
+            return ops.sigmoid(logits)
+        return ops.softmax(logits, axis=-1)
+
+    def present_classes(self, logits):
+        """The classes a multi-label classifier finds in each image.
+
+        The `max_labels` highest-scoring classes, weighted 1 where their
+        sigmoid exceeds `label_threshold` and 0 otherwise (padding), except
+        the top class, always weighted 1: an image where no class is present
+        explains its most likely one.
+
+        Args:
+            logits: `(B, C)` logits, as `call` returns them.
+
+        Returns:
+            A tuple `(classes, weights)`: int32 `(B, L)` and float32 `(B, L)`,
+            `L = min(max_labels, C)`.
+        """
+        logits = ops.cast(logits, "float32")
+        labels = min(self.max_labels, int(logits.shape[-1]))
+        values, classes = ops.top_k(logits, labels)
+        present = ops.cast(ops.sigmoid(values) > self.label_threshold, "float32")
+        top = ops.one_hot(ops.zeros(ops.shape(values)[:1], "int32"), labels)
+        return ops.cast(classes, "int32"), ops.maximum(present, top)
+
     def check_outputs(self, size):
         """Warns (once) when the classifier's outputs contradict `output_type`.
 
@@ -122,6 +187,10 @@ class Backbone(FrozenNetwork):
             # eagerly here fails with its own error at its first real call.
             return
         probabilities = looks_like_probabilities(scores)
+        if self.multilabel:
+            # Independent sigmoids: only rows that sum to 1 are suspicious
+            # (a softmax head declared multi-label), and they may be real.
+            return
         if self.output_type == "logits" and probabilities:
             warnings.warn(
                 "The classifier's outputs look like probabilities (each row in "
@@ -142,6 +211,8 @@ class Backbone(FrozenNetwork):
     def get_config(self):
         config = super().get_config()
         config["output_type"] = self.output_type
+        config["label_threshold"] = self.label_threshold
+        config["max_labels"] = self.max_labels
         return config
 
     # === Presets (keras_ptame.layers.pretrained_networks) ===

@@ -29,6 +29,16 @@ class PerturbationLoss:
       that the classifier predicts on the fill image itself is kept by an
       empty map; with it, the map must hold what the class needs.
 
+    For a multi-label classifier (independent sigmoid outputs, `multilabel=True`
+    in `terms`) each row of `masked_logits` is one (image, present class)
+    pair, weighted 1 (or 0 for padding), and `CE` is the binary
+    cross-entropy of keeping that class, `-log sigmoid(masked_logit_t)`: the
+    classifier's own probability that `t` is present, where the softmax's
+    `-log softmax_t` would make `t` compete with the image's other present
+    classes. `A` and `S` run over the maps of the batch's pairs (the columns
+    of `maps`, weighted alike), and `D` is `-log(1 - sigmoid(deleted_logit_t))`.
+    All four are means over the weighted pairs.
+
     Args:
         ce_coeff: float. Weight of the cross-entropy term. Defaults to `1.5`.
         area_coeff: float. Weight of the area term. Defaults to `2.0`.
@@ -76,7 +86,15 @@ class PerturbationLoss:
         self.area_power = check_positive_float("area_power", area_power)
         self.deletion_coeff = check_float("deletion_coeff", deletion_coeff, minimum=0)
 
-    def terms(self, masked_logits, classes, maps, deleted_logits=None):
+    def terms(
+        self,
+        masked_logits,
+        classes,
+        maps,
+        deleted_logits=None,
+        weights=None,
+        multilabel=False,
+    ):
         """Returns a dict of scalar tensors: `loss`, `ce`, `area`, `smoothness`
         (and `deletion`, when `deletion_coeff > 0`).
 
@@ -89,9 +107,19 @@ class PerturbationLoss:
             deleted_logits: optional `(B, num_classes)` classifier logits on
                 the images with their own map's content removed. Required
                 when `deletion_coeff > 0`, ignored otherwise.
+            weights: with `multilabel`, float `(P,)`: 1 for each present
+                (image, class) pair, 0 for padding. Defaults to `None`.
+            multilabel: bool. Whether the classifier's outputs are
+                independent sigmoids: `masked_logits` `(P, num_classes)` and
+                `classes` `(P,)` are then pairs, and `maps` `(B, h, w, P)`
+                their classes' maps. Defaults to `False`.
         """
         masked_logits = ops.cast(masked_logits, "float32")
         maps = ops.cast(maps, "float32")
+        if multilabel:
+            return self._multilabel_terms(
+                masked_logits, classes, maps, deleted_logits, weights
+            )
         ce = ops.mean(
             keras.losses.sparse_categorical_crossentropy(
                 classes, masked_logits, from_logits=True
@@ -115,8 +143,52 @@ class PerturbationLoss:
             terms["loss"] = loss + self.deletion_coeff * terms["deletion"]
         return terms
 
-    def __call__(self, masked_logits, classes, maps, deleted_logits=None):
-        return self.terms(masked_logits, classes, maps, deleted_logits)["loss"]
+    def __call__(
+        self,
+        masked_logits,
+        classes,
+        maps,
+        deleted_logits=None,
+        weights=None,
+        multilabel=False,
+    ):
+        return self.terms(
+            masked_logits, classes, maps, deleted_logits, weights, multilabel
+        )["loss"]
+
+    def _multilabel_terms(self, masked_logits, classes, maps, deleted_logits, weights):
+        """`terms` for independent sigmoid outputs, over weighted pairs."""
+        if weights is None:
+            weights = ops.ones(ops.shape(classes), "float32")
+        weights = ops.cast(weights, "float32")
+        count = ops.maximum(ops.sum(weights), 1.0)
+        kept = picked(masked_logits, classes)
+        # -log sigmoid(z) = softplus(-z), exact for large |z|.
+        ce = ops.sum(weights * ops.softplus(-kept)) / count
+        # Weights are 0 or 1: a zeroed column adds nothing to `S`
+        # (0 ** p = 0), and `A` averages over the weighted columns.
+        columns = weights[None, None, None, :]
+        powered = ops.power(maps + 0.0005, self.area_power)
+        pixels = ops.cast(ops.prod(ops.shape(maps)[:3]), "float32")
+        area = ops.sum(powered * columns) / (count * pixels)
+        smoothness = self.smoothness(maps * columns)
+        loss = (
+            self.ce_coeff * ce
+            + self.area_coeff * area
+            + self.smoothness_coeff * smoothness
+        )
+        terms = {"loss": loss, "ce": ce, "area": area, "smoothness": smoothness}
+        if self.deletion_coeff:
+            if deleted_logits is None:
+                raise ValueError(
+                    "`deletion_coeff` > 0 needs `deleted_logits`, the logits on "
+                    "the images with their map's content removed."
+                )
+            # -log(1 - sigmoid(z)) = softplus(z).
+            deleted = picked(ops.cast(deleted_logits, "float32"), classes)
+            terms["deletion"] = ops.sum(weights * ops.softplus(deleted)) / count
+            terms["loss"] = loss + self.deletion_coeff * terms["deletion"]
+        return terms
 
     def deletion(self, deleted_logits, classes):
         """The deletion term `D`: `mean(-log(1 - p_t))` on the deleted images."""
@@ -166,3 +238,9 @@ class PerturbationLoss:
     def __repr__(self):
         args = ", ".join(f"{k}={v}" for k, v in self.get_config().items())
         return f"PerturbationLoss({args})"
+
+
+def picked(logits, classes):
+    """`logits[i, classes[i]]` of `(P, C)` logits and `(P,)` classes."""
+    classes = ops.cast(classes, "int32")[:, None]
+    return ops.take_along_axis(logits, classes, axis=-1)[:, 0]

@@ -59,7 +59,7 @@ def check_batch_size(batch_size):
 
 
 def probabilities(backbone, images, batch_size=32):
-    """Softmax probabilities `(N, C)` of raw images, `batch_size` at a time."""
+    """Class scores `(N, C)` of raw images (`Backbone.probabilities`), `batch_size` at a time."""
     batch_size = check_batch_size(batch_size)
     predict = _predictor(backbone, np.shape(images)[1:])
     outputs = []
@@ -107,14 +107,14 @@ def _predictor(backbone, shape):
     if shape not in cache:
         try:
             inputs = keras.Input(shape)
-            model = keras.Model(inputs, ops.softmax(backbone(inputs), axis=-1))
+            model = keras.Model(inputs, backbone.probabilities(backbone(inputs)))
             cache[shape] = _on_batch(model)
         except Exception:
             # A classifier that cannot be traced symbolically (a plain
             # callable, say) is called eagerly instead.
             def eager(batch):
                 scores = backbone(ops.convert_to_tensor(batch))
-                return ops.convert_to_numpy(ops.softmax(scores, axis=-1))
+                return ops.convert_to_numpy(backbone.probabilities(scores))
 
             cache[shape] = eager
     predict = cache[shape]

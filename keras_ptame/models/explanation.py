@@ -165,7 +165,7 @@ def fill_predictions(backbone, images, fill):
     images = ops.convert_to_tensor(np.asarray(images, "float32"))
     nothing = ops.zeros((*tuple(images.shape[:3]), 1), "float32")
     logits = backbone(apply_fill(images, nothing, fill))
-    probabilities = ops.convert_to_numpy(ops.softmax(ops.cast(logits, "float32")))
+    probabilities = ops.convert_to_numpy(backbone.probabilities(logits))
     found = {}
     for row in probabilities:
         top = int(np.argmax(row))

@@ -20,12 +20,12 @@ from keras_ptame.models.explanation import (
     EVIDENCE_THRESHOLD,
     Explaining,
     classes_to_explain,
-    evidence,
     finish_maps,
     in_classes,
 )
 from keras_ptame.models.fills import apply_fill, check_fill, is_random
 from keras_ptame.models.image_size import ImageSized
+from keras_ptame.models.present_classes import PresentClasses
 from keras_ptame.models.pretrained import Pretrained
 from keras_ptame.models.removal_check import RemovalChecking
 from keras_ptame.optimizers.default import default_optimizer
@@ -38,7 +38,9 @@ from keras_ptame.utils.validation import (
 
 
 @keras.saving.register_keras_serializable(package="keras_ptame")
-class PTAME(Explaining, RemovalChecking, ImageSized, Pretrained, keras.Model):
+class PTAME(
+    Explaining, RemovalChecking, PresentClasses, ImageSized, Pretrained, keras.Model
+):
     """P-TAME: a trained explainer for an image classifier.
 
     Composes the frozen `Backbone` (the classifier explained), the frozen
@@ -227,10 +229,13 @@ class PTAME(Explaining, RemovalChecking, ImageSized, Pretrained, keras.Model):
         predicted in the batch, `own_maps` `(B, h, w, 1)` each image's map
         of its own class, `masked_logits` `(B, C)` on the images masked by
         it (and, with the loss's deletion term, `deleted_logits` on the
-        images with their map's content removed).
+        images with their map's content removed). For a multi-label
+        classifier, see `perturb_present`.
         """
         images = ops.cast(images, "float32")
         logits = self.backbone(images)
+        if self.backbone.multilabel:
+            return self.perturb_present(images, logits, training)
         classes = ops.cast(ops.argmax(logits, axis=-1), "int32")
         features = self.extractor(images)
         maps = ops.sigmoid(
@@ -275,7 +280,7 @@ class PTAME(Explaining, RemovalChecking, ImageSized, Pretrained, keras.Model):
         images = ops.cast(images, "float32")
         logits = self.backbone(images)
         classes, single = classes_to_explain(logits, classes, top_k)
-        probabilities = ops.softmax(logits, axis=-1)
+        probabilities = self.backbone.probabilities(logits)
         scores = ops.take_along_axis(probabilities, classes, axis=-1)
         features = self.extractor(images)
         raw = self.decoder(features, classes=classes, training=False)
@@ -343,16 +348,15 @@ class PTAME(Explaining, RemovalChecking, ImageSized, Pretrained, keras.Model):
             y_pred["classes"],
             y_pred["maps"],
             y_pred.get("deleted_logits"),
+            y_pred.get("weights"),
+            self.backbone.multilabel,
         )
-        # The share of masked images whose prediction is kept.
-        kept = ops.cast(ops.argmax(y_pred["masked_logits"], axis=-1), "int32")
-        kept = ops.mean(ops.cast(ops.equal(kept, y_pred["classes"]), "float32"))
+        kept, empty = self.kept_and_empty(y_pred)
         self.ce_tracker.update_state(terms["ce"])
         self.area_tracker.update_state(terms["area"])
         self.smoothness_tracker.update_state(terms["smoothness"])
         self.kept_tracker.update_state(kept)
-        empty = ops.less(evidence(y_pred["own_maps"]), self.evidence_threshold)
-        self.empty_tracker.update_state(ops.mean(ops.cast(empty, "float32")))
+        self.empty_tracker.update_state(empty)
         loss = terms["loss"]
         for extra in self.losses:
             loss = loss + ops.cast(ops.sum(extra), "float32")

@@ -233,3 +233,26 @@ def test_train_logs_maps_while_training(workspace, tmp_path, ptame):
         *train_argv(root, tmp_path / "again.keras", log_maps=root / "images" / "maps")
     ).assert_user_error("inside the --data folder")
     assert not (tmp_path / "again.keras").exists()
+
+
+# Issue 24: `--classifier-outputs multilabel_logits` trains a multi-label
+# explainer, saved with its classifier's output type.
+def test_train_a_multilabel_explainer(workspace, ptame):
+    root, _ = workspace
+    output = root / "multilabel.keras"
+    argv = train_argv(
+        root,
+        output,
+        classifier_outputs="multilabel_logits",
+        epochs=1,
+        batch_size=2,
+    )
+    result = ptame(*argv)
+    assert result.code == 0, result.err
+    explainer = keras.saving.load_model(output)
+    assert explainer.backbone.output_type == "multilabel_logits"
+    out = explainer.explain_outputs(random_images(2), classes=np.array([0, 1]))
+    logits = keras.ops.convert_to_numpy(explainer.backbone(random_images(2)))
+    np.testing.assert_allclose(
+        out["scores"], 1 / (1 + np.exp(-logits[[0, 1], [0, 1]])), rtol=1e-5
+    )

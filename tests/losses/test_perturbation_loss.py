@@ -148,3 +148,46 @@ def test_rejects_bad_coefficients(kwargs):
     name = next(iter(kwargs))
     with pytest.raises(ValueError, match=name):
         kp.PerturbationLoss(**kwargs)
+
+
+# Issue 24: the multi-label loss is the binary cross-entropy of keeping each
+# present class, with area and smoothness over the present pairs' maps,
+# padding (weight 0) ignored, written out by hand.
+def test_multilabel_terms_match_a_hand_computation():
+    rng = np.random.default_rng(1)
+    masked_logits = rng.normal(size=(4, 5)).astype("float32")  # 2 images x 2
+    classes = np.array([3, 1, 0, 2], "int32")
+    weights = np.array([1, 1, 1, 0], "float32")
+    maps = rng.uniform(size=(2, 5, 6, 4)).astype("float32")
+    loss = kp.PerturbationLoss(
+        ce_coeff=0.5, area_coeff=0.25, smoothness_coeff=0.125, border=0.3
+    )
+    terms = loss.terms(masked_logits, classes, maps, weights=weights, multilabel=True)
+    terms = {k: _value(v) for k, v in terms.items()}
+
+    kept = masked_logits[np.arange(4), classes][:3]
+    ce = np.mean(-np.log(1 / (1 + np.exp(-kept.astype(np.float64)))))
+    present = maps[..., :3]
+    area = ((present + 0.0005) ** 0.3).mean()
+    smoothness = _reference_smoothness(present, 2.0, 0.3)
+    assert terms["ce"] == pytest.approx(ce, rel=1e-5)
+    assert terms["area"] == pytest.approx(area, rel=1e-5)
+    assert terms["smoothness"] == pytest.approx(smoothness, rel=1e-4)
+    assert terms["loss"] == pytest.approx(
+        0.5 * ce + 0.25 * area + 0.125 * smoothness, rel=1e-4
+    )
+
+
+# Issue 24: the multi-label deletion term is -log(1 - sigmoid) of the deleted
+# logit, over the present pairs.
+def test_multilabel_deletion_term_is_the_binary_cross_entropy_of_losing():
+    deleted = np.array([[2.0, -1.0], [0.5, 4.0], [1.0, 1.0]], "float32")
+    classes = np.array([0, 1, 0], "int32")
+    weights = np.array([1, 1, 0], "float32")
+    loss = kp.PerturbationLoss(deletion_coeff=1.0)
+    maps = np.full((3, 4, 4, 3), 0.5, "float32")
+    terms = loss.terms(
+        np.zeros((3, 2), "float32"), classes, maps, deleted, weights, True
+    )
+    expected = np.mean(np.log1p(np.exp(np.array([2.0, 4.0]))))
+    assert _value(terms["deletion"]) == pytest.approx(expected, rel=1e-5)

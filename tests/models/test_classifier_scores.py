@@ -70,3 +70,24 @@ def test_check_batch_size():
     for bad in (0, -1, 2.0, "4"):
         with pytest.raises(ValueError, match="batch_size"):
             check_batch_size(bad)
+
+
+# Issue 24: the metrics rescore a multi-label classifier by its sigmoids (the
+# scores of `Backbone.probabilities`), traced or called eagerly.
+def test_multilabel_backbones_are_scored_by_their_sigmoids():
+    images, _, _ = two_patch_images(count=3)
+    model = two_patch_classifier()
+    logits = keras.ops.convert_to_numpy(model(images))
+    expected = 1 / (1 + np.exp(-logits))
+    traced = Backbone(model, output_type="multilabel_logits")
+    np.testing.assert_allclose(probabilities(traced, images), expected, rtol=1e-5)
+
+    def eager(batch):
+        return model(keras.ops.convert_to_numpy(batch))  # not symbolic
+
+    eager_backbone = Backbone(eager, output_type="multilabel_logits")
+    np.testing.assert_allclose(
+        probabilities(eager_backbone, images), expected, rtol=1e-5
+    )
+    scores, _ = class_scores(traced, images, [1, 0, 1])
+    np.testing.assert_allclose(scores, expected[np.arange(3), [1, 0, 1]], rtol=1e-5)
