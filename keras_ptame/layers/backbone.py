@@ -170,11 +170,13 @@ class Backbone(FrozenNetwork):
         rows of values in [0, 1] that sum to 1 are probabilities. Read as
         logits, a softmax of probabilities flattens the scores (a probability
         of 0.94 reported as 0.46) and the loss trains on the wrong targets.
+        Multi-label outputs are not checked: independent sigmoids may sum to
+        anything, 1 included.
 
         Args:
             size: `(height, width)` of the images the classifier takes.
         """
-        if self._outputs_checked:
+        if self._outputs_checked or self.multilabel:
             return
         self._outputs_checked = True
         rng = np.random.default_rng(0)
@@ -187,10 +189,6 @@ class Backbone(FrozenNetwork):
             # eagerly here fails with its own error at its first real call.
             return
         probabilities = looks_like_probabilities(scores)
-        if self.multilabel:
-            # Independent sigmoids: only rows that sum to 1 are suspicious
-            # (a softmax head declared multi-label), and they may be real.
-            return
         if self.output_type == "logits" and probabilities:
             warnings.warn(
                 "The classifier's outputs look like probabilities (each row in "
