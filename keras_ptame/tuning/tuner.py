@@ -5,9 +5,10 @@ A `keras_tuner.Tuner` whose `run_trial` trains and scores one explainer
 oracle is KerasTuner's `BayesianOptimizationOracle` (a Gaussian process, upper
 confidence bound), which starts from the base recipe and stops drawing new
 trials at the time budget. KerasTuner saves the oracle and every trial in the
-tuning directory as it goes; built again on that directory it reloads them
-and reruns the trial that was interrupted. `overwrite` removes a former
-search's files, and refuses a directory that holds anything else.
+tuning directory as it goes; built again on that directory it reloads them,
+reruns the trial that was interrupted and goes on as an uninterrupted search
+would (`_Oracle`). `overwrite` removes a former search's files, and refuses a
+directory that holds anything else.
 """
 
 import copy
@@ -40,11 +41,16 @@ class _Oracle(keras_tuner.oracles.BayesianOptimizationOracle):
     """Trial 0 scores the base recipe; no trial starts after `deadline`.
 
     A search depends on its seed alone, and a resumed one draws what an
-    uninterrupted one would: KerasTuner takes seed 0 for no seed (a draw from
-    Python's global `random`), restarts the Gaussian process' starting points
-    (`_random_state`) from the seed on reload instead of where they were, and
-    reloads the trials in the order the file system lists their folders,
-    which is the order the Gaussian process is fitted on.
+    uninterrupted one would, where KerasTuner's own oracle does not:
+    - it takes seed 0 for no seed, drawing one from Python's global `random`
+      (so the random trials changed from process to process): 0 is kept;
+    - on reload it restarts the random state that draws the Gaussian
+      process' starting points (`_random_state`) from the seed: the state is
+      saved with the oracle and restored;
+    - it reloads the trials in the order the file system lists their
+      folders, the order the Gaussian process is then fitted in (which
+      changes its fit in the last bits): they are put back in the order
+      they started.
     """
 
     deadline = None
