@@ -13,17 +13,19 @@ has something to fit.
 import json
 import random
 
+import numpy as np
 import pytest
 
 import keras_ptame as kp
+from keras_ptame.tuning.space import SEARCH_SPACE, default_recipe
 from tests.helpers import tiny_feature_model
 from tests.helpers.known_classifiers import two_patch_classifier
 from tests.tuning.test_tune import CountFits, run_search, search
 
 pytest.importorskip("keras_tuner")
 pytest.importorskip("sklearn")
-# About 20 trials in all, each a compiled training step: minutes per backend.
-pytestmark = pytest.mark.slow
+# The slow tests run about 20 trials in all, each a compiled training step:
+# minutes per backend.
 
 OPTIONS = {"max_trials": 4, "initial_trials": 2, "objective": "adic"}
 
@@ -75,6 +77,7 @@ def straight(tmp_path_factory):
 
 
 # Issue 28: the same search twice, whatever Python's global random state
+@pytest.mark.slow
 def test_the_same_search_twice_gives_the_same_trials_and_recipe(tmp_path, straight):
     template = explainer()
     # Another process, or a notebook, holds another state.
@@ -85,6 +88,7 @@ def test_the_same_search_twice_gives_the_same_trials_and_recipe(tmp_path, straig
 
 
 # Issue 28: interrupted in trial 2 (the Gaussian process drew it), then resumed
+@pytest.mark.slow
 def test_a_search_interrupted_in_a_trial_ends_where_a_straight_one_does(
     tmp_path, straight
 ):
@@ -97,6 +101,7 @@ def test_a_search_interrupted_in_a_trial_ends_where_a_straight_one_does(
 
 
 # Issue 28: stopped between trials (after trial 2), then resumed
+@pytest.mark.slow
 def test_a_search_stopped_between_trials_ends_where_a_straight_one_does(
     tmp_path, straight
 ):
@@ -108,6 +113,7 @@ def test_a_search_stopped_between_trials_ends_where_a_straight_one_does(
 
 
 # Issue 28: a real Ctrl-C in trial 2, each run in its own process
+@pytest.mark.slow
 def test_ctrl_c_in_a_trial_then_resuming_ends_where_a_straight_search_does(
     tmp_path, straight
 ):
@@ -121,3 +127,26 @@ def test_ctrl_c_in_a_trial_then_resuming_ends_where_a_straight_search_does(
     assert code == 0, err[-3000:]
     assert trials_of(directory) == straight[0]
     assert recipe_of(directory) == straight[1]
+
+
+# Issue 28: seed 0 kept, the random state through oracle.json (or from the seed)
+def test_the_oracle_state_carries_its_random_state_through_json():
+    from keras_ptame.tuning.tuner import _make_oracle
+
+    def oracle():
+        budget = {"max_trials": 4, "initial_trials": 2}
+        return _make_oracle(SEARCH_SPACE, default_recipe(), budget, seed=0)
+
+    searched = oracle()
+    assert searched.seed == 0
+    searched._random_state.uniform(size=7)  # the draws of a steered trial
+    state = json.loads(json.dumps(searched.get_state()))
+    resumed = oracle()
+    resumed.set_state(state)
+    assert np.array_equal(
+        resumed._random_state.uniform(size=5), searched._random_state.uniform(size=5)
+    )
+    del state["random_state"]
+    resumed.set_state(state)
+    expected = np.random.RandomState(0).uniform(size=5)
+    assert np.array_equal(resumed._random_state.uniform(size=5), expected)
