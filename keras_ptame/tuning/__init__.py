@@ -101,7 +101,8 @@ def tune(
     The search stops after `max_trials` trials in `directory` or when
     `max_seconds` have passed (the running trial finishes; no new one
     starts). Called again on the same `directory`, it resumes: finished
-    trials are kept and an interrupted one is run again. After every trial
+    trials are kept, an interrupted one is run again, and the search goes
+    on drawing what an uninterrupted one would. After every trial
     `results.csv` and `results.md` (one row per trial, best first) are
     written to `directory`, and at the end the best recipe as `recipe.json`
     (`kp.recipes.get("<directory>/recipe.json")` and `ptame train --recipe`
@@ -148,7 +149,9 @@ def tune(
             `"linear"`.
         callbacks: optional list of Keras callbacks for every trial's `fit`.
         seed: int. Seed of the decoder's weights (the same in every trial),
-            of the search and of ROAD's noise. Defaults to `0`.
+            of the search and of ROAD's noise: the same call with the same
+            seed gives the same trials and recipe on a backend's CPU, resumed
+            or not. Defaults to `0`.
         verbose: int. 0 silent, 1 KerasTuner's trial summaries, 2 also
             Keras' progress bars. Defaults to `1`.
 

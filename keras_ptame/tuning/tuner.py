@@ -5,11 +5,13 @@ A `keras_tuner.Tuner` whose `run_trial` trains and scores one explainer
 oracle is KerasTuner's `BayesianOptimizationOracle` (a Gaussian process, upper
 confidence bound), which starts from the base recipe and stops drawing new
 trials at the time budget. KerasTuner saves the oracle and every trial in the
-tuning directory as it goes; built again on that directory it reloads them
-and reruns the trial that was interrupted. `overwrite` removes a former
-search's files, and refuses a directory that holds anything else.
+tuning directory as it goes; built again on that directory it reloads them,
+reruns the trial that was interrupted and goes on as an uninterrupted search
+would (`_Oracle`). `overwrite` removes a former search's files, and refuses a
+directory that holds anything else.
 """
 
+import copy
 import dataclasses
 import fnmatch
 import json
@@ -19,6 +21,7 @@ import time
 
 import keras
 import keras_tuner
+import numpy as np
 from keras_tuner.engine.trial import TrialStatus
 
 from keras_ptame.tuning import table
@@ -35,9 +38,55 @@ TRIAL_FILES = ("trial.json",)
 
 
 class _Oracle(keras_tuner.oracles.BayesianOptimizationOracle):
-    """Trial 0 scores the base recipe; no trial starts after `deadline`."""
+    """Trial 0 scores the base recipe; no trial starts after `deadline`.
+
+    A search depends on its seed alone, and a resumed one draws what an
+    uninterrupted one would, where KerasTuner's own oracle does not:
+    - it takes seed 0 for no seed, drawing one from Python's global `random`
+      (so the random trials changed from process to process): 0 is kept;
+    - on reload it restarts the random state that draws the Gaussian
+      process' starting points (`_random_state`) from the seed: the state is
+      saved with the oracle and restored;
+    - it reloads the trials in the order the file system lists their
+      folders, the order the Gaussian process is then fitted in (which
+      changes its fit in the last bits): they are put back in the order
+      they started.
+    """
 
     deadline = None
+
+    def __init__(self, seed, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        self.seed = self._seed_state = seed
+        self._random_state = np.random.RandomState(seed)
+        self.gpr = self._make_gpr()
+
+    def get_state(self):
+        state = super().get_state()
+        random_state = self._random_state.get_state(legacy=False)
+        random_state["state"]["key"] = random_state["state"]["key"].tolist()
+        return {**state, "random_state": random_state}
+
+    def set_state(self, state):
+        super().set_state(state)
+        self._random_state = np.random.RandomState(self.seed)
+        # A search saved before the state was: its points restart from the seed.
+        if "random_state" in state:
+            random_state = copy.deepcopy(state["random_state"])
+            key = np.asarray(random_state["state"]["key"], dtype="uint32")
+            random_state["state"]["key"] = key
+            self._random_state.set_state(random_state)
+
+    def reload(self):
+        super().reload()
+        # KerasTuner's own record of the order the trials started in.
+        started = {trial_id: index for index, trial_id in enumerate(self.start_order)}
+        self.trials = dict(
+            sorted(
+                self.trials.items(),
+                key=lambda item: (started.get(item[0], len(started)), item[0]),
+            )
+        )
 
     def populate_space(self, trial_id):
         if self.deadline is not None and time.monotonic() >= self.deadline:

@@ -112,41 +112,48 @@ def test_two_trial_search_resumes_after_an_interruption(tmp_path):
         search(directory, objective="adic")
 
 
-# A two-trial search in its own process. With a "ready" path, trial 1's first
-# training step waits there (on JAX and TensorFlow, while the step is being
-# compiled: where an interrupt left JAX's variables detached) for the SIGINT.
+# A two-trial search in its own process: other options of `kp.tune` as JSON
+# in the second argument (`"explainer"`: "module:function" building it). With
+# a "ready" path, trial 1's (or the fourth argument's trial's) first training
+# step waits there (on JAX and TensorFlow, while the step is being compiled:
+# where an interrupt left JAX's variables detached) for the SIGINT.
 SEARCH_SCRIPT = """
-import pathlib, sys, time
+import importlib, json, pathlib, sys, time
 import keras_ptame as kp
-from tests.helpers import random_images, tiny_explainer
+from tests.helpers import random_images
 
-directory, ready = sys.argv[1], sys.argv[2:]
+directory, options, ready = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3:]
+module, name = options.pop("explainer", "tests.helpers:tiny_explainer").split(":")
+explainer = getattr(importlib.import_module(module), name)()
 if ready:
+    waiting_trial = int(ready[1])
     compute_loss, trials = kp.PTAME.compute_loss, []
 
-    def slow_trial_1(self, *args, **kwargs):
+    def wait_in_trial(self, *args, **kwargs):
         if not any(self is trial for trial in trials):
             trials.append(self)
-        if len(trials) == 2:
+        if len(trials) == waiting_trial + 1:
             pathlib.Path(ready[0]).touch()
             time.sleep(300)
         return compute_loss(self, *args, **kwargs)
 
-    kp.PTAME.compute_loss = slow_trial_1
+    kp.PTAME.compute_loss = wait_in_trial
 try:
-    kp.tune(tiny_explainer(), random_images(8, seed=1), random_images(4, seed=2),
-            max_trials=2, batch_size=4, directory=directory, verbose=0)
+    kp.tune(explainer, random_images(8, seed=1), random_images(4, seed=2),
+            **{"max_trials": 2, "batch_size": 4, "verbose": 0, **options},
+            directory=directory)
 except KeyboardInterrupt:
     sys.exit(130)
 """
 
 
-def run_search(directory, ready=None):
-    """Starts the search script; with `ready`, sends it SIGINT once there."""
+def run_search(directory, ready=None, trial=1, **options):
+    """Starts the search script; with `ready`, sends it SIGINT once `trial`
+    waits there."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
     process = subprocess.Popen(
-        [sys.executable, "-c", SEARCH_SCRIPT, str(directory)]
-        + ([str(ready)] if ready else []),
+        [sys.executable, "-c", SEARCH_SCRIPT, str(directory), json.dumps(options)]
+        + ([str(ready), str(trial)] if ready else []),
         cwd=root,
         env=dict(os.environ, PYTHONPATH=root),
         stderr=subprocess.PIPE,
