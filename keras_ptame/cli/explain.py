@@ -132,7 +132,7 @@ def run(args):
     # file stops the run with the outputs untouched.
     notes = []
     for path in files:
-        read_image(path, size, notes)
+        read_image(path, size, notes, explainer.input_channels or 3)
     for note in notes:
         say(not args.quiet, note)
     track_outputs()
@@ -237,7 +237,12 @@ def _image_size(explainer, image_size):
 
 def _explain_chunk(explainer, files, names, classes, size, args, folder):
     """Explains one batch of files, writes their outputs, returns summary rows."""
-    originals, resized = zip(*(read_image(path, size) for path in files))
+    originals, resized = zip(
+        *(
+            read_image(path, size, channels=explainer.input_channels or 3)
+            for path in files
+        )
+    )
     outputs = explainer.explain_outputs(
         np.stack(resized), classes=classes, batch_size=args.batch_size
     )
