@@ -119,3 +119,25 @@ def test_an_explainer_with_an_adapted_extractor_saves_and_loads(tmp_path):
     assert isinstance(loaded.extractor.adapter, ChannelAdapter)
     assert loaded.extractor.adapter.repeat == 3
     np.testing.assert_allclose(loaded.explain(images), maps, atol=1e-5)
+
+
+# Issue 24: a keras-hub preset's RGB network reads chosen bands of a
+# multispectral image through `from_preset(..., adapter=...)`: the features
+# of bands (2, 1, 0) are those of that RGB image; without the adapter the
+# channels are named.
+def test_a_preset_extractor_reads_chosen_bands(tmp_path):
+    pytest.importorskip("keras_hub")
+    from keras_ptame.demo import save_tiny_resnet
+
+    preset = save_tiny_resnet(tmp_path / "tiny_resnet")
+    bands = random_images(2, size=32, channels=5)
+    adapted = kp.AuxiliaryExtractor.from_preset(
+        preset, adapter=ChannelAdapter(channels=(2, 1, 0))
+    )
+    adapted.build(bands.shape)
+    plain = kp.AuxiliaryExtractor.from_preset(preset)
+    rgb = np.ascontiguousarray(bands[..., [2, 1, 0]])
+    for got, expected in zip(adapted(bands), plain(rgb), strict=True):
+        np.testing.assert_allclose(to_numpy(got), to_numpy(expected), atol=1e-4)
+    with pytest.raises(ValueError, match="reads 3-channel images, but receives 5"):
+        kp.AuxiliaryExtractor.from_preset(preset).build(bands.shape)
