@@ -141,3 +141,17 @@ def test_a_preset_extractor_reads_chosen_bands(tmp_path):
         np.testing.assert_allclose(to_numpy(got), to_numpy(expected), atol=1e-4)
     with pytest.raises(ValueError, match="reads 3-channel images, but receives 5"):
         kp.AuxiliaryExtractor.from_preset(preset).build(bands.shape)
+
+
+# Issue 24: a classifier of RGB images explains 4-band images through its
+# `Backbone`'s adapter: its scores are those of the chosen bands; the adapter
+# is in the backbone's config.
+def test_a_backbone_reads_chosen_bands_through_its_adapter():
+    classifier = tiny_classifier()
+    backbone = kp.Backbone(classifier, adapter=ChannelAdapter(channels=(0, 1, 2)))
+    bands = random_images(2, channels=4)
+    backbone.build(bands.shape)
+    expected = to_numpy(kp.Backbone(classifier)(bands[..., :3]))
+    np.testing.assert_allclose(to_numpy(backbone(bands)), expected, atol=1e-5)
+    revived = run_serialization_test(backbone)
+    assert revived.adapter.channels == [0, 1, 2]
