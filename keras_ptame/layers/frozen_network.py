@@ -87,11 +87,13 @@ class FrozenNetwork(keras.layers.Layer):
         """The channel count of the images this network takes, or `None`.
 
         Known before a call where the network declares its input (a
-        functional Keras model) and the adapter is none, or one that
-        repeats a grayscale channel.
+        functional Keras model) and no adapter changes the count, or where
+        a `ChannelAdapter` repeats a grayscale channel (as `adapter`, or as
+        the `preprocessor` itself).
         """
-        if isinstance(self.adapter, ChannelAdapter) and self.adapter.repeat:
-            return 1
+        for part in (self.adapter, self.preprocessor):
+            if isinstance(part, ChannelAdapter):
+                return 1 if part.repeat else None
         return None if self.adapter is not None else self.network_channels
 
     @property

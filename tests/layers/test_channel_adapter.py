@@ -155,3 +155,16 @@ def test_a_backbone_reads_chosen_bands_through_its_adapter():
     np.testing.assert_allclose(to_numpy(backbone(bands)), expected, atol=1e-5)
     revived = run_serialization_test(backbone)
     assert revived.adapter.channels == [0, 1, 2]
+
+
+# Issue 24: an adapter given as the `preprocessor` itself works the same, and
+# the channels the network takes are known before any call.
+def test_an_adapter_as_the_preprocessor_reads_grayscale():
+    gray = random_images(2, channels=1)
+    extractor = _tiny_rgb_extractor(preprocessor=ChannelAdapter(repeat=3))
+    assert extractor.input_channels == 1
+    assert _tiny_rgb_extractor().input_channels == 3
+    extractor.build(gray.shape)
+    expected = _tiny_rgb_extractor()(np.repeat(gray, 3, axis=-1))
+    for got, want in zip(extractor(gray), expected, strict=True):
+        np.testing.assert_allclose(to_numpy(got), to_numpy(want), atol=1e-5)
