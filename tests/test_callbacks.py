@@ -118,7 +118,7 @@ def test_logging_moves_no_frozen_weight(tmp_path):
     "options, error, match",
     [
         ({"images": np.zeros((2, 16, 16))}, ValueError, "images"),
-        ({"images": np.zeros((2, 16, 16, 1))}, ValueError, "3 colour channels"),
+        ({"images": np.zeros((2, 16, 16, 0))}, ValueError, "at least 1 channel"),
         ({"images": np.array([["a"]])}, ValueError, "must hold numbers"),
         ({"images": np.full((1, 16, 16, 3), 300.0)}, ValueError, "255"),
         ({"images": np.zeros((65, 4, 4, 3))}, ValueError, "at most 64"),

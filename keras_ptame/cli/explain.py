@@ -146,7 +146,7 @@ def run(args):
     # file stops the run with the outputs untouched.
     notes = []
     for path in files:
-        read_image(path, size, notes)
+        read_image(path, size, notes, explainer.input_channels or 3)
     for note in notes:
         say(not args.quiet, note)
     track_outputs()
@@ -272,7 +272,12 @@ def _stems(name, top_k):
 
 def _explain_chunk(explainer, files, names, classes, size, args, folder):
     """Explains one batch of files, writes their outputs, returns summary rows."""
-    originals, resized = zip(*(read_image(path, size) for path in files))
+    originals, resized = zip(
+        *(
+            read_image(path, size, channels=explainer.input_channels or 3)
+            for path in files
+        )
+    )
     outputs = explainer.explain_outputs(
         np.stack(resized), classes=classes, batch_size=args.batch_size, top_k=args.top_k
     )

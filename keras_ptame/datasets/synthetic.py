@@ -39,6 +39,12 @@ _BLOB_MAX = 90.0
 # typical level, so the object shows as a near-black shape, and a black fill
 # (the paper's) looks exactly like it.
 _DARK_MAX = 8.0
+# The object's level in a grayscale image and in an extra (near-infrared-like)
+# band: bright on the dark scene, as its brightest RGB channel is (>= 150),
+# whatever its hue (a saturated blue would be dark in luminance).
+_BRIGHT = (150.0, 255.0)
+# ITU-R BT.601 luma weights: grayscale images are the scene's luminance.
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def shape_names(num_classes=6):
@@ -69,6 +75,7 @@ def make_shapes(
     size_range=(0.25, 0.45),
     noise=10.0,
     dark_classes=(),
+    channels=3,
 ):
     """Generates `count` images of one shape on clutter, with labels and masks.
 
@@ -89,9 +96,17 @@ def make_shapes(
             to `(0.25, 0.45)`.
         noise: float. Standard deviation of the Gaussian pixel noise, in
             [0, 255] units. Defaults to `10.0`.
+        dark_classes: sequence of int. Classes whose object is near-black
+            (in every channel). Defaults to `()`.
+        channels: int. `3`: RGB. `1`: grayscale, the luminance of the RGB
+            scene with the object at a bright level (150 to 255; a dark
+            class's stays dark). `4` or more: the RGB images themselves (the
+            same pixels as with `3`) and `channels - 3` near-infrared-like
+            bands: a dim smooth gradient where the object is bright.
+            Defaults to `3`.
 
     Returns:
-        A tuple `(images, labels, masks)`: uint8 `(count, H, W, 3)` RGB
+        A tuple `(images, labels, masks)`: uint8 `(count, H, W, channels)`
         images, int32 `(count,)` labels and bool `(count, H, W)` masks of the
         object's pixels.
 
@@ -101,6 +116,7 @@ def make_shapes(
 
     images, labels, masks = make_shapes(100, image_size=64, seed=0)
     images.shape, labels.shape, masks.shape   # (100, 64, 64, 3) (100,) (100, 64, 64)
+    gray = make_shapes(10, channels=1)[0]      # (10, 64, 64, 1)
     ```
     """
     count = _check_positive_int(count, "count", minimum=0)
@@ -110,11 +126,20 @@ def make_shapes(
     if noise < 0:
         raise ValueError(f"`noise` must be >= 0. Received: noise={noise}")
     dark = _check_dark_classes(dark_classes, num_classes)
+    channels = _check_positive_int(channels, "channels", minimum=1)
+    if channels == 2:
+        raise ValueError(
+            "`channels` must be 1 (grayscale), 3 (RGB) or 4 or more (RGB and "
+            "near-infrared-like bands). Received: channels=2"
+        )
 
     rng = np.random.default_rng(seed)
+    # The other channels draw from a generator of their own, so that the
+    # RGB images stay those of `channels=3`.
+    extra = np.random.default_rng([int(seed), channels])
     labels = np.resize(np.arange(num_classes, dtype=np.int32), count)
     labels = rng.permutation(labels).astype(np.int32)
-    images = np.empty((count, image_size, image_size, 3), np.uint8)
+    images = np.empty((count, image_size, image_size, channels), np.uint8)
     masks = np.empty((count, image_size, image_size), bool)
     grid = np.mgrid[0:image_size, 0:image_size].astype(np.float32) + 0.5
     for index, label in enumerate(labels):
@@ -127,9 +152,36 @@ def make_shapes(
             colour = _object_colour(rng, canvas[mask].mean(axis=0))
         canvas[mask] = colour
         canvas += rng.normal(0.0, noise, canvas.shape).astype(np.float32)
+        if channels != 3:
+            canvas = _other_channels(
+                canvas, mask, label in dark, extra, noise, channels
+            )
         images[index] = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
         masks[index] = mask
     return images, labels, masks
+
+
+def _other_channels(rgb, mask, dark, rng, noise, channels):
+    """The `channels` bands of a scene drawn in RGB (see `make_shapes`)."""
+    if channels == 1:
+        gray = rgb @ _LUMA
+        if not dark:
+            level = rng.uniform(*_BRIGHT)
+            gray[mask] = level + rng.normal(0.0, noise, int(mask.sum()))
+        return gray[..., None]
+    size = rgb.shape[0]
+    bands = [rgb]
+    for _ in range(channels - 3):
+        coords = np.arange(size, dtype=np.float32) + 0.5
+        angle = rng.uniform(0, 2 * np.pi)
+        ramp = np.add.outer(np.sin(angle) * coords, np.cos(angle) * coords)
+        ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
+        start, end = rng.uniform(0, _BACKGROUND_MAX, 2)
+        band = (start + (end - start) * ramp).astype(np.float32)
+        band[mask] = rng.uniform(0, _DARK_MAX) if dark else rng.uniform(*_BRIGHT)
+        band += rng.normal(0.0, noise, band.shape).astype(np.float32)
+        bands.append(band[..., None])
+    return np.concatenate(bands, axis=-1)
 
 
 def make_backgrounds(count, image_size=64, seed=0, noise=10.0):
@@ -235,7 +287,8 @@ def shapes_dataset(
         shuffle: bool. Whether to reshuffle the images every epoch. Defaults
             to `False`.
         **kwargs: passed to `make_shapes` (`size_range`, `noise`,
-            `dark_classes`).
+            `dark_classes`, `channels`: 1 for grayscale, 4 or more for RGB
+            and near-infrared-like bands).
 
     Returns:
         A `tf.data.Dataset` of uint8 images, int32 labels (and bool masks).

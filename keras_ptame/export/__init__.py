@@ -13,7 +13,7 @@ on any TF Serving build.
 
 Signatures:
 
-- `serving_default`: `images` `(B, H, W, 3)` float32 raw pixels in
+- `serving_default`: `images` `(B, H, W, C)` float32 raw pixels in
   [0, 255] → `classes` `(B,)` int32 (the classifier's prediction), `scores`
   `(B,)` (its softmax probability), `maps` `(B, H, W)` in [0, 1],
   `evidence` `(B,)` float32, `flat` `(B,)` bool (a map that found no
@@ -29,11 +29,17 @@ Signatures:
   `flat`, `misranked` `(B, k)` and `maps` `(B, k, H, W)` (one pass of each
   network, as `PTAME.explain_outputs(images, top_k=k)`).
 - `explain_encoded`: `encoded` `(B,)` string, each a JPEG, PNG, GIF or BMP
-  file's bytes (grayscale and RGBA are converted to RGB) → the same
-  outputs, at `(H, W)`: the images are decoded and resized bilinearly to
-  `(H, W)` inside the graph. Over REST, send `{"b64": ...}`.
-- `explain_uint8`: `images` `(B, H, W, 3)` uint8 → the same outputs as
+  file's bytes (converted to the explainer's grayscale or RGB: RGBA loses
+  its alpha) → the same outputs, at `(H, W)`: the images are decoded and
+  resized bilinearly to `(H, W)` inside the graph. Over REST, send
+  `{"b64": ...}`. Only for explainers of 1- or 3-channel images: image
+  files hold no other bands (a 4-channel PNG is RGBA), so a multispectral
+  explainer takes its pixels through the other signatures.
+- `explain_uint8`: `images` `(B, H, W, C)` uint8 → the same outputs as
   `serving_default` (a quarter of the float payload, for gRPC clients).
+
+`C` is the explainer's channel count (`explainer.input_channels`: 1 for
+grayscale, 3 for RGB, 4 or more for multispectral images).
 
 From Python, `tf.saved_model.load(path).serving_default(images)` and
 `.explain_classes(images, classes)` and `.explain_top_k(images, k)` also
@@ -85,7 +91,11 @@ from keras_ptame.export.target import (
     user_files,
     write_marker,
 )
-from keras_ptame.export.tracing import SIGNATURES, write_saved_model
+from keras_ptame.export.tracing import (
+    SIGNATURES,
+    exported_signatures,
+    write_saved_model,
+)
 from keras_ptame.export.verification import (
     Precision,
     measured_precision,
@@ -192,7 +202,9 @@ def export_saved_model(
     path = os.path.abspath(os.fspath(path))
     size = resolve_image_size(explainer, image_size)
     check_target(path, overwrite, size)
-    explainer.ensure_built((None, *size, 3))
+    # RGB where neither the explainer nor its networks say otherwise.
+    explainer.ensure_built((None, *size, explainer.input_channels or 3))
+    signatures = exported_signatures(explainer.input_channels)
     expected = _check_finite(explainer, size)
     if in_subprocess is None:
         in_subprocess = keras.config.backend() != "tensorflow"
@@ -209,14 +221,15 @@ def export_saved_model(
         if verify:
             _progress(verbose, "Checking the SavedModel against the explainer")
             verify_saved_model(explainer, model_dir, size, expected=expected)
-        write_marker(model_dir, explainer, size, SIGNATURES)
+        write_marker(model_dir, explainer, size, signatures)
         # Checked again: the path may have appeared while the export ran.
         check_target(path, overwrite, size)
         carry_user_files(path, model_dir)
     if verbose:
         print(
             f"Saved a TensorFlow SavedModel at {path!r} with signatures "
-            f"{', '.join(SIGNATURES)} for images of {size[0]}x{size[1]} pixels."
+            f"{', '.join(signatures)} for images of {size[0]}x{size[1]} pixels "
+            f"({explainer.input_channels} channels)."
         )
     return path
 
@@ -312,7 +325,7 @@ def _worker_main(argv):
         args.keras_file, compile=False, safe_mode=not args.unsafe
     )
     size = tuple(args.image_size)
-    explainer.ensure_built((None, *size, 3))
+    explainer.ensure_built((None, *size, explainer.input_channels or 3))
     write_saved_model(explainer, args.output, size)
     return 0
 
@@ -328,7 +341,9 @@ def _check_finite(explainer, image_size):
     Returns its outputs on `probe_images`, which the verification reuses.
     """
     check_finite_weights(explainer, "the explainer to export")
-    expected = explainer.explain_outputs(probe_images(image_size))
+    expected = explainer.explain_outputs(
+        probe_images(image_size, channels=explainer.input_channels)
+    )
     bad = [
         key
         for key in ("maps", "scores", "evidence")

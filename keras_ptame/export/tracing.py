@@ -9,6 +9,18 @@ SIGNATURES = (
     "explain_encoded",
     "explain_uint8",
 )
+# The channel counts that image files decode to (grayscale, RGB): only an
+# explainer of such images gets `explain_encoded`. A 4-channel PNG is RGBA
+# (alpha, not a fourth band), and multispectral formats are not decoded by
+# `tf.io`: those explainers take pixels through the other signatures.
+ENCODED_CHANNELS = (1, 3)
+
+
+def exported_signatures(channels):
+    """The signatures exported for an explainer of `channels`-channel images."""
+    if channels in ENCODED_CHANNELS:
+        return SIGNATURES
+    return tuple(name for name in SIGNATURES if name != "explain_encoded")
 
 
 def write_saved_model(explainer, path, image_size):
@@ -27,8 +39,10 @@ def write_saved_model(explainer, path, image_size):
         explainer, image_size
     )
     height, width = image_size
-    float_images = tf.TensorSpec((None, height, width, 3), tf.float32, name="images")
-    uint8_images = tf.TensorSpec((None, height, width, 3), tf.uint8, name="images")
+    # The explainer's own channel count (learnt when it was built).
+    shape = (None, height, width, explainer.input_channels)
+    float_images = tf.TensorSpec(shape, tf.float32, name="images")
+    uint8_images = tf.TensorSpec(shape, tf.uint8, name="images")
     classes_spec = tf.TensorSpec((None,), tf.int32, name="classes")
     encoded_spec = tf.TensorSpec((None,), tf.string, name="encoded")
     k_spec = tf.TensorSpec((), tf.int32, name="k")
@@ -40,17 +54,20 @@ def write_saved_model(explainer, path, image_size):
     root.serving_default = serve
     root.explain_classes = serve_classes
     root.explain_top_k = serve_top_k
-    root.explain_encoded = serve_encoded
     signatures = {
         "serving_default": serve.get_concrete_function(float_images),
         "explain_classes": serve_classes.get_concrete_function(
             float_images, classes_spec
         ),
         "explain_top_k": serve_top_k.get_concrete_function(float_images, k_spec),
-        "explain_encoded": serve_encoded.get_concrete_function(encoded_spec),
         # A quarter of the float payload, for gRPC clients that hold uint8.
         "explain_uint8": serve.get_concrete_function(uint8_images),
     }
+    if "explain_encoded" in exported_signatures(explainer.input_channels):
+        root.explain_encoded = serve_encoded
+        signatures["explain_encoded"] = serve_encoded.get_concrete_function(
+            encoded_spec
+        )
     # Traced for uint8 as well, so that Python callers of the loaded
     # functions may pass either.
     serve_classes.get_concrete_function(uint8_images, classes_spec)
@@ -63,6 +80,8 @@ def _serving_functions(explainer, image_size):
     """The `tf.function`s behind the signatures: images, images and classes,
     images and `k`, encoded image files."""
     import tensorflow as tf
+
+    channels = explainer.input_channels
 
     def outputs(images, classes=None, top_k=None):
         result = explainer.explain_batch(
@@ -79,20 +98,20 @@ def _serving_functions(explainer, image_size):
 
     @tf.function(autograph=False)
     def serve(images):
-        return outputs(_checked_images(images, image_size))
+        return outputs(_checked_images(images, image_size, channels))
 
     @tf.function(autograph=False)
     def serve_classes(images, classes):
-        images = _checked_images(images, image_size)
+        images = _checked_images(images, image_size, channels)
         return outputs(images, _checked_classes(classes, images, explainer.num_classes))
 
     @tf.function(autograph=False)
     def serve_top_k(images, k):
-        images = _checked_images(images, image_size)
+        images = _checked_images(images, image_size, channels)
         return outputs(images, top_k=_checked_k(k, explainer.num_classes))
 
     def decode(data):
-        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        image = tf.io.decode_image(data, channels=channels, expand_animations=False)
         return tf.image.resize(tf.cast(image, tf.float32), image_size, "bilinear")
 
     @tf.function(autograph=False)
@@ -101,14 +120,14 @@ def _serving_functions(explainer, image_size):
         encoded = tf.ensure_shape(encoded, (None,))
         with tf.control_dependencies([_assert_not_empty(encoded, "encoded")]):
             encoded = tf.identity(encoded)
-        spec = tf.TensorSpec((*image_size, 3), tf.float32)
+        spec = tf.TensorSpec((*image_size, channels), tf.float32)
         return outputs(tf.map_fn(decode, encoded, fn_output_signature=spec))
 
     return serve, serve_classes, serve_top_k, serve_encoded
 
 
-def _checked_images(images, image_size):
-    """`images` asserted `(B, H, W, 3)` and in [0, 255] inside the graph.
+def _checked_images(images, image_size, channels=3):
+    """`images` asserted `(B, H, W, channels)` and in [0, 255] inside the graph.
 
     A loaded signature (`tf.saved_model.load(path).signatures[...]`, TF
     Serving) runs whatever tensor it is fed: its declared shape is not
@@ -119,7 +138,7 @@ def _checked_images(images, image_size):
     """
     import tensorflow as tf
 
-    images = tf.ensure_shape(images, (None, *image_size, 3))
+    images = tf.ensure_shape(images, (None, *image_size, channels))
     checks = [_assert_not_empty(images, "images")]
     if images.dtype != tf.uint8:
         # NaN fails both comparisons, so it is refused too.

@@ -17,7 +17,7 @@ import math
 import keras
 import numpy as np
 
-from keras_ptame.export.tracing import SIGNATURES
+from keras_ptame.export.tracing import exported_signatures
 from keras_ptame.utils.tf_runtime import import_tensorflow
 
 # Outputs compared, with the tolerance each gets when both sides compute in
@@ -58,13 +58,14 @@ format (`"float32"`, `"TF32"`, `"float16"`, `"bfloat16"`); `how`: how it
 was found, for messages."""
 
 
-def probe_images(image_size, count=3, seed=0):
+def probe_images(image_size, count=3, seed=0, channels=3):
     """Deterministic uint8 probe images: noise, a gradient and all black."""
     height, width = image_size
     rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, (count, height, width, 3)).astype("uint8")
+    shape = (height, width, channels)
+    images = rng.integers(0, 256, (count, *shape)).astype("uint8")
     ramp = np.linspace(0, 255, width, dtype="float32")
-    images[1] = np.broadcast_to(ramp[None, :, None], (height, width, 3)).astype("uint8")
+    images[1] = np.broadcast_to(ramp[None, :, None], shape).astype("uint8")
     images[-1] = 0
     return images
 
@@ -168,11 +169,12 @@ def verify_saved_model(explainer, path, image_size, expected=None):
     """
     # Under JAX and PyTorch, TensorFlow only checks the export, on a CPU.
     tf = import_tensorflow()
-    images = probe_images(image_size)
+    images = probe_images(image_size, channels=explainer.input_channels)
     if expected is None:
         expected = explainer.explain_outputs(images)
     served = tf.saved_model.load(path)
-    missing = [name for name in SIGNATURES if name not in served.signatures]
+    wanted = exported_signatures(explainer.input_channels)
+    missing = [name for name in wanted if name not in served.signatures]
     if missing:
         raise RuntimeError(f"The SavedModel lacks the signatures {missing}.")
     got = served.signatures["explain_classes"](

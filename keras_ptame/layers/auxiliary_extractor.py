@@ -18,10 +18,15 @@ class AuxiliaryExtractor(FrozenNetwork):
             order. Defaults to `None` (use `model`'s own outputs).
         preprocessor: optional Keras layer or callable applied to the raw
             pixels (float, [0, 255]) before `model`. Defaults to `None`.
+        adapter: optional `kp.layers.ChannelAdapter`, applied before
+            `preprocessor`, when `model` reads another channel count than
+            the images have (an ImageNet network reading grayscale or
+            multispectral images). Defaults to `None`.
         **kwargs: Standard layer arguments.
 
     Call arguments:
-        images: `(B, H, W, 3)` raw pixels, float in [0, 255] or uint8.
+        images: `(B, H, W, C)` raw pixels, float in [0, 255] or uint8, with
+            the channels `model` reads (or its `adapter` takes).
 
     Returns:
         A list of 4-D feature maps `(B, h_i, w_i, c_i)`, finest first.
@@ -37,6 +42,14 @@ class AuxiliaryExtractor(FrozenNetwork):
     model = keras.Model(inputs, x)
     extractor = kp.AuxiliaryExtractor(model, layer_names=["stage1", "stage2"])
     features = extractor(np.zeros((1, 32, 32, 3)))   # [(1, 32, 32, 8), (1, 16, 16, 16)]
+
+    # The same RGB network on grayscale images, repeated on its 3 channels:
+    gray = kp.AuxiliaryExtractor(
+        model,
+        layer_names=["stage1", "stage2"],
+        adapter=kp.layers.ChannelAdapter(repeat=3),
+    )
+    features = gray(np.zeros((1, 32, 32, 1)))
     ```
     """
 
@@ -114,7 +127,8 @@ class AuxiliaryExtractor(FrozenNetwork):
             load_weights: bool. Whether to load the pretrained weights (they
                 are downloaded on first use). Defaults to `True`.
             **kwargs: passed to `AuxiliaryExtractor` (`name`, `preprocessor`
-                to replace the preset's own, ...).
+                to replace the preset's own, `adapter` for images of other
+                channels than the preset's RGB, ...).
 
         Examples:
         ```python
@@ -123,6 +137,10 @@ class AuxiliaryExtractor(FrozenNetwork):
         extractor = kp.AuxiliaryExtractor.from_preset("resnet_18_imagenet")
         extractor = kp.AuxiliaryExtractor.from_preset(
             "keras.applications.ResNet50"
+        )
+        # Grayscale images: the ImageNet network reads them repeated on RGB.
+        extractor = kp.AuxiliaryExtractor.from_preset(
+            "resnet_18_imagenet", adapter=kp.layers.ChannelAdapter(repeat=3)
         )
         ```
         """

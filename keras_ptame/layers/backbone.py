@@ -163,7 +163,7 @@ class Backbone(FrozenNetwork):
         top = ops.one_hot(ops.zeros(ops.shape(values)[:1], "int32"), labels)
         return ops.cast(classes, "int32"), ops.maximum(present, top)
 
-    def check_outputs(self, size):
+    def check_outputs(self, size, channels=3):
         """Warns (once) when the classifier's outputs contradict `output_type`.
 
         Run on the host on two noise images, at the explainer's first build:
@@ -175,12 +175,13 @@ class Backbone(FrozenNetwork):
 
         Args:
             size: `(height, width)` of the images the classifier takes.
+            channels: int. Their channel count. Defaults to `3`.
         """
         if self._outputs_checked or self.multilabel:
             return
         self._outputs_checked = True
         rng = np.random.default_rng(0)
-        images = rng.uniform(0, 255, (2, *size, 3)).astype("float32")
+        images = rng.uniform(0, 255, (2, *size, channels)).astype("float32")
         try:
             scores = self.run_network(images)
             scores = np.asarray(ops.convert_to_numpy(ops.cast(scores, "float32")))

@@ -447,7 +447,7 @@ class Explaining:
             if size is None or size in self._fill_probed:
                 return None
             self._fill_probed.add(size)
-            return np.zeros((1, *size, 3), "float32")
+            return np.zeros((1, *size, self.input_channels or 3), "float32")
         if hasattr(images, "__array__") and not hasattr(images, "element_spec"):
             return check_images(images[:8])
         return None

@@ -1,7 +1,10 @@
 """What replaces the pixels a mask removes, and resizing masks to images.
 
 P-TAME multiplies an image by its map: where the map is 0 the pixel is
-replaced by the fill, black (zero) in the paper. The random fills (`"noise"`
+replaced by the fill, black (zero) in the paper. A map is one value per
+pixel, applied to every channel alike, so every fill works for any channel
+count (grayscale, RGB, multispectral): each is computed channel by channel,
+and none is defined by a colour. The random fills (`"noise"`
 and the mixtures) draw new values at every call, from a
 `keras.random.SeedGenerator` that the caller owns, so that a compiled
 training step draws anew at each step on every backend.
@@ -77,11 +80,13 @@ def apply_fill(images, mask, fill="black", seed=None):
     """Keeps `images` where `mask` `(B, h, w, 1)` is 1, the `fill` where 0.
 
     Args:
-        images: `(B, H, W, C)` raw pixels.
-        mask: `(B, h, w, 1)` in [0, 1], resized bilinearly to `(H, W)`.
-        fill: `"black"` (zero), `"mean"` (each image's mean colour),
-            `"blur"` (a Gaussian-blurred copy, sigma 5 pixels), `"noise"`
-            (uniform random pixels in [0, 255]), `"mixture"` (each image
+        images: `(B, H, W, C)` raw pixels, any number of channels `C`.
+        mask: `(B, h, w, 1)` in [0, 1], resized bilinearly to `(H, W)`;
+            the same on every channel.
+        fill: `"black"` (zero), `"mean"` (each image's mean of each
+            channel), `"blur"` (a Gaussian-blurred copy, each channel
+            alone, sigma 5 pixels), `"noise"` (uniform random values in
+            [0, 255], drawn for each channel), `"mixture"` (each image
             draws one of `MIXTURE`) or a tuple of those names (a mixture of
             them). Defaults to `"black"`.
         seed: the random fills' seed: a `keras.random.SeedGenerator` that

@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_ptame.utils.validation import check_image_shape
+
 
 class ImageSized:
     """`PTAME`'s image size: a mixin of `PTAME`.
@@ -23,14 +25,28 @@ class ImageSized:
                 return part.fixed_input_size
         return self._built_size
 
+    @property
+    def input_channels(self):
+        """The channel count of the images this explainer takes, or `None`.
+
+        Learnt when it is built, from the images (1 for grayscale, 3 for
+        RGB, 4 or more for multispectral images); before that, the count
+        its classifier (or else its auxiliary network) declares, if any.
+        """
+        channels = getattr(self, "_built_channels", None)
+        if channels is None and not self.built:
+            channels = self.backbone.input_channels or self.extractor.input_channels
+        return channels
+
     def ensure_built(self, shape):
         """Checks the image size the networks accept, and builds on first use.
 
         Args:
-            shape: the shape of a batch of images, `(B, H, W, 3)`.
+            shape: the shape of a batch of images, `(B, H, W, C)`.
 
         Raises:
-            ValueError: a network accepts only another size.
+            ValueError: a network accepts only another size, or the
+                explainer was built for another channel count.
 
         Checked here, on the host, because a size error raised inside a
         compiled `predict` or `fit` is opaque, and on JAX leaves the model's
@@ -39,6 +55,8 @@ class ImageSized:
         left open, and `keras.ops.image.resize` (the maps' upsampling) needs
         it known.
         """
+        if self.built:
+            check_image_shape(shape, channels=self.input_channels)
         size = tuple(shape)[1:3]
         if keras.config.backend() == "tensorflow" and None not in size:
             if getattr(self, "_traced_size", size) != size:

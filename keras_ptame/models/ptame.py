@@ -169,11 +169,13 @@ class PTAME(
             )
         check_num_classes(self.num_classes, logits.shape[-1])
         if None not in input_shape[1:3]:
-            self.backbone.check_outputs(input_shape[1:3])
+            self.backbone.check_outputs(input_shape[1:3], channels=input_shape[-1] or 3)
         if self.decoder is None:
             self.num_classes = int(logits.shape[-1])
             self.decoder = self._make_decoder()
         self._built_size = None if None in input_shape[1:3] else input_shape[1:3]
+        # The channel count `ensure_built` holds every later batch to.
+        self._built_channels = input_shape[-1]
         self.extractor.build(input_shape)
         features = self.extractor.compute_output_spec(images)
         check_feature_shapes([tuple(f.shape) for f in features])

@@ -11,6 +11,8 @@ import numpy as np
 # `decode_image` reads too. Files named one by one may be of any format
 # Pillow reads.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+# The channel counts image files are read as, and Pillow's mode for each.
+FILE_CHANNELS = {1: "L", 3: "RGB"}
 
 
 def images_in_folder(directory):
@@ -56,8 +58,8 @@ def find_images(inputs):
     return files
 
 
-def read_image(path, size=None, notes=None):
-    """Reads an image file as RGB uint8, and a copy resized to `size`.
+def read_image(path, size=None, notes=None, channels=3):
+    """Reads an image file as RGB (or grayscale) uint8, and a copy resized to `size`.
 
     Args:
         path: str, the image file.
@@ -65,27 +67,38 @@ def read_image(path, size=None, notes=None):
             `None` (the copy is the original).
         notes: optional list; a sentence is appended when the image is
             converted or resized.
+        channels: int. `3` for RGB, `1` for grayscale (the luminance of a
+            colour file), the explainer's channel count. Image files hold
+            no other bands. Defaults to `3`.
 
     Returns:
-        `(original, resized)`, uint8 arrays `(h, w, 3)` and `(*size, 3)`.
+        `(original, resized)`, uint8 arrays `(h, w, channels)` and
+        `(*size, channels)`.
 
     Raises:
-        ValueError: the file is not an image Pillow can read.
+        ValueError: the file is not an image Pillow can read, or
+            `channels` is neither 1 nor 3.
     """
     from PIL import Image, UnidentifiedImageError
 
+    if channels not in FILE_CHANNELS:
+        raise ValueError(
+            f"Image files are read as grayscale (1 channel) or RGB (3 channels). "
+            f"Received: channels={channels!r}; pass images of other channel "
+            "counts as arrays."
+        )
+    target = FILE_CHANNELS[channels]
     try:
         with Image.open(path) as image:
             image.load()
             mode = image.mode
-            image = _to_rgb(image)
-            original = np.asarray(image, dtype=np.uint8)
+            image = _to_mode(image, target)
+            original = _pixels(image)
             size = original.shape[:2] if size is None else tuple(size)
             resized = original
             if original.shape[:2] != size:
-                resized = np.asarray(
-                    image.resize((size[1], size[0]), Image.Resampling.BILINEAR),
-                    dtype=np.uint8,
+                resized = _pixels(
+                    image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
                 )
     except (
         UnidentifiedImageError,
@@ -99,19 +112,26 @@ def read_image(path, size=None, notes=None):
             f"Cannot read {path!r} as an image ({type(error).__name__}: {message})."
         ) from error
     if notes is not None:
-        notes += _changes(path, mode, original.shape[:2], size)
+        notes += _changes(path, mode, original.shape[:2], size, target)
     return original, resized
 
 
-def _to_rgb(image):
-    """`image` as 8-bit RGB: grayscale repeated, alpha dropped, deep pixels scaled.
+def _pixels(image):
+    """A Pillow image as uint8 `(h, w, channels)` (grayscale keeps its axis)."""
+    array = np.asarray(image, dtype=np.uint8)
+    return array[..., None] if array.ndim == 2 else array
+
+
+def _to_mode(image, target="RGB"):
+    """`image` as 8-bit `target` (`"RGB"` or `"L"`): grayscale repeated or
+    colour as luminance, alpha dropped, deep pixels scaled.
 
     Pillow's own conversion clips 16-bit and 32-bit grayscale to 255, which
     turns a 16-bit image almost all white; those are scaled to 8 bits here.
     """
     from PIL import Image
 
-    if image.mode == "RGB":
+    if image.mode == target:
         return image
     if image.mode.startswith("I") or image.mode == "F":
         values = np.asarray(image, dtype=np.float64)
@@ -124,16 +144,17 @@ def _to_rgb(image):
             top = 65535.0 if high > 255.0 else top
             top = max(top, high)
         gray = np.clip(np.round(values * (255.0 / top)), 0, 255).astype(np.uint8)
-        return Image.fromarray(gray).convert("RGB")
-    # Grayscale is repeated on the three channels; alpha is dropped.
-    return image.convert("RGB")
+        return Image.fromarray(gray).convert(target)
+    # Grayscale is repeated on the three channels (colour made luminance for
+    # "L"); alpha is dropped.
+    return image.convert(target)
 
 
-def _changes(path, mode, original_size, size):
+def _changes(path, mode, original_size, size, target="RGB"):
     changes = []
-    if mode != "RGB":
+    if mode != target:
         scaled = " (scaled to 8 bits)" if mode.startswith("I") or mode == "F" else ""
-        changes.append(f"converted from mode {mode} to RGB{scaled}")
+        changes.append(f"converted from mode {mode} to {target}{scaled}")
     if original_size != size:
         changes.append(
             f"resized from {original_size[0]}x{original_size[1]} to {size[0]}x{size[1]}"

@@ -24,20 +24,33 @@ def check_option(name, value, allowed):
     return value
 
 
-def check_image_shape(shape, name="images"):
-    """Checks a batch shape `(B, H, W, 3)`; `None` entries are allowed."""
+def check_image_shape(shape, name="images", channels=None):
+    """Checks a batch shape `(B, H, W, C)`; `None` entries are allowed.
+
+    Args:
+        shape: the batch's shape.
+        name: str. The argument's name, for messages. Defaults to `"images"`.
+        channels: optional int. The channel count the images must have (an
+            explainer's, once built). Defaults to `None`: any count >= 1.
+    """
     shape = tuple(shape)
     if len(shape) != 4:
         raise ValueError(
             f"`{name}` must be a batch of channels-last images of shape "
-            f"(batch, height, width, 3). Received: {name} with shape {shape} "
-            f"(rank {len(shape)})"
+            f"(batch, height, width, channels). Received: {name} with shape "
+            f"{shape} (rank {len(shape)})"
         )
-    if shape[-1] is not None and shape[-1] != 3:
+    received = shape[-1]
+    if received is not None and received < 1:
         raise ValueError(
-            f"`{name}` must have 3 colour channels, last. Received: {name} with "
-            f"shape {shape} ({shape[-1]} channels). Convert grayscale or RGBA "
-            "images to RGB first."
+            f"`{name}` must have at least 1 channel, last. Received: {name} with "
+            f"shape {shape} ({received} channels)"
+        )
+    if None not in (channels, received) and received != channels:
+        raise ValueError(
+            f"`{name}` must have {channels} {_channel_word(channels)}, as the "
+            f"explainer was built with. Received: shape {shape} ({received} "
+            f"{_channel_word(received)})"
         )
     for axis, size in zip(("height", "width"), shape[1:3]):
         if size is not None and size < 1:
@@ -46,8 +59,15 @@ def check_image_shape(shape, name="images"):
             )
 
 
-def check_images(images, name="images", pixels=True):
+def _channel_word(count):
+    return "channel" if count == 1 else "channels"
+
+
+def check_images(images, name="images", pixels=True, channels=None):
     """Checks a host batch of raw images and returns it as a numpy array.
+
+    `channels`: the channel count the images must have, as in
+    `check_image_shape`; `None` (the default) takes any.
 
     `pixels=False` leaves out the scan of the pixel values (`check_pixel_range`)
     for a caller that runs it elsewhere, as `explain` does beside the
@@ -62,7 +82,7 @@ def check_images(images, name="images", pixels=True):
             f"`{name}` must hold numbers (uint8 or float pixels in [0, 255]). "
             f"Received: dtype {array.dtype}"
         )
-    check_image_shape(array.shape, name)
+    check_image_shape(array.shape, name, channels)
     if array.shape[0] == 0:
         raise ValueError(f"`{name}` is empty. Received: shape {array.shape}")
     if pixels:
@@ -323,7 +343,8 @@ def _check_dataset(dataset, ensure_built):
         )
     if images.shape.rank == 3:
         raise ValueError(
-            "The dataset must yield batches of images (batch, height, width, 3). "
+            "The dataset must yield batches of images (batch, height, width, "
+            "channels). "
             f"Received: single images of shape {tuple(images.shape)}; call "
             "`.batch(...)` on the dataset first."
         )

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from keras_ptame import visualize
-from tests.helpers import IMAGE_SIZE
+from tests.helpers import IMAGE_SIZE, random_images, tiny_explainer
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -389,3 +389,27 @@ def test_explain_refuses_an_explainer_file_with_nan_weights(
     result.assert_user_error(f"{bias.path}' of the explainer")
     assert "bad.keras" in result.err
     assert not (tmp_path / "maps").exists()
+
+
+# Issue 24: a grayscale explainer reads image files as one channel (a colour
+# file as its luminance) and its maps are those of `explain` on them.
+def test_a_grayscale_explainer_explains_image_files(tmp_path, ptame):
+    explainer = tiny_explainer(channels=1)
+    explainer.compile(optimizer=keras.optimizers.AdamW(1e-3, amsgrad=True))
+    explainer.fit(random_images(8, channels=1), epochs=1, batch_size=4, verbose=0)
+    explainer.save(tmp_path / "gray.keras")
+    gray = random_images(2, seed=4, channels=1)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(gray[0][..., 0], mode="L").save(folder / "a.png")
+    Image.fromarray(np.repeat(gray[1], 3, axis=-1)).save(folder / "b.png")
+    output = tmp_path / "out"
+    result = ptame(
+        "explain", "--model", tmp_path / "gray.keras", folder, "--output", output
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert "converted from mode RGB to L" in result.err
+    expected = explainer.explain(gray)
+    for index, name in enumerate(["a", "b"]):
+        saliency = np.load(output / f"{name}.npy")
+        np.testing.assert_allclose(saliency, expected[index], atol=1e-5)

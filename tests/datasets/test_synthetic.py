@@ -217,3 +217,62 @@ def test_dark_classes_draw_their_object_near_black():
 def test_bad_dark_classes_are_named(dark):
     with pytest.raises(ValueError, match="dark_classes"):
         make_shapes(2, num_classes=4, dark_classes=dark)
+
+
+# Issue 24: 4 channels are the RGB images of `channels=3` (same seed, same
+# pixels, labels and masks) and a band where the object is bright on a dim
+# background; 1 channel is grayscale with the same labels and masks.
+def test_four_channels_are_the_rgb_images_and_a_band_showing_the_object():
+    rgb, labels, masks = make_shapes(24, image_size=32, num_classes=4, seed=5)
+    four, labels4, masks4 = make_shapes(
+        24, image_size=32, num_classes=4, seed=5, channels=4
+    )
+    assert four.shape == (24, 32, 32, 4) and four.dtype == np.uint8
+    np.testing.assert_array_equal(four[..., :3], rgb)
+    np.testing.assert_array_equal(labels4, labels)
+    np.testing.assert_array_equal(masks4, masks)
+    band = four[..., 3].astype(float)
+    for image, mask in zip(band, masks, strict=True):
+        assert image[mask].mean() > image[~mask].mean() + 80
+
+
+# Issue 24: grayscale images show every (not dark) object brighter than its
+# background, and a dark class's object darker; the same labels and masks.
+def test_one_channel_is_grayscale_where_the_object_shows():
+    _, labels, masks = make_shapes(24, image_size=32, num_classes=4, seed=6)
+    gray, labels1, masks1 = make_shapes(
+        24, image_size=32, num_classes=4, seed=6, channels=1
+    )
+    assert gray.shape == (24, 32, 32, 1) and gray.dtype == np.uint8
+    np.testing.assert_array_equal(labels1, labels)
+    np.testing.assert_array_equal(masks1, masks)
+    for image, mask in zip(gray[..., 0].astype(float), masks, strict=True):
+        assert image[mask].mean() > image[~mask].mean() + 80
+    dark, _, dark_masks = make_shapes(
+        8, image_size=32, num_classes=2, seed=6, channels=1, dark_classes=(0, 1)
+    )
+    for image, mask in zip(dark[..., 0].astype(float), dark_masks, strict=True):
+        assert image[mask].mean() < image[~mask].mean()
+
+
+# Issue 24: the default is RGB, the same arrays as `channels=3`, and the
+# data set passes `channels` on; bad counts are refused by name.
+def test_channels_default_to_rgb_and_bad_counts_are_refused():
+    default = make_shapes(6, image_size=32, seed=2)
+    explicit = make_shapes(6, image_size=32, seed=2, channels=3)
+    for a, b in zip(default, explicit, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for channels, match in ((0, "`channels` must be >= 1"), (2, "channels=2")):
+        with pytest.raises(ValueError, match=match):
+            make_shapes(2, image_size=32, channels=channels)
+
+
+# Issue 24: `shapes_dataset(channels=...)` yields images of that many channels.
+@pytest.mark.parametrize("channels", [1, 4])
+def test_the_dataset_yields_the_channels_asked_for(channels):
+    pytest.importorskip("tensorflow")
+    dataset = shapes_dataset(6, batch_size=3, image_size=32, channels=channels)
+    images, labels = next(iter(dataset))
+    assert tuple(images.shape) == (3, 32, 32, channels)
+    expected = make_shapes(6, image_size=32, channels=channels)[0][:3]
+    np.testing.assert_array_equal(images.numpy(), expected)

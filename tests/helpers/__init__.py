@@ -17,11 +17,11 @@ NUM_CLASSES = 4
 
 
 def tiny_classifier(
-    num_classes=NUM_CLASSES, size=IMAGE_SIZE, seed=0, name="classifier"
+    num_classes=NUM_CLASSES, size=IMAGE_SIZE, seed=0, name="classifier", channels=3
 ):
     """A small CNN on raw pixels in [0, 255] returning logits."""
     keras.utils.set_random_seed(seed)
-    inputs = keras.Input((size, size, 3))
+    inputs = keras.Input((size, size, channels))
     x = keras.layers.Rescaling(1 / 255)(inputs)
     x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="stage1")(x)
     x = keras.layers.Conv2D(
@@ -31,10 +31,10 @@ def tiny_classifier(
     return keras.Model(inputs, keras.layers.Dense(num_classes)(x), name=name)
 
 
-def tiny_feature_model(size=IMAGE_SIZE, seed=1, name="auxiliary"):
+def tiny_feature_model(size=IMAGE_SIZE, seed=1, name="auxiliary", channels=3):
     """A small auxiliary network with two feature maps: size/2 and size/4."""
     keras.utils.set_random_seed(seed)
-    inputs = keras.Input((size, size, 3))
+    inputs = keras.Input((size, size, channels))
     x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
     f1 = keras.layers.Conv2D(
         6, 3, strides=2, padding="same", activation="relu", name="f1"
@@ -45,18 +45,19 @@ def tiny_feature_model(size=IMAGE_SIZE, seed=1, name="auxiliary"):
     return keras.Model(inputs, [f1, f2], name=name)
 
 
-def tiny_explainer(num_classes=NUM_CLASSES, size=IMAGE_SIZE, **kwargs):
-    """An uncompiled PTAME over `tiny_classifier` and `tiny_feature_model`."""
+def tiny_explainer(num_classes=NUM_CLASSES, size=IMAGE_SIZE, channels=3, **kwargs):
+    """An uncompiled PTAME over `tiny_classifier` and `tiny_feature_model`
+    (both on `channels`-channel images)."""
     return kp.PTAME(
-        kp.Backbone(tiny_classifier(num_classes, size)),
-        kp.AuxiliaryExtractor(tiny_feature_model(size)),
+        kp.Backbone(tiny_classifier(num_classes, size, channels=channels)),
+        kp.AuxiliaryExtractor(tiny_feature_model(size, channels=channels)),
         **kwargs,
     )
 
 
-def random_images(count=8, size=IMAGE_SIZE, seed=0, dtype="uint8"):
+def random_images(count=8, size=IMAGE_SIZE, seed=0, dtype="uint8", channels=3):
     rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, (count, size, size, 3)).astype(dtype)
+    return rng.integers(0, 256, (count, size, size, channels)).astype(dtype)
 
 
 def weights_of(layer):

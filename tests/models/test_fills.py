@@ -14,9 +14,9 @@ from keras_ptame.models.fills import (
 )
 
 
-def _images(count=16, size=8, seed=0):
+def _images(count=16, size=8, seed=0, channels=3):
     rng = np.random.default_rng(seed)
-    return rng.uniform(0, 255, (count, size, size, 3)).astype("float32")
+    return rng.uniform(0, 255, (count, size, size, channels)).astype("float32")
 
 
 def _numpy(x):
@@ -97,3 +97,36 @@ def test_fill_names_and_mixtures_are_checked():
     for bad in ("white", ("black",), ("black", "black"), ("black", "white"), 3):
         with pytest.raises(ValueError, match="fill"):
             check_fill(bad)
+
+
+# Issue 24: every fill acts per pixel on every channel, whatever their count:
+# black is zero, mean each image's mean of each channel, blur each channel
+# blurred alone, noise uniform in [0, 255]; a mixture gives each image one.
+@pytest.mark.parametrize("channels", [1, 4, 7])
+def test_every_fill_works_on_any_channel_count(channels):
+    images = _images(size=16, channels=channels)
+    zeros = np.zeros((16, 4, 4, 1), "float32")
+    seed = keras.random.SeedGenerator(3)
+    black = _numpy(apply_fill(images, zeros, "black"))
+    np.testing.assert_array_equal(black, np.zeros_like(images))
+    mean = _numpy(apply_fill(images, zeros, "mean"))
+    expected = np.broadcast_to(images.mean(axis=(1, 2), keepdims=True), images.shape)
+    np.testing.assert_allclose(mean, expected, rtol=1e-5)
+    blur = _numpy(apply_fill(images, zeros, "blur"))
+    assert blur.shape == images.shape
+    for channel in range(channels):
+        alone = _numpy(fill_values(images[..., channel : channel + 1], "blur"))
+        np.testing.assert_allclose(blur[..., channel], alone[..., 0], atol=1e-3)
+    noise = _numpy(apply_fill(images, zeros, "noise", seed=seed))
+    assert noise.shape == images.shape and noise.min() >= 0 and noise.max() <= 255
+    mixture = _numpy(apply_fill(images, zeros, ("black", "mean", "blur"), seed=seed))
+    for index in range(len(images)):
+        assert any(
+            np.allclose(mixture[index], fill[index], atol=1e-3)
+            for fill in (black, mean, blur)
+        )
+    # A half mask keeps every channel of the kept half and fills the rest.
+    half = np.concatenate([np.ones((16, 4, 2, 1)), np.zeros((16, 4, 2, 1))], axis=2)
+    kept = _numpy(apply_fill(images, half.astype("float32"), "mean"))
+    np.testing.assert_allclose(kept[:, :, :4], images[:, :, :4], rtol=1e-5)
+    np.testing.assert_allclose(kept[:, :, -4:], mean[:, :, -4:], rtol=1e-5)

@@ -404,8 +404,9 @@ def test_mixed_precision_maps_stay_close_to_float32():
     "images, message",
     [
         (np.zeros((16, 16, 3), "uint8"), "rank 3"),
-        (np.zeros((2, 16, 16, 4), "uint8"), "4 channels"),
-        (np.zeros((2, 16, 16, 1), "float32"), "1 channels"),
+        # Issue 24: the message names the channels read and received.
+        (np.zeros((2, 16, 16, 4), "uint8"), "reads 3-channel images.*4 channels"),
+        (np.zeros((2, 16, 16, 1), "float32"), "reads 3-channel images.*1 channel"),
         (np.full((2, 16, 16, 3), "a"), "dtype <U1"),
         (np.zeros((2, 16, 16, 3), bool), "dtype bool"),
         (np.zeros((0, 16, 16, 3), "uint8"), "empty"),

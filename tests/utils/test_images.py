@@ -105,3 +105,34 @@ def test_missing_inputs_and_empty_folders_are_refused(tmp_path):
         find_images([str(tmp_path / "empty")])
     with pytest.raises(ValueError, match="Not a folder"):
         images_in_folder(tmp_path / "missing")
+
+
+# Issue 24: for a grayscale explainer files are read as one channel: a gray
+# file exactly (no note), a colour file as its luminance (noted), resized too.
+def test_files_are_read_as_grayscale_for_one_channel(tmp_path):
+    gray = _pixels()[..., 0]
+    gray_path = str(tmp_path / "gray.png")
+    Image.fromarray(gray, mode="L").save(gray_path)
+    notes = []
+    original, resized = read_image(gray_path, size=(3, 4), notes=notes, channels=1)
+    np.testing.assert_array_equal(original, gray[..., None])
+    assert resized.shape == (3, 4, 1) and resized.dtype == np.uint8
+    assert notes == [f"{gray_path}: resized from 6x5 to 3x4"]
+    colour = _pixels(seed=1)
+    colour_path = str(tmp_path / "colour.png")
+    Image.fromarray(colour).save(colour_path)
+    notes = []
+    original, _ = read_image(colour_path, notes=notes, channels=1)
+    luma = colour.astype(float) @ np.array([0.299, 0.587, 0.114])
+    assert original.shape == (6, 5, 1)
+    assert np.abs(original[..., 0].astype(float) - luma).max() <= 1
+    assert notes == [f"{colour_path}: converted from mode RGB to L"]
+
+
+# Issue 24: image files hold no other channel counts: refused by name.
+@pytest.mark.parametrize("channels", [2, 4])
+def test_other_channel_counts_are_refused_for_files(tmp_path, channels):
+    path = str(tmp_path / "a.png")
+    Image.fromarray(_pixels()).save(path)
+    with pytest.raises(ValueError, match=f"Received: channels={channels}"):
+        read_image(path, channels=channels)

@@ -31,7 +31,7 @@ def test_check_option_returns_an_allowed_value_and_names_a_wrong_one():
     "shape, message",
     [
         ((16, 16, 3), "rank 3"),
-        ((2, 16, 16, 4), "4 channels.*RGBA"),
+        ((2, 16, 16, 0), "at least 1 channel.*0 channels"),
         ((2, 0, 16, 3), "positive height"),
         ((2, 16, 0, 3), "positive width"),
     ],
@@ -39,6 +39,22 @@ def test_check_option_returns_an_allowed_value_and_names_a_wrong_one():
 def test_image_shapes_are_checked(shape, message):
     with pytest.raises(ValueError, match=message):
         check_image_shape(shape)
+
+
+# Issue 24: any channel count passes alone; against an explainer's count the
+# message names the channels expected and the channels received.
+@pytest.mark.parametrize("channels", [1, 3, 4, 13])
+def test_any_channel_count_passes_and_a_wrong_one_is_named(channels):
+    check_image_shape((2, 16, 16, channels))
+    check_image_shape((2, 16, 16, channels), channels=channels)
+    other = 3 if channels != 3 else 1
+    expected = "channel" if other == 1 else "channels"
+    with pytest.raises(
+        ValueError,
+        match=rf"must have {other} {expected}, as the explainer was built with\. "
+        rf"Received: shape \(2, 16, 16, {channels}\) \({channels} channel",
+    ):
+        check_images(np.zeros((2, 16, 16, channels), "uint8"), channels=other)
 
 
 def test_open_sizes_are_allowed():
@@ -165,8 +181,11 @@ def test_training_arrays_are_checked_and_build_the_model():
     assert built == [(2, 4, 4, 3)]
     with pytest.raises(ValueError, match="x=None"):
         check_training_data(None, built.append)
-    with pytest.raises(ValueError, match="colour channels"):
-        check_training_data(np.zeros((2, 4, 4, 1), "uint8"), built.append)
+    with pytest.raises(ValueError, match="at least 1 channel"):
+        check_training_data(np.zeros((2, 4, 4, 0), "uint8"), built.append)
+    # Issue 24: grayscale images are training data too.
+    check_training_data(np.zeros((2, 4, 4, 1), "uint8"), built.append)
+    assert built[-1] == (2, 4, 4, 1)
 
 
 def test_training_datasets_are_checked_from_their_spec():
