@@ -74,6 +74,7 @@ def test_explain_encoded_decodes_grayscale_and_is_left_out_for_four(exported):
         assert set(served.signatures) == {
             "serving_default",
             "explain_classes",
+            "explain_top_k",
             "explain_uint8",
         }
         return
