@@ -186,10 +186,10 @@ def test_training_on_black_images_stays_finite():
     "images, match",
     [
         (random_images(2)[..., 0], "rank 3"),
-        (random_images(2)[..., :1], "Convert grayscale or RGBA"),
+        (random_images(2)[..., :1], "reads 3-channel images, but receives 1 channel"),
         (
             np.concatenate([random_images(2)] * 2, axis=-1)[..., :4],
-            "Convert grayscale or RGBA",
+            "reads 3-channel images, but receives 4 channels",
         ),
         (np.full((1, IMAGE_SIZE, IMAGE_SIZE, 3), np.nan, "float32"), "finite"),
         (np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 3), "uint8"), "empty"),
