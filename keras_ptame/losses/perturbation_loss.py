@@ -127,21 +127,13 @@ class PerturbationLoss:
         )
         area = ops.mean(ops.power(maps + 0.0005, self.area_power))
         smoothness = self.smoothness(maps)
-        loss = (
-            self.ce_coeff * ce
-            + self.area_coeff * area
-            + self.smoothness_coeff * smoothness
+        return self._combined(
+            ce,
+            area,
+            smoothness,
+            deleted_logits,
+            lambda deleted: self.deletion(deleted, classes),
         )
-        terms = {"loss": loss, "ce": ce, "area": area, "smoothness": smoothness}
-        if self.deletion_coeff:
-            if deleted_logits is None:
-                raise ValueError(
-                    "`deletion_coeff` > 0 needs `deleted_logits`, the logits on "
-                    "the images with their map's content removed."
-                )
-            terms["deletion"] = self.deletion(deleted_logits, classes)
-            terms["loss"] = loss + self.deletion_coeff * terms["deletion"]
-        return terms
 
     def __call__(
         self,
@@ -172,6 +164,17 @@ class PerturbationLoss:
         pixels = ops.cast(ops.prod(ops.shape(maps)[:3]), "float32")
         area = ops.sum(powered * columns) / (count * pixels)
         smoothness = self.smoothness(maps * columns)
+
+        def deletion(deleted):
+            # -log(1 - sigmoid(z)) = softplus(z).
+            deleted = picked(ops.cast(deleted, "float32"), classes)
+            return ops.sum(weights * ops.softplus(deleted)) / count
+
+        return self._combined(ce, area, smoothness, deleted_logits, deletion)
+
+    def _combined(self, ce, area, smoothness, deleted_logits, deletion):
+        """The terms and their weighted sum; `deletion(deleted_logits)` gives
+        the deletion term, computed only when `deletion_coeff` is on."""
         loss = (
             self.ce_coeff * ce
             + self.area_coeff * area
@@ -184,9 +187,7 @@ class PerturbationLoss:
                     "`deletion_coeff` > 0 needs `deleted_logits`, the logits on "
                     "the images with their map's content removed."
                 )
-            # -log(1 - sigmoid(z)) = softplus(z).
-            deleted = picked(ops.cast(deleted_logits, "float32"), classes)
-            terms["deletion"] = ops.sum(weights * ops.softplus(deleted)) / count
+            terms["deletion"] = deletion(deleted_logits)
             terms["loss"] = loss + self.deletion_coeff * terms["deletion"]
         return terms
 
