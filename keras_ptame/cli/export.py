@@ -84,8 +84,9 @@ def run(args):
         if _stamp(args.output) != before:
             wrote(args.output)
     kept = export.user_files(path)
+    signatures = export.exported_signatures(explainer.input_channels)
     print(
-        f"Exported a SavedModel to {path} (signatures: {', '.join(export.SIGNATURES)})"
+        f"Exported a SavedModel to {path} (signatures: {', '.join(signatures)})"
         + (f"; kept your files: {', '.join(kept)}." if kept else ".")
     )
 
