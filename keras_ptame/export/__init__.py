@@ -37,6 +37,9 @@ Signatures:
   explainer takes its pixels through the other signatures.
 - `explain_uint8`: `images` `(B, H, W, C)` uint8 → the same outputs as
   `serving_default` (a quarter of the float payload, for gRPC clients).
+- `explain_uint8_maps`: `images` uint8 → the same outputs with `maps` uint8
+  in [0, 255], `round(255 * maps)` (as `explain(images, dtype="uint8")`):
+  a quarter of the maps' bytes in the reply too.
 
 `C` is the explainer's channel count (`explainer.input_channels`: 1 for
 grayscale, 3 for RGB, 4 or more for multispectral images).

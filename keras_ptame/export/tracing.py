@@ -8,6 +8,7 @@ SIGNATURES = (
     "explain_top_k",
     "explain_encoded",
     "explain_uint8",
+    "explain_uint8_maps",
 )
 # The channel counts that image files decode to (grayscale, RGB): only an
 # explainer of such images gets `explain_encoded`. A 4-channel PNG is RGBA
@@ -35,9 +36,8 @@ def write_saved_model(explainer, path, image_size):
             "`write_saved_model` traces TensorFlow graphs and needs "
             f"KERAS_BACKEND=tensorflow. Received: {keras.config.backend()!r}"
         )
-    serve, serve_classes, serve_top_k, serve_encoded = _serving_functions(
-        explainer, image_size
-    )
+    functions = _serving_functions(explainer, image_size)
+    serve, serve_classes, serve_top_k, serve_encoded, serve_uint8_maps = functions
     height, width = image_size
     # The explainer's own channel count (learnt when it was built).
     shape = (None, height, width, explainer.input_channels)
@@ -54,6 +54,7 @@ def write_saved_model(explainer, path, image_size):
     root.serving_default = serve
     root.explain_classes = serve_classes
     root.explain_top_k = serve_top_k
+    root.explain_uint8_maps = serve_uint8_maps
     signatures = {
         "serving_default": serve.get_concrete_function(float_images),
         "explain_classes": serve_classes.get_concrete_function(
@@ -62,6 +63,8 @@ def write_saved_model(explainer, path, image_size):
         "explain_top_k": serve_top_k.get_concrete_function(float_images, k_spec),
         # A quarter of the float payload, for gRPC clients that hold uint8.
         "explain_uint8": serve.get_concrete_function(uint8_images),
+        # And a quarter of the maps' bytes in the reply.
+        "explain_uint8_maps": serve_uint8_maps.get_concrete_function(uint8_images),
     }
     if "explain_encoded" in exported_signatures(explainer.input_channels):
         root.explain_encoded = serve_encoded
@@ -78,19 +81,19 @@ def write_saved_model(explainer, path, image_size):
 
 def _serving_functions(explainer, image_size):
     """The `tf.function`s behind the signatures: images, images and classes,
-    images and `k`, encoded image files."""
+    images and `k`, encoded image files, images to uint8 maps."""
     import tensorflow as tf
 
     channels = explainer.input_channels
 
-    def outputs(images, classes=None, top_k=None):
+    def outputs(images, classes=None, top_k=None, maps_dtype=tf.float32):
         result = explainer.explain_batch(
-            tf.cast(images, tf.float32), classes, top_k=top_k
+            tf.cast(images, tf.float32), classes, top_k=top_k, dtype=maps_dtype.name
         )
         return {
             "classes": tf.cast(result["classes"], tf.int32),
             "scores": tf.cast(result["scores"], tf.float32),
-            "maps": tf.cast(result["maps"], tf.float32),
+            "maps": tf.cast(result["maps"], maps_dtype),
             "evidence": tf.cast(result["evidence"], tf.float32),
             "flat": tf.cast(result["flat"], tf.bool),
             "misranked": tf.cast(result["misranked"], tf.bool),
@@ -123,7 +126,12 @@ def _serving_functions(explainer, image_size):
         spec = tf.TensorSpec((*image_size, channels), tf.float32)
         return outputs(tf.map_fn(decode, encoded, fn_output_signature=spec))
 
-    return serve, serve_classes, serve_top_k, serve_encoded
+    @tf.function(autograph=False)
+    def serve_uint8_maps(images):
+        images = _checked_images(images, image_size, channels)
+        return outputs(images, maps_dtype=tf.uint8)
+
+    return serve, serve_classes, serve_top_k, serve_encoded, serve_uint8_maps
 
 
 def _checked_images(images, image_size, channels=3):

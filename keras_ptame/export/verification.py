@@ -161,7 +161,8 @@ def verify_saved_model(explainer, path, image_size, expected=None):
     explainer's own classes, so that a near-tie between two classes cannot
     make the comparison flaky), the classes of `serving_default` and the
     outputs of `explain_top_k` (on the images whose top classes are not near
-    ties), within
+    ties) and the maps of `explain_uint8_maps` (`round(255 * maps)` of the
+    graph's own float maps), within
     tolerances that follow from the precision the explainer computes in
     (`measured_precision`, `verification_tolerances`); the error names both.
     `expected`, optional, is the explainer's `explain_outputs` on them when
@@ -192,6 +193,7 @@ def verify_saved_model(explainer, path, image_size, expected=None):
         served, images, logits, expected["classes"], tolerances
     )
     problems += _compare_top_k(explainer, served, images, logits, tolerances)
+    problems += _compare_uint8_maps(served, images)
     if problems:
         limits = ", ".join(f"{key} {value:.2g}" for key, value in tolerances.items())
         raise RuntimeError(
@@ -278,3 +280,24 @@ def _compare_top_k(explainer, served, images, logits, tolerances):
         tolerances,
     )
     return [f"explain_top_k: {problem}" for problem in problems]
+
+
+def _compare_uint8_maps(served, images):
+    """Differences between `explain_uint8_maps` and `round(255 * maps)` of
+    `explain_uint8` on the same uint8 images: one level at most, for a
+    float map that lies on a rounding boundary in one graph and not the
+    other."""
+    tf = import_tensorflow()
+    images = tf.constant(images)
+    floats = served.signatures["explain_uint8"](images=images)
+    lean = served.signatures["explain_uint8_maps"](images=images)
+    maps = lean["maps"].numpy()
+    if maps.dtype != np.uint8:
+        return [f"explain_uint8_maps: maps of dtype {maps.dtype}, not uint8"]
+    if not np.array_equal(lean["classes"].numpy(), floats["classes"].numpy()):
+        return ["explain_uint8_maps: other classes than explain_uint8"]
+    wanted = np.round(255 * floats["maps"].numpy())
+    error = float(np.max(np.abs(maps.astype("float32") - wanted), initial=0))
+    if error > 1:
+        return [f"explain_uint8_maps: maps {error:.0f} levels from round(255 * maps)"]
+    return []

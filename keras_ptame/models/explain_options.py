@@ -1,7 +1,7 @@
 """The options of `explain` that `predict` compiles in, checked.
 
-`resolution`, `normalize` and `zero_flat` shape the maps; `top_k` the
-number of classes explained per image. `PTAME` keeps the last ones used
+`resolution`, `normalize`, `zero_flat` and `dtype` shape the maps; `top_k`
+the number of classes explained per image. `PTAME` keeps the last ones used
 (`_explain_options`) and recompiles `predict`'s step when they change.
 """
 
@@ -21,19 +21,39 @@ RESOLUTIONS = ("input", "decoder")
 # same pixel order as both min-max maps). `"none"`: the trained-space sigmoid
 # maps as they are.
 NORMALIZATIONS = ("minmax", "minmax_upsampled", "sigmoid", "none")
+# The maps' dtype: float32 in [0, 1], or uint8 in [0, 255] (`round(255 *
+# maps)`, computed where the maps are: a quarter of the bytes to copy off an
+# accelerator, to store or to send).
+MAP_DTYPES = ("float32", "uint8")
 
 
-def check_explain_options(resolution, normalize, zero_flat):
-    """Checks `explain`'s map options; returns them as the tuple it compiles."""
+def check_explain_options(resolution, normalize, zero_flat, dtype="float32"):
+    """Checks `explain`'s map options; returns them as the tuple it compiles:
+    `(resolution, normalize, zero_flat, dtype)`."""
     check_option("resolution", resolution, RESOLUTIONS)
     check_option("normalize", normalize, NORMALIZATIONS)
+    dtype = _dtype_name(dtype)
     if not isinstance(zero_flat, (bool, np.bool_, int, np.integer)) or (
         zero_flat not in (0, 1)
     ):
         raise TypeError(
             f"`zero_flat` must be a bool. Received: zero_flat={zero_flat!r}"
         )
-    return resolution, normalize, bool(zero_flat)
+    return resolution, normalize, bool(zero_flat), dtype
+
+
+def _dtype_name(dtype):
+    """`dtype`'s name if it is one of `MAP_DTYPES` (`"uint8"`, `np.uint8`,
+    `np.dtype("uint8")` alike); raises `ValueError` otherwise."""
+    try:
+        name = np.dtype(dtype).name if dtype is not None else None
+    except TypeError:
+        name = None
+    if name not in MAP_DTYPES:
+        raise ValueError(
+            f"`dtype` must be one of {MAP_DTYPES}. Received: dtype={dtype!r}"
+        )
+    return name
 
 
 def check_top_k(top_k, classes, num_classes=None):

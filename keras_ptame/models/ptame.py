@@ -139,7 +139,7 @@ class PTAME(
         self.decoder = None
         self._built_size = None
         # `predict` compiles these options of `explain` in.
-        self._explain_options = ("input", "minmax", True, None)
+        self._explain_options = ("input", "minmax", True, None, "float32")
         # Image sizes whose black fill image `warn_about_fill` has probed.
         self._fill_probed = set()
         if self.num_classes is not None:
@@ -271,6 +271,7 @@ class PTAME(
         normalize="minmax",
         zero_flat=True,
         top_k=None,
+        dtype="float32",
     ):
         """The inference forward pass on a batch of tensors (see `explain`).
 
@@ -294,6 +295,7 @@ class PTAME(
             resolution,
             normalize,
             zero_flat,
+            dtype,
         )
         misranked = in_classes(classes, self.misranked_classes)
         outputs["misranked"] = ops.logical_and(

@@ -76,6 +76,7 @@ def test_explain_encoded_decodes_grayscale_and_is_left_out_for_four(exported):
             "explain_classes",
             "explain_top_k",
             "explain_uint8",
+            "explain_uint8_maps",
         }
         return
     images = random_images(2, seed=5, channels=1)

@@ -112,6 +112,25 @@ def test_uint8_signature_equals_the_float_one(exported, served):
     assert_same(from_uint8, explainer.explain_outputs(images))
 
 
+# Issue 27: uint8 maps in the reply, `round(255 * maps)` of the float ones.
+def test_uint8_maps_signature_rounds_the_float_maps(exported, served):
+    explainer, _ = exported
+    images = tf.constant(random_images(4, seed=13))
+    lean = served.signatures["explain_uint8_maps"](images=images)
+    floats = served.signatures["explain_uint8"](images=images)
+    assert lean["maps"].dtype == tf.uint8
+    np.testing.assert_array_equal(
+        lean["maps"], np.round(255 * floats["maps"].numpy()).astype("uint8")
+    )
+    for key in ("classes", "scores", "evidence", "flat", "misranked"):
+        np.testing.assert_array_equal(lean[key], floats[key], err_msg=key)
+    # Against the explainer's own uint8 maps: one level apart at most, where
+    # the two backends' float maps straddle a rounding boundary.
+    expected = explainer.explain(images.numpy(), dtype="uint8")
+    assert np.max(np.abs(lean["maps"].numpy() - expected.astype(int))) <= 1
+    np.testing.assert_array_equal(served.explain_uint8_maps(images)["maps"], lean["maps"])
+
+
 def test_explain_classes_equals_explain(exported, served):
     explainer, _ = exported
     images = random_images(4, seed=12)

@@ -61,6 +61,17 @@ BAD_REQUESTS = {
     ),
     "uint8 rank 3": ("explain_uint8", {"images": ((S, S, 3), "uint8", 0)}, SHAPE),
     "uint8 1x1": ("explain_uint8", {"images": ((1, 1, 1, 3), "uint8", 0)}, SHAPE),
+    # Issue 27: the uint8-maps signature checks its request as the others do.
+    "uint8 maps, rank 3": (
+        "explain_uint8_maps",
+        {"images": ((S, S, 3), "uint8", 0)},
+        SHAPE,
+    ),
+    "uint8 maps, empty batch": (
+        "explain_uint8_maps",
+        {"images": ((0, S, S, 3), "uint8", 0)},
+        EMPTY,
+    ),
     "classes, rank 2 images": (
         "explain_classes",
         {"images": ((S, S), "float32", 0), "classes": ((1,), "int32", 0)},
