@@ -8,7 +8,8 @@ For each backend it measures, on the same inputs and through the same Keras
 machinery (`predict` / `fit`, compiled as the backend allows):
 - the bare classifier's forward pass (`classifier.predict`),
 - `explain` (one classifier pass for the class, one auxiliary pass, the
-  decoder for one class per image),
+  decoder for one class per image), and again with `dtype="uint8"` (the
+  same maps as uint8, made on the device),
 - a training step (`fit`: two classifier passes, a backward pass through the
   classifier to the input, one auxiliary pass, the decoder for the batch's
   classes),
@@ -19,6 +20,7 @@ peak memory of training.
     python benchmarks/speed.py --backends jax --batch-size 8 --image-size 112
     python benchmarks/speed.py --scaling            # time vs batch and image size
     python benchmarks/speed.py --backends jax --steps-per-execution 8
+    python benchmarks/speed.py --serving            # + the SavedModels (serving.py)
 
 Each backend runs in its own process (Keras picks its backend at import).
 """
@@ -32,6 +34,7 @@ import sys
 import time
 
 from common import build
+from serving import measure_serving, serving_table
 
 BACKENDS = ("tensorflow", "jax", "torch")
 
@@ -141,6 +144,10 @@ def measure(
         "explain": lambda x: explainer.explain(
             x, batch_size=batch_size, resolution=resolution
         ),
+        # Issue 27: the same maps as uint8, made on the device.
+        "explain_uint8": lambda x: explainer.explain(
+            x, batch_size=batch_size, resolution=resolution, dtype="uint8"
+        ),
     }
     if not skip_train:
         calls["train"] = lambda x: explainer.fit(
@@ -168,6 +175,8 @@ def measure(
         "explain_ips": count / explain,
         "explain_ratio": forward / explain,
         "explain_ms_per_image": 1000 * explain / count,
+        "explain_uint8_ips": count / seconds["explain_uint8"],
+        "explain_uint8_ratio": forward / seconds["explain_uint8"],
     }
     if not skip_train:
         memory, where = peak_memory_mb(backend)
@@ -203,19 +212,20 @@ def run_backend(backend, args, extra):
 def table(rows):
     head = (
         "| backend | device | steps / call | maps at | classifier img/s "
-        "| explain img/s | explain / classifier | train img/s | train / classifier "
-        "| train peak MiB |\n"
-        "|---|---|---|---|---|---|---|---|---|---|\n"
+        "| explain img/s | explain / classifier | uint8 maps img/s | uint8 / classifier "
+        "| train img/s | train / classifier | train peak MiB |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['backend']} | failed: {r['error']} | | | | | | | | |")
+            lines.append(f"| {r['backend']} | failed: {r['error']} |" + " |" * 10)
             continue
         lines.append(
             f"| {r['backend']} | {r['device']} | {r.get('steps_per_execution', 1)} "
             f"| {r.get('resolution', 'input')} | {r['classifier_ips']:.1f} "
             f"| {r['explain_ips']:.1f} | {r['explain_ratio']:.2f} "
+            f"| {r['explain_uint8_ips']:.1f} | {r['explain_uint8_ratio']:.2f} "
             f"| {r.get('train_ips', float('nan')):.1f} "
             f"| {r.get('train_ratio', float('nan')):.2f} "
             f"| {r.get('train_peak_mb', float('nan')):.0f} ({r.get('memory_kind', '')}) |"
@@ -266,6 +276,11 @@ def main(argv=None):
         "--scaling", action="store_true", help="time vs batch and image size"
     )
     parser.add_argument(
+        "--serving",
+        action="store_true",
+        help="also time the exported SavedModels, loaded as TF Serving loads them",
+    )
+    parser.add_argument(
         "--output", help="also write the table(s) to this Markdown file"
     )
     parser.add_argument("--_child", help=argparse.SUPPRESS)
@@ -273,6 +288,8 @@ def main(argv=None):
 
     if args._child is not None:
         extra = json.loads(args._child)
+        if extra.get("serving"):
+            return _serving_child(args, extra["serving"])
         for batch, size in extra.get("grid", [[args.batch_size, args.image_size]]):
             result = measure(
                 batch,
@@ -300,10 +317,29 @@ def main(argv=None):
             print(f"... scaling {backend}", file=sys.stderr, flush=True)
             scaled.extend(_as_list(run_backend(backend, args, {"grid": grid})))
         report += "\n\n" + scaling_table(scaled)
+    if args.serving:
+        print("... serving (tensorflow)", file=sys.stderr, flush=True)
+        served = _as_list(run_backend("tensorflow", args, {"serving": [1, 8, 32]}))
+        report += "\n\n" + (
+            serving_table(served) if "error" not in served[0] else str(served[0])
+        )
     print(report)
     if args.output:
         with open(args.output, "w") as handle:
             handle.write(report + "\n")
+    return 0
+
+
+def _serving_child(args, batch_sizes):
+    """The SavedModels' rows (`serving.measure_serving`), printed as JSON lines."""
+    import numpy as np
+
+    classifier, explainer = build(args.image_size, args.dtype)
+    explainer.explain(np.zeros((1, args.image_size, args.image_size, 3), "uint8"))
+    for row in measure_serving(
+        classifier, explainer, args.image_size, batch_sizes, args.repeats
+    ):
+        print(json.dumps(row), flush=True)
     return 0
 
 

@@ -128,7 +128,9 @@ def test_uint8_maps_signature_rounds_the_float_maps(exported, served):
     # the two backends' float maps straddle a rounding boundary.
     expected = explainer.explain(images.numpy(), dtype="uint8")
     assert np.max(np.abs(lean["maps"].numpy() - expected.astype(int))) <= 1
-    np.testing.assert_array_equal(served.explain_uint8_maps(images)["maps"], lean["maps"])
+    np.testing.assert_array_equal(
+        served.explain_uint8_maps(images)["maps"], lean["maps"]
+    )
 
 
 def test_explain_classes_equals_explain(exported, served):

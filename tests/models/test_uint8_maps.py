@@ -10,7 +10,6 @@ import pytest
 from tests.helpers import random_images, tiny_explainer
 from tests.models.test_explanation import explainer_blind_to
 
-
 # Class 2's maps are flat (zeros, unless `zero_flat=False`), the others not.
 CLASSES = {"classes": np.array([0, 1, 2, 3, 0, 1])}
 
@@ -43,9 +42,7 @@ def test_uint8_maps_are_the_rounded_float_maps(options):
 
 def test_flat_maps_are_zeros_in_uint8():
     explainer = explainer_blind_to(2)
-    outputs = explainer.explain_outputs(
-        random_images(2), classes=[2, 1], dtype="uint8"
-    )
+    outputs = explainer.explain_outputs(random_images(2), classes=[2, 1], dtype="uint8")
     assert outputs["flat"].tolist() == [True, False]
     assert not outputs["maps"][0].any() and outputs["maps"][1].any()
 
