@@ -2,7 +2,8 @@
 
 `resolution`, `normalize`, `zero_flat` and `dtype` shape the maps; `top_k`
 the number of classes explained per image. `PTAME` keeps the last ones used
-(`_explain_options`) and recompiles `predict`'s step when they change.
+(`_explain_options`) and `predict`'s step compiled for them, and the steps
+of the others used before (`use_options`).
 """
 
 import numpy as np
@@ -75,3 +76,28 @@ def check_top_k(top_k, classes, num_classes=None):
         limit = "num_classes" if num_classes is None else num_classes
         raise ValueError(f"`top_k` must be in [1, {limit}]. Received: top_k={top_k!r}")
     return int(top_k)
+
+
+def use_options(explainer, options):
+    """Has `explainer.predict` compile `options` in, keeping each set's step.
+
+    `fit`'s removal check explains with options of its own after every
+    epoch: without the steps kept, the next `explain` compiled its step anew
+    (under TensorFlow that call then took twice as long as the next, on a
+    ResNet-50 with batches of 8). A kept step serves only while what else
+    it compiled in (the threshold, the misranked classes, the image size)
+    is unchanged; `compile` forgets them all.
+    """
+    if options == explainer._explain_options:
+        return
+    stamp = (
+        explainer.evidence_threshold,
+        explainer.misranked_classes,
+        getattr(explainer, "_traced_size", None),
+    )
+    kept = explainer._compiled_explains
+    if explainer.predict_function is not None:
+        kept[explainer._explain_options] = (stamp, explainer.predict_function)
+    explainer._explain_options = options
+    old_stamp, step = kept.pop(options, (None, None))
+    explainer.predict_function = step if old_stamp == stamp else None

@@ -22,13 +22,18 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_ptame.models.explain_options import check_explain_options, check_top_k
+from keras_ptame.models.explain_options import (
+    check_explain_options,
+    check_top_k,
+    use_options,
+)
 from keras_ptame.models.fills import apply_fill, fill_components, resize_like
 from keras_ptame.models.jax_predict import (
     jax_predict_function,
     nnx_enabled,
     weights_kept,
 )
+from keras_ptame.models.tf_predict import untuned_dataset
 from keras_ptame.utils.validation import (
     check_classes,
     check_images,
@@ -341,11 +346,7 @@ class Explaining:
             # Always (N, k) to `predict`: its compiled step, traced for
             # both ranks, would no longer know which it was given.
             inputs = {"images": images, "classes": classes.reshape(len(images), -1)}
-        options = (resolution, normalize, zero_flat, top_k, dtype)
-        if options != self._explain_options:
-            # `predict` compiles the options in: have it compiled anew.
-            self._explain_options = options
-            self.predict_function = None
+        use_options(self, (resolution, normalize, zero_flat, top_k, dtype))
         # The scan of the pixel values (two passes over them on the host)
         # runs on a thread while `predict` feeds the accelerator; on a GPU it
         # took as long as a third of the explanation. Its error still comes
@@ -360,9 +361,14 @@ class Explaining:
         return {key: np.asarray(value) for key, value in outputs.items()}
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
-        """Keras' `predict`, its options checked and, under JAX, the weights
-        kept on the model when it fails (see `weights_kept`)."""
+        """Keras' `predict`, its options checked; under JAX, the weights
+        kept on the model when it fails (see `weights_kept`); under
+        TensorFlow, arrays batched without tf.data's autotuning (see
+        `untuned_dataset`)."""
         check_predict_options(batch_size, verbose)
+        dataset = untuned_dataset(self, x, batch_size)
+        if dataset is not None:
+            x, batch_size = dataset, None
         with weights_kept(self):
             return super().predict(x, batch_size, verbose, steps, callbacks)
 
@@ -412,9 +418,10 @@ class Explaining:
                 f"`misranked_classes` must be classes in [0, {limit}). "
                 f"Received: {value!r}"
             )
+        if classes != getattr(self, "_misranked_classes", None):
+            # `predict` compiles the classes in.
+            self.predict_function = None
         self._misranked_classes = classes
-        # `predict` compiles the classes in.
-        self.predict_function = None
 
     @property
     def evidence_threshold(self):
@@ -427,9 +434,10 @@ class Explaining:
             raise ValueError(
                 f"`evidence_threshold` must be in [0, 1]. Received: {value!r}"
             )
+        if float(value) != getattr(self, "_evidence_threshold", None):
+            # `predict` compiles the threshold in.
+            self.predict_function = None
         self._evidence_threshold = float(value)
-        # `predict` compiles the threshold in.
-        self.predict_function = None
 
     def warn_about_fill(self, x):
         """Warns if the classifier predicts a class on the fill image alone.

@@ -140,6 +140,8 @@ class PTAME(
         self._built_size = None
         # `predict` compiles these options of `explain` in.
         self._explain_options = ("input", "minmax", True, None, "float32")
+        # Compiled `predict` steps of other options (`_use_explain_options`).
+        self._compiled_explains = {}
         # Image sizes whose black fill image `warn_about_fill` has probed.
         self._fill_probed = set()
         if self.num_classes is not None:
@@ -339,6 +341,7 @@ class PTAME(
             )
         self.perturbation_loss = loss
         super().compile(optimizer=optimizer, **kwargs)
+        self._compiled_explains = {}
 
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
@@ -407,7 +410,8 @@ class PTAME(
 
         Signatures `serving_default` (images), `explain_classes` (images and
         classes), `explain_top_k` (images and `k`), `explain_encoded`
-        (JPEG/PNG bytes) and `explain_uint8`; the outputs are
+        (JPEG/PNG bytes), `explain_uint8` and `explain_uint8_maps` (uint8
+        images in, uint8 maps out); the outputs are
         checked against `explain` before the model is moved into place. See
         `keras_ptame.export.export_saved_model`. Other formats go to
         `keras.Model.export`.

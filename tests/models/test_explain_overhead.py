@@ -127,3 +127,41 @@ def test_a_nan_or_inf_pixel_anywhere_is_refused(bad):
         images[index] = bad
         with pytest.raises(ValueError, match="must be finite.*1 NaN or Inf"):
             explainer.explain(images)
+
+
+# Issue 27: each set of options keeps its compiled step (`fit`'s removal
+# check explains with options of its own after every epoch): going back to
+# earlier options compiles nothing, and gives the same maps.
+def test_going_back_to_earlier_options_reuses_their_step():
+    explainer = tiny_explainer()
+    explainer.compile(optimizer=keras.optimizers.AdamW(1e-3))
+    images = random_images(8)
+    maps = explainer.explain(images)
+    step = explainer.predict_function
+    sigmoid = explainer.explain(images, normalize="sigmoid", zero_flat=False)
+    assert explainer.predict_function is not step
+    np.testing.assert_array_equal(explainer.explain(images), maps)
+    assert explainer.predict_function is step
+    # The same misranked classes again (as each epoch's check sets them)
+    # keep the step too.
+    explainer.misranked_classes = explainer.misranked_classes
+    np.testing.assert_array_equal(
+        explainer.explain(images, normalize="sigmoid", zero_flat=False), sigmoid
+    )
+    np.testing.assert_array_equal(explainer.explain(images), maps)
+    assert explainer.predict_function is step
+
+
+# Issue 27: a kept step is dropped when what it compiled in has changed.
+def test_a_kept_step_is_not_used_after_the_threshold_changed():
+    explainer = tiny_explainer(evidence_threshold=0.0)
+    images = random_images(3)
+    assert not explainer.explain_outputs(images)["flat"].any()
+    explainer.explain_outputs(images, normalize="sigmoid")
+    explainer.evidence_threshold = 1.0
+    assert explainer.explain_outputs(images)["flat"].all()
+    step = explainer.predict_function
+    explainer.explain(images, resolution="decoder")
+    explainer.compile()
+    explainer.explain(images)
+    assert explainer.predict_function is not step
