@@ -36,13 +36,24 @@ speed: setup
 	$(PY) benchmarks/speed.py --output benchmarks/speed.md
 
 # Fast tests on every backend, then the slow end-to-end cases once.
+# The tests' tiny models cost XLA more to compile than to run: under JAX most
+# of the suite's time was compiling. So the tests compile with LLVM's
+# optimisations off (TEST_XLA_FLAGS) and keep what they compiled in
+# $(JAX_TEST_CACHE) (JAX's persistent compilation cache), which the fast and
+# slow runs share: the JAX run took 26 minutes on 2 cores before, see the
+# README's "Tests". Neither applies outside `make test`.
+JAX_TEST_CACHE ?= .jax_test_cache
+TEST_XLA_FLAGS ?= --xla_backend_optimization_level=0
+TEST_ENV = XLA_FLAGS="$(TEST_XLA_FLAGS)" JAX_COMPILATION_CACHE_DIR=$(abspath $(JAX_TEST_CACHE)) \
+  JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0.2
+
 test: setup
 	@set -e; for backend in $(BACKENDS); do \
 	  echo "=== KERAS_BACKEND=$$backend"; \
-	  KERAS_BACKEND=$$backend $(PY) -m pytest $(PYTEST_ARGS) -m "not slow" tests; \
+	  $(TEST_ENV) KERAS_BACKEND=$$backend $(PY) -m pytest $(PYTEST_ARGS) -m "not slow" tests; \
 	done
 	@echo "=== slow end-to-end tests (KERAS_BACKEND=jax)"
-	KERAS_BACKEND=jax $(PY) -m pytest $(PYTEST_ARGS) -m slow tests || test $$? -eq 5
+	$(TEST_ENV) KERAS_BACKEND=jax $(PY) -m pytest $(PYTEST_ARGS) -m slow tests || test $$? -eq 5
 
 lint: setup
 	$(PY) -m ruff check keras_ptame keras_ptame_launcher.py tests benchmarks notebooks
