@@ -4,9 +4,9 @@ Keras' TensorFlow `predict` turns arrays into a `tf.data` pipeline that
 prefetches with `AUTOTUNE`. On a 2-core CPU, tf.data's autotuning then takes
 a core from the convolutions in spells: whole calls ran at half speed (the
 same batches, the same compiled step: 108 against 55 ms an image for a
-ResNet-50, 108 against 84 for its explanation, in a third to a half of the
-calls), and never with the autotuning off (40 calls of each; issue 27,
-`benchmarks/speed.py`). The explainer's `predict` hands Keras the same
+ResNet-50 in 13 of 20 calls, 108 against 84 for its explanation in 10 of
+20), and never with the autotuning off (20 calls of each; issue 27, see
+the README's "Speed"). The explainer's `predict` hands Keras the same
 batches as a dataset with the autotuning off; its outputs are unchanged.
 """
 
