@@ -140,7 +140,7 @@ class PTAME(
         self._built_size = None
         # `predict` compiles these options of `explain` in.
         self._explain_options = ("input", "minmax", True, None, "float32")
-        # Compiled `predict` steps of other options (`_use_explain_options`).
+        # Compiled `predict` steps of other options (`explain_options.use_options`).
         self._compiled_explains = {}
         # Image sizes whose black fill image `warn_about_fill` has probed.
         self._fill_probed = set()
