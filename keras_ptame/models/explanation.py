@@ -33,7 +33,6 @@ from keras_ptame.models.jax_predict import (
     nnx_enabled,
     weights_kept,
 )
-from keras_ptame.models.tf_predict import untuned_dataset
 from keras_ptame.utils.validation import (
     check_classes,
     check_images,
@@ -362,13 +361,8 @@ class Explaining:
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """Keras' `predict`, its options checked; under JAX, the weights
-        kept on the model when it fails (see `weights_kept`); under
-        TensorFlow, arrays batched without tf.data's autotuning (see
-        `untuned_dataset`)."""
+        kept on the model when it fails (see `weights_kept`)."""
         check_predict_options(batch_size, verbose)
-        dataset = untuned_dataset(self, x, batch_size)
-        if dataset is not None:
-            x, batch_size = dataset, None
         with weights_kept(self):
             return super().predict(x, batch_size, verbose, steps, callbacks)
 

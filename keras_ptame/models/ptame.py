@@ -28,6 +28,7 @@ from keras_ptame.models.image_size import ImageSized
 from keras_ptame.models.present_classes import PresentClasses
 from keras_ptame.models.pretrained import Pretrained
 from keras_ptame.models.removal_check import RemovalChecking
+from keras_ptame.models.tf_data import UntunedArrays
 from keras_ptame.optimizers.default import default_optimizer
 from keras_ptame.utils.validation import (
     check_image_shape,
@@ -39,7 +40,13 @@ from keras_ptame.utils.validation import (
 
 @keras.saving.register_keras_serializable(package="keras_ptame")
 class PTAME(
-    Explaining, RemovalChecking, PresentClasses, ImageSized, Pretrained, keras.Model
+    Explaining,
+    RemovalChecking,
+    PresentClasses,
+    ImageSized,
+    Pretrained,
+    UntunedArrays,
+    keras.Model,
 ):
     """P-TAME: a trained explainer for an image classifier.
 
