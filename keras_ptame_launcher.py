@@ -16,9 +16,11 @@ EXIT_INTERRUPTED = 130
 
 
 def main():
-    """Runs `ptame` with the native logs quiet from the first import."""
+    """Runs `ptame` with the native logs quiet from the first import, and
+    TensorFlow's oneDNN CPU kernels on (see `startup.onednn_kernels`)."""
     argv = sys.argv[1:]
     startup = _load_startup()
+    startup.onednn_kernels()
     quiet = startup.quiet_native_logs(argv)
     with startup.native_logs_filtered(quiet):
         try:

@@ -1,6 +1,7 @@
 """`ptame` itself: its help, its error policy and its entry points."""
 
 import os
+import platform
 import re
 import runpy
 import shutil
@@ -189,3 +190,29 @@ def test_console_script_is_quiet_while_tensorflow_loads(tmp_path):
     assert result.stdout.startswith("usage: ptame export")
     # TensorFlow logs as it loads (CPU features, CUDA drivers): none shown.
     assert not re.search(r"^[IWE]\d{4} |absl::InitializeLog", result.stderr, re.M)
+
+
+@pytest.mark.skipif(
+    platform.machine().lower() not in ("x86_64", "amd64"),
+    reason="ptame turns oneDNN's kernels on on x86-64 only",
+)
+@pytest.mark.parametrize("setting, on", [(None, True), ("0", False)])
+def test_console_script_turns_onednn_kernels_on_unless_told(setting, on):
+    script = shutil.which("ptame")
+    if script is None:
+        pytest.skip("the `ptame` script is not installed (pip install -e .)")
+    pytest.importorskip("tensorflow")
+    # TensorFlow says which kernels it uses as it loads (shown here).
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "0"}
+    env.pop("TF_ENABLE_ONEDNN_OPTS", None)
+    if setting is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = setting
+    result = subprocess.run(
+        [script, "--native-logs", "export", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert ("oneDNN custom operations are on" in result.stderr) == on
