@@ -18,6 +18,7 @@ from keras_ptame.cli.arguments import (
 )
 from keras_ptame.cli.errors import UsageError, say, track_outputs, wrote
 from keras_ptame.cli.loading import open_explainer
+from keras_ptame.models.explain_options import MAP_DTYPES
 from keras_ptame.utils.files import (
     check_outputs,
     deferred_interrupts,
@@ -43,8 +44,9 @@ def add_parser(subcommands):
         help="write saliency overlays (PNG) and raw maps (.npy) for images",
         description=(
             "Explains images with a trained explainer. For each image writes "
-            "<name>.png (the map over the image) and <name>.npy (the raw map, "
-            "float32 in [0, 1], at the explainer's input size), and a "
+            "<name>.png (the map over the image) and <name>.npy (the raw map "
+            "at the explainer's input size: float32 in [0, 1], or uint8 in "
+            "[0, 255] with --dtype uint8), and a "
             f"{SUMMARY} of the explained classes, their scores, each map's "
             "evidence, whether it is flat (no evidence: all zeros) and whether "
             "it is misranked (its class failed the removal check in training: "
@@ -85,6 +87,14 @@ def add_parser(subcommands):
         "each network: writes <name>_top1.png/.npy (the highest) to "
         "<name>_topK.png/.npy, and one summary row per image and class, with "
         "its rank (default: one class per image; not with --classes)",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=MAP_DTYPES,
+        default="float32",
+        help="the type of the .npy maps: float32 in [0, 1], or uint8 in "
+        "[0, 255] (round(255 x map), made where the networks run: a quarter "
+        "of the bytes) (default: %(default)s)",
     )
     _add_picture_options(parser)
     add_overwrite(parser, "output files that exist")
@@ -279,7 +289,11 @@ def _explain_chunk(explainer, files, names, classes, size, args, folder):
         )
     )
     outputs = explainer.explain_outputs(
-        np.stack(resized), classes=classes, batch_size=args.batch_size, top_k=args.top_k
+        np.stack(resized),
+        classes=classes,
+        batch_size=args.batch_size,
+        top_k=args.top_k,
+        dtype=args.dtype,
     )
     if args.top_k is None:
         # One class per image: the same layout, a class axis of one.
@@ -298,7 +312,7 @@ def _explain_chunk(explainer, files, names, classes, size, args, folder):
             }
             if args.top_k is not None:
                 row["rank"] = rank + 1
-            saliency = outputs["maps"][index, rank].astype(np.float32)
+            saliency = outputs["maps"][index, rank]
             _write_map(originals[index], saliency, row, args, folder)
             rows.append(row)
     return rows
@@ -309,6 +323,8 @@ def _write_map(original, saliency, row, args, folder):
     target = os.path.join(folder, row["output"])
     os.makedirs(os.path.dirname(target), exist_ok=True)
     np.save(target + ".npy", saliency)
+    if saliency.dtype == np.uint8:
+        saliency = saliency / np.float32(255)
     picture = visualize.overlay(original, saliency, cmap=args.cmap, alpha=args.alpha)
     visualize.save_png(_labelled(picture, row), target + ".png")
 

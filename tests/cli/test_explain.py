@@ -167,6 +167,38 @@ def test_explain_given_classes(workspace, tmp_path, ptame):
         assert {row["class"] for row in csv.DictReader(file)} == {"3"}
 
 
+# Issue 27: --dtype uint8 writes the maps as explain(dtype="uint8") gives
+# them, and the same overlays as the float maps (within a level's rounding).
+def test_explain_writes_uint8_maps(workspace, tmp_path, ptame):
+    root, images = workspace
+    outputs = {}
+    for dtype in ("float32", "uint8"):
+        outputs[dtype] = tmp_path / dtype
+        result = ptame(
+            "explain", "--model", root / "explainer.keras", root / "images",
+            "--dtype", dtype, "--output", outputs[dtype], "--quiet",
+        )  # fmt: skip
+        assert result.code == 0, result.err
+    explainer = keras.saving.load_model(root / "explainer.keras")
+    expected = explainer.explain(images, dtype="uint8")
+    for index in range(4):
+        maps = np.load(outputs["uint8"] / f"rgb_{index}.npy")
+        assert maps.dtype == np.uint8
+        np.testing.assert_array_equal(maps, expected[index])
+        float_maps = np.load(outputs["float32"] / f"rgb_{index}.npy")
+        assert np.abs(maps / 255.0 - float_maps).max() <= 0.5 / 255 + 1e-6
+        pictures = [
+            np.asarray(Image.open(outputs[dtype] / f"rgb_{index}.png"), "int16")
+            for dtype in outputs
+        ]
+        assert np.abs(pictures[0] - pictures[1]).max() <= 3
+    result = ptame(
+        "explain", "--model", root / "explainer.keras", root / "images",
+        "--dtype", "float16", "--output", tmp_path / "bad",
+    )  # fmt: skip
+    assert result.code != 0 and "float16" in result.err
+
+
 # Issue 24: --top-k writes a map and overlay per class, a summary row per
 # (image, class) with its rank, the maps those of explain_outputs(top_k=k).
 def test_explain_top_k(workspace, tmp_path, ptame, snapshot):
