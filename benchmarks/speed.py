@@ -21,6 +21,7 @@ peak memory of training.
     python benchmarks/speed.py --scaling            # time vs batch and image size
     python benchmarks/speed.py --backends jax --steps-per-execution 8
     python benchmarks/speed.py --serving            # + the SavedModels (serving.py)
+    python benchmarks/speed.py --onednn             # + TensorFlow with oneDNN on
 
 Each backend runs in its own process (Keras picks its backend at import).
 """
@@ -139,18 +140,19 @@ def measure(
         steps_per_execution=steps_per_execution,
     )
 
-    from keras_ptame.models.tf_predict import untuned_dataset
+    from keras_ptame.models.tf_data import arrays_dataset
 
-    def batches(model, x):
-        # Under TensorFlow, the classifier gets its batches as the
-        # explainer's `predict` makes them (tf.data untuned, see
-        # `tf_predict`); Keras' own pipeline has it run at half speed in
-        # spells, which would flatter the ratios.
-        dataset = untuned_dataset(model, x, batch_size)
-        return (x, batch_size) if dataset is None else (dataset, None)
+    def batches(x):
+        # Under TensorFlow, the classifier gets its batches as the explainer's
+        # `fit` and `predict` make them (tf.data untuned, see `tf_data`);
+        # Keras' own pipeline has it run at half speed in spells, which would
+        # flatter the ratios.
+        if backend == "tensorflow":
+            return arrays_dataset(x, batch_size), None
+        return x, batch_size
 
     calls = {
-        "forward": lambda x: classifier.predict(*batches(classifier, x), verbose=0),
+        "forward": lambda x: classifier.predict(*batches(x), verbose=0),
         "explain": lambda x: explainer.explain(
             x, batch_size=batch_size, resolution=resolution
         ),
@@ -177,8 +179,11 @@ def measure(
     seconds = {name: float(np.median(values)) for name, values in times.items()}
     forward, explain = seconds["forward"], seconds["explain"]
     count = len(images)
+    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
     result = {
-        "backend": backend,
+        "backend": backend
+        if backend != "tensorflow" or onednn is None
+        else f"tensorflow (TF_ENABLE_ONEDNN_OPTS={onednn})",
         "device": device_name(backend),
         "dtype": dtype,
         "batch_size": batch_size,
@@ -209,8 +214,8 @@ def measure(
 # === Driver ===
 
 
-def run_backend(backend, args, extra):
-    env = dict(os.environ, KERAS_BACKEND=backend)
+def run_backend(backend, args, extra, **variables):
+    env = dict(os.environ, KERAS_BACKEND=backend, **variables)
     command = [sys.executable, __file__, "--_child", json.dumps(extra)]
     keys = ("batch_size", "image_size", "batches", "dtype", "warmup", "repeats")
     for key in (*keys, "steps_per_execution", "resolution"):
@@ -295,6 +300,13 @@ def main(argv=None):
         help="also time the exported SavedModels, loaded as TF Serving loads them",
     )
     parser.add_argument(
+        "--onednn",
+        action="store_true",
+        help="also time TensorFlow with oneDNN's kernels on (TF_ENABLE_ONEDNN_OPTS=1; "
+        "TensorFlow turns them on by itself only on CPUs with AVX512-VNNI, AVX-VNNI or "
+        "AMX)",
+    )
+    parser.add_argument(
         "--output", help="also write the table(s) to this Markdown file"
     )
     parser.add_argument("--_child", help=argparse.SUPPRESS)
@@ -323,6 +335,11 @@ def main(argv=None):
     for backend in args.backends:
         print(f"... {backend}", file=sys.stderr, flush=True)
         rows.extend(_as_list(run_backend(backend, args, {})))
+    if args.onednn and "tensorflow" in args.backends:
+        print("... tensorflow, oneDNN on", file=sys.stderr, flush=True)
+        rows.extend(
+            _as_list(run_backend("tensorflow", args, {}, TF_ENABLE_ONEDNN_OPTS="1"))
+        )
     report = table(rows)
     if args.scaling:
         grid = [[1, 224], [8, 224], [32, 224], [8, 112], [8, 320]]
