@@ -1,4 +1,5 @@
-"""`ptame export`: a trained explainer as a TensorFlow SavedModel for TF Serving."""
+"""`ptame export`: a trained explainer as a TensorFlow SavedModel for TF
+Serving, or as a LiteRT model (`--format litert`) for phones and edge devices."""
 
 import os
 
@@ -18,11 +19,14 @@ def add_parser(subcommands):
     """Adds `export` and its options to the `ptame` subcommands."""
     parser = subcommands.add_parser(
         "export",
-        help="export a trained explainer as a TensorFlow SavedModel for TF Serving",
+        help="export a trained explainer as a TensorFlow SavedModel for TF Serving "
+        "or a LiteRT model",
         description=(
             "Writes a TensorFlow SavedModel with the signatures "
             f"{', '.join(export.SIGNATURES)} (images, or images and classes, or "
-            "JPEG/PNG bytes -> classes, scores, maps), from any Keras backend, "
+            "JPEG/PNG bytes -> classes, scores, maps), or with --format litert "
+            "a LiteRT model (.tflite, LiteRT's builtin operations only) with "
+            f"{', '.join(export.LITERT_SIGNATURES)}, from any Keras backend; "
             "checks that it reproduces the explainer, then moves it into place "
             "atomically."
         ),
@@ -31,8 +35,16 @@ def add_parser(subcommands):
     parser.add_argument(
         "--output",
         required=True,
-        help="the SavedModel folder to create; TF Serving expects "
-        "<model_base_path>/<version>, e.g. models/ptame/1",
+        help="the SavedModel folder to create (TF Serving expects "
+        "<model_base_path>/<version>, e.g. models/ptame/1), or with --format "
+        "litert the .tflite file",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("savedmodel", "litert"),
+        default="savedmodel",
+        help="savedmodel (TF Serving) or litert (a .tflite file for the LiteRT "
+        "runtime; its check needs ai-edge-litert) (default: %(default)s)",
     )
     add_image_size(
         parser,
@@ -42,13 +54,14 @@ def add_parser(subcommands):
     )
     add_overwrite(
         parser,
-        "--output (only a SavedModel keras_ptame exported; files you added to "
-        "it, e.g. assets.extra/tf_serving_warmup_requests, are kept)",
+        "--output (only a SavedModel keras_ptame exported, files you added to "
+        "it, e.g. assets.extra/tf_serving_warmup_requests, kept; or a LiteRT "
+        "model)",
     )
     parser.add_argument(
         "--no-verify",
         action="store_true",
-        help="skip the check that the SavedModel reproduces the explainer",
+        help="skip the check that the export reproduces the explainer",
     )
     add_unsafe(parser)
     parser.set_defaults(run=run)
@@ -68,6 +81,9 @@ def run(args):
     )
     explainer.warn_if_untrained()
     track_outputs()
+    if args.format == "litert":
+        _export_litert(explainer, args)
+        return
     before = _stamp(args.output)
     try:
         path = export.export_saved_model(
@@ -89,6 +105,35 @@ def run(args):
         f"Exported a SavedModel to {path} (signatures: {', '.join(signatures)})"
         + (f"; kept your files: {', '.join(kept)}." if kept else ".")
     )
+
+
+def _export_litert(explainer, args):
+    """Writes the LiteRT model; says where, how large and its signatures."""
+    before = _file_stamp(args.output)
+    try:
+        path = export.export_litert(
+            explainer,
+            args.output,
+            image_size=(args.image_size,) * 2 if args.image_size else None,
+            overwrite=args.overwrite,
+            verify=not args.no_verify,
+            safe_mode=not args.unsafe,
+        )
+    finally:
+        if _file_stamp(args.output) != before:
+            wrote(args.output)
+    size = os.path.getsize(path) / 2**20
+    print(
+        f"Exported a LiteRT model to {path} ({size:.1f} MiB; signatures: "
+        f"{', '.join(export.LITERT_SIGNATURES)})."
+    )
+
+
+def _file_stamp(path):
+    if not os.path.isfile(path):
+        return None
+    status = os.stat(path)
+    return (status.st_mtime_ns, status.st_size, status.st_ino)
 
 
 def _stamp(path):

@@ -1,4 +1,4 @@
-"""The export's target folder: what it may replace, and what it keeps there.
+"""The export's target: what it may replace, and what it keeps there.
 
 Every export carries a marker, `assets.extra/keras_ptame.json` (TF Serving
 ignores `assets.extra` except for its own warm-up file), listing the files
@@ -7,6 +7,9 @@ marker, and only those files: whatever else is in it (a warm-up file
 `assets.extra/tf_serving_warmup_requests`, notes) is the user's and is
 copied into the new SavedModel before it is moved into place. Symbolic
 links are copied as links, never followed.
+
+A LiteRT export is one file: `overwrite=True` replaces only a LiteRT model
+(`check_litert_target`).
 """
 
 import json
@@ -22,6 +25,8 @@ MARKER = os.path.join("assets.extra", "keras_ptame.json")
 WARMUP = os.path.join("assets.extra", "tf_serving_warmup_requests")
 # What an export wrote before its marker listed its files.
 _UNLISTED_OWN = ("saved_model.pb", "fingerprint.pb", "variables", "assets")
+# A LiteRT model is a FlatBuffer with this identifier at bytes 4 to 8.
+_LITERT_IDENTIFIER = b"TFL3"
 
 
 def check_target(path, overwrite, image_size):
@@ -47,6 +52,28 @@ def check_target(path, overwrite, image_size):
             "remove it yourself."
         )
     _check_warmup(path, image_size)
+
+
+def check_litert_target(path, overwrite):
+    """Raises `FileExistsError` unless `path` is free, or a LiteRT model that
+    `overwrite` lets the export replace."""
+    if not os.path.lexists(path):
+        return
+    if not overwrite:
+        raise FileExistsError(
+            f"The export path exists: {path!r}. Choose another path or pass "
+            "`overwrite=True` (`--overwrite` on the command line)."
+        )
+    if os.path.islink(path) or not os.path.isfile(path) or not _is_litert(path):
+        raise FileExistsError(
+            f"{path!r} exists and is not a LiteRT model; overwriting replaces only "
+            "those (.tflite files). Choose another path, or remove it yourself."
+        )
+
+
+def _is_litert(path):
+    with open(path, "rb") as file:
+        return file.read(8)[4:8] == _LITERT_IDENTIFIER
 
 
 def is_own_export(path):

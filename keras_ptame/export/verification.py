@@ -186,7 +186,7 @@ def verify_saved_model(explainer, path, image_size, expected=None):
     precision = measured_precision(explainer)
     logits = keras.ops.convert_to_numpy(explainer.backbone(images))
     tolerances = verification_tolerances(precision, np.max(np.abs(logits)))
-    problems = _compare_explanations(
+    problems = compare_explanations(
         got, expected, explainer.evidence_threshold, tolerances
     )
     # Run once, for the classes and for the uint8 maps.
@@ -207,7 +207,7 @@ def verify_saved_model(explainer, path, image_size, expected=None):
         )
 
 
-def _compare_explanations(got, expected, threshold, tolerances):
+def compare_explanations(got, expected, threshold, tolerances):
     """Differences beyond rounding between two `explain_outputs`."""
     problems = []
     for key in ("maps", "scores", "evidence", "flat", "misranked"):
@@ -276,7 +276,7 @@ def _compare_top_k(explainer, served, images, logits, tolerances):
     if np.any(got["classes"][clear] != expected["classes"][clear]):
         return [f"explain_top_k: classes {got['classes'].tolist()}"]
     rows = {key: value[clear] for key, value in got.items()}
-    problems = _compare_explanations(
+    problems = compare_explanations(
         rows,
         {key: value[clear] for key, value in expected.items()},
         explainer.evidence_threshold,

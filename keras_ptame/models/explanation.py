@@ -150,11 +150,27 @@ def classes_to_explain(logits, classes=None, top_k=None):
         # increasing function of it (softmax, sigmoid) ranks them alike.
         return ops.cast(ops.top_k(logits, top_k, sorted=True)[1], "int32"), False
     if classes is None:
-        return ops.cast(ops.argmax(logits, axis=-1), "int32")[:, None], True
+        return highest_class(logits)[:, None], True
     classes = ops.cast(classes, "int32")
     if len(classes.shape) == 1:
         return classes[:, None], True
     return classes, False
+
+
+def highest_class(logits):
+    """Each row's highest-scoring class `(B,)` int32, as numpy's `argmax`.
+
+    The first of equal highest logits (a NaN counting as the highest). Made
+    of comparisons and a minimum, so that an exported graph holds LiteRT's
+    builtin operations only: Keras' TensorFlow `argmax` tells -0.0 from 0.0
+    with bitwise operations, which LiteRT runs only with TensorFlow's own
+    kernels.
+    """
+    count = ops.shape(logits)[-1]
+    top = ops.max(logits, axis=-1, keepdims=True)
+    highest = ops.logical_or(logits >= top, ops.not_equal(logits, logits))
+    index = ops.arange(count, dtype="int32")
+    return ops.min(ops.where(highest, index, count), axis=-1)
 
 
 def in_classes(classes, chosen):

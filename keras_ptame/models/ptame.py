@@ -413,25 +413,29 @@ class PTAME(
         verbose=None,
         **kwargs,
     ):
-        """Writes a TensorFlow SavedModel for TF Serving, from any backend.
+        """Writes a TensorFlow SavedModel for TF Serving, or a LiteRT model.
 
-        Signatures `serving_default` (images), `explain_classes` (images and
-        classes), `explain_top_k` (images and `k`), `explain_encoded`
-        (JPEG/PNG bytes), `explain_uint8` and `explain_uint8_maps` (uint8
-        images in, uint8 maps out); the outputs are
-        checked against `explain` before the model is moved into place. See
-        `keras_ptame.export.export_saved_model`. Other formats go to
-        `keras.Model.export`.
+        `format="tf_saved_model"`: signatures `serving_default` (images),
+        `explain_classes` (images and classes), `explain_top_k` (images and
+        `k`), `explain_encoded` (JPEG/PNG bytes), `explain_uint8` and
+        `explain_uint8_maps` (uint8 images in, uint8 maps out); see
+        `keras_ptame.export.export_saved_model`. `format="litert"`: a
+        `.tflite` file with `serving_default` and `explain_uint8_maps`, from
+        the same graph, LiteRT's builtin operations only; see
+        `keras_ptame.export.export_litert`. Either is written from any
+        backend and checked against `explain` before it is moved into place.
+        Other formats go to `keras.Model.export`.
         """
         self.warn_if_untrained()
-        if format != "tf_saved_model":
+        if format not in ("tf_saved_model", "litert"):
             return super().export(filepath, format=format, verbose=verbose, **kwargs)
         # Imported here, as `keras.Model.export` imports Keras' export
         # module: the export package sits above the models and needs
         # TensorFlow, which the core itself never does.
-        from keras_ptame.export import export_saved_model
+        from keras_ptame.export import export_litert, export_saved_model
 
-        return export_saved_model(
+        write = export_saved_model if format == "tf_saved_model" else export_litert
+        return write(
             self,
             filepath,
             image_size=image_size,

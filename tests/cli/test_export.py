@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_ptame import export
+from keras_ptame.export import saved_model
 from tests.helpers import IMAGE_SIZE, tiny_explainer
 
 
@@ -29,6 +29,26 @@ def test_export_command(workspace, tmp_path, ptame, snapshot):
     before = snapshot(target)
     ptame(*argv).assert_user_error("export path exists")
     assert snapshot(target) == before
+
+
+# Issue 25: --format litert writes one .tflite file that explains as the
+# explainer does, and replaces only a LiteRT model.
+def test_export_command_litert(workspace, tmp_path, ptame):
+    litert = pytest.importorskip("ai_edge_litert.interpreter")
+    root, images = workspace
+    target = tmp_path / "ptame.tflite"
+    argv = ["export", "--model", root / "explainer.keras", "--output", target]
+    result = ptame(*argv, "--format", "litert")
+    assert result.code == 0, result.err
+    assert "LiteRT model" in result.out and "explain_uint8_maps" in result.out
+    runner = litert.Interpreter(model_path=str(target)).get_signature_runner(
+        "serving_default"
+    )
+    explainer = keras.saving.load_model(root / "explainer.keras")
+    got = runner(images=images.astype("float32"))
+    np.testing.assert_allclose(got["maps"], explainer.explain(images), atol=1e-4)
+    ptame(*argv, "--format", "litert").assert_user_error("exists")
+    assert os.listdir(tmp_path) == ["ptame.tflite"]
 
 
 def test_export_of_a_missing_file(tmp_path, ptame):
@@ -62,7 +82,7 @@ def test_export_onto_a_full_disk_is_a_user_error(
     def full(*args):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(export, "write_marker", full)
+    monkeypatch.setattr(saved_model, "write_marker", full)
     target = tmp_path / "out"
     result = ptame("export", "--model", root / "explainer.keras", "--output", target)
     result.assert_user_error("nothing was changed")

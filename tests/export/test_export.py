@@ -18,6 +18,7 @@ import pytest
 
 import keras_ptame as kp
 from keras_ptame import export
+from keras_ptame.export import saved_model
 from tests.helpers import IMAGE_SIZE, random_images, tiny_explainer
 from tests.helpers.files import snapshot
 
@@ -352,8 +353,8 @@ def test_interrupted_export_leaves_nothing(exported, tmp_path, monkeypatch, erro
             file.write(b"\x08\x01")
         raise error("killed mid-export")
 
-    monkeypatch.setattr(export, "write_saved_model", half_written)
-    monkeypatch.setattr(export, "_export_in_subprocess", half_written)
+    monkeypatch.setattr(saved_model, "write_saved_model", half_written)
+    monkeypatch.setattr(saved_model, "_export_in_subprocess", half_written)
     target = tmp_path / "ptame" / "1"
     with pytest.raises(error):
         export.export_saved_model(explainer, target)
@@ -372,14 +373,14 @@ def test_interrupted_overwrite_keeps_the_previous_export(
     def failing_verify(*args, **kwargs):
         raise RuntimeError("verification failed")
 
-    monkeypatch.setattr(export, "verify_saved_model", failing_verify)
+    monkeypatch.setattr(saved_model, "verify_saved_model", failing_verify)
     monkeypatch.setattr(
-        export,
+        saved_model,
         "write_saved_model",
         lambda explainer, path, size: os.makedirs(path),
     )
     monkeypatch.setattr(
-        export,
+        saved_model,
         "_export_in_subprocess",
         lambda keras_file, path, size, safe_mode: os.makedirs(path),
     )
@@ -431,7 +432,7 @@ def test_corrupted_keras_file_fails_the_child_clearly(tmp_path):
     keras_file = tmp_path / "broken.keras"
     keras_file.write_bytes(b"PK\x03\x04 this is not a zip archive")
     with pytest.raises(RuntimeError, match="under TensorFlow"):
-        export._export_in_subprocess(
+        saved_model._export_in_subprocess(
             str(keras_file), str(tmp_path / "out"), (IMAGE_SIZE, IMAGE_SIZE), True
         )
     assert not (tmp_path / "out").exists()
@@ -536,7 +537,7 @@ def test_a_full_disk_changes_nothing_and_says_so(
     def full(*args):
         raise error
 
-    monkeypatch.setattr(export, "write_marker", full)
+    monkeypatch.setattr(saved_model, "write_marker", full)
     with pytest.raises(OSError, match="nothing was changed") as raised:
         export.export_saved_model(explainer, target, overwrite=True, verify=False)
     assert raised.value.errno == errno.ENOSPC
