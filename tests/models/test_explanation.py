@@ -400,3 +400,17 @@ def test_an_interrupted_predict_leaves_the_explainer_working():
     with pytest.raises(KeyboardInterrupt):
         explainer.predict(images, batch_size=1, callbacks=[_FailingAfterABatch()])
     np.testing.assert_allclose(explainer.explain(images), expected, atol=1e-6)
+
+
+def test_the_explained_class_is_numpy_s_argmax():
+    # Written without argmax (for LiteRT's builtin operations): ties go to
+    # the first, a NaN counts as the highest, as in numpy.
+    logits = np.array(
+        [[1, 3, 3, 0], [0, 0, 0, 0], [2, np.nan, 5, np.nan], [-1, -2, -0.5, -3]],
+        "float32",
+    )
+    got = explanation.highest_class(keras.ops.convert_to_tensor(logits))
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(got), np.argmax(logits, -1)
+    )
+    assert keras.backend.standardize_dtype(got.dtype) == "int32"
