@@ -26,7 +26,8 @@ def add_parser(subcommands):
             f"{', '.join(export.SIGNATURES)} (images, or images and classes, or "
             "JPEG/PNG bytes -> classes, scores, maps), or with --format litert "
             "a LiteRT model (.tflite, LiteRT's builtin operations only) with "
-            f"{', '.join(export.LITERT_SIGNATURES)}, from any Keras backend; "
+            f"{', '.join(export.LITERT_SIGNATURES)}, or with --format onnx an "
+            "ONNX model (.onnx) with serving_default, from any Keras backend; "
             "checks that it reproduces the explainer, then moves it into place "
             "atomically."
         ),
@@ -37,14 +38,15 @@ def add_parser(subcommands):
         required=True,
         help="the SavedModel folder to create (TF Serving expects "
         "<model_base_path>/<version>, e.g. models/ptame/1), or with --format "
-        "litert the .tflite file",
+        "litert or onnx the .tflite or .onnx file",
     )
     parser.add_argument(
         "--format",
-        choices=("savedmodel", "litert"),
+        choices=("savedmodel", "litert", "onnx"),
         default="savedmodel",
-        help="savedmodel (TF Serving) or litert (a .tflite file for the LiteRT "
-        "runtime; its check needs ai-edge-litert) (default: %(default)s)",
+        help="savedmodel (TF Serving), litert (a .tflite file for the LiteRT "
+        "runtime; its check needs ai-edge-litert) or onnx (a .onnx file, by "
+        "tf2onnx; its check needs onnxruntime) (default: %(default)s)",
     )
     add_image_size(
         parser,
@@ -81,8 +83,8 @@ def run(args):
     )
     explainer.warn_if_untrained()
     track_outputs()
-    if args.format == "litert":
-        _export_litert(explainer, args)
+    if args.format != "savedmodel":
+        _export_file(explainer, args)
         return
     before = _stamp(args.output)
     try:
@@ -107,11 +109,19 @@ def run(args):
     )
 
 
-def _export_litert(explainer, args):
-    """Writes the LiteRT model; says where, how large and its signatures."""
+# The one-file formats: what writes each, its name and its signatures.
+_FILE_FORMATS = {
+    "litert": (export.export_litert, "a LiteRT", export.LITERT_SIGNATURES),
+    "onnx": (export.export_onnx, "an ONNX", export.ONNX_SIGNATURES),
+}
+
+
+def _export_file(explainer, args):
+    """Writes a one-file model; says where, how large and its signatures."""
+    write, name, signatures = _FILE_FORMATS[args.format]
     before = _file_stamp(args.output)
     try:
-        path = export.export_litert(
+        path = write(
             explainer,
             args.output,
             image_size=(args.image_size,) * 2 if args.image_size else None,
@@ -124,8 +134,8 @@ def _export_litert(explainer, args):
             wrote(args.output)
     size = os.path.getsize(path) / 2**20
     print(
-        f"Exported a LiteRT model to {path} ({size:.1f} MiB; signatures: "
-        f"{', '.join(export.LITERT_SIGNATURES)})."
+        f"Exported the explainer to {path}: {name} model, {size:.1f} MiB, "
+        f"signatures {', '.join(signatures)}."
     )
 
 

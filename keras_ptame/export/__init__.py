@@ -3,8 +3,9 @@
 - `export_saved_model` (`keras_ptame/export/saved_model.py`): a TensorFlow
   SavedModel for TF Serving, its signatures checked against `explain`.
 - `export_litert` (`keras_ptame/export/litert.py`): a LiteRT model (`.tflite`)
-  for phones and edge devices, converted from that SavedModel's graph and
-  checked the same way.
+  for phones and edge devices, and `export_onnx` (`keras_ptame/export/onnx.py`):
+  an ONNX model (`.onnx`) for ONNX Runtime, each converted from that
+  SavedModel's graph and checked the same way (`keras_ptame/export/converted.py`).
 
 `keras_ptame/export/tracing.py` traces the signatures,
 `keras_ptame/export/verification.py` holds the checks and their tolerances,
@@ -12,6 +13,7 @@
 """
 
 from keras_ptame.export.litert import LITERT_SIGNATURES, export_litert
+from keras_ptame.export.onnx import ONNX_SIGNATURES, export_onnx
 from keras_ptame.export.saved_model import export_saved_model, resolve_image_size
 from keras_ptame.export.target import MARKER, is_own_export, user_files
 from keras_ptame.export.tracing import (
@@ -30,9 +32,11 @@ from keras_ptame.export.verification import (
 __all__ = [
     "LITERT_SIGNATURES",
     "MARKER",
+    "ONNX_SIGNATURES",
     "SIGNATURES",
     "Precision",
     "export_litert",
+    "export_onnx",
     "export_saved_model",
     "exported_signatures",
     "is_own_export",

@@ -2,9 +2,8 @@
 and edge devices.
 
 The file is converted by TensorFlow's LiteRT converter from the graph that
-`export_saved_model` writes (from any backend, itself checked against the
-explainer), with LiteRT's builtin operations only: it runs on the LiteRT
-runtime alone, without TensorFlow's kernels. Two signatures:
+`export_saved_model` writes, with LiteRT's builtin operations only: it runs
+on the LiteRT runtime alone, without TensorFlow's kernels. Two signatures:
 
 - `serving_default`: `images` `(B, H, W, C)` float32 raw pixels in [0, 255]
   → `classes` `(B,)` int32, `scores`, `maps` `(B, H, W)` in [0, 1],
@@ -14,11 +13,10 @@ runtime alone, without TensorFlow's kernels. Two signatures:
   [0, 255], `round(255 * maps)`.
 
 The SavedModel's request checks (image size, pixel range) are assertions,
-which LiteRT does not run: an app checks its requests itself.
-
-Before the file is written, the LiteRT interpreter (`ai-edge-litert`, the
-`litert` extra) runs it on probe images, and its outputs are compared with
-`explain`'s within the SavedModel check's tolerances.
+which LiteRT does not run: an app checks its requests itself. Before the
+file is written, the LiteRT interpreter (`ai-edge-litert`, the `litert`
+extra) runs it and its outputs are compared with `explain`'s (see
+`keras_ptame.export.converted`).
 
 ```python
 import numpy as np
@@ -26,34 +24,19 @@ from ai_edge_litert.interpreter import Interpreter
 import keras_ptame as kp
 
 kp.export.export_litert(explainer, "ptame.tflite")
-runner = Interpreter(model_path="ptame.tflite").get_signature_runner("serving_default")
+interpreter = Interpreter(model_path="ptame.tflite")
+runner = interpreter.get_signature_runner("serving_default")
 outputs = runner(images=images.astype(np.float32))   # outputs["maps"]: (B, H, W)
 ```
 """
 
-import os
-import tempfile
-
-import keras
-import numpy as np
-
-from keras_ptame.export.saved_model import (
-    export_saved_model,
-    progress,
-    resolve_image_size,
-)
-from keras_ptame.export.target import check_litert_target
-from keras_ptame.export.verification import (
-    compare_explanations,
-    measured_precision,
-    probe_images,
-    verification_tolerances,
-)
-from keras_ptame.utils.files import atomic_path
+from keras_ptame.export.converted import Format, export_converted
 from keras_ptame.utils.install import install_hint
 from keras_ptame.utils.tf_runtime import import_tensorflow
 
 LITERT_SIGNATURES = ("serving_default", "explain_uint8_maps")
+# A LiteRT model is a FlatBuffer with this identifier at bytes 4 to 8.
+_IDENTIFIER = b"TFL3"
 
 
 def export_litert(
@@ -87,44 +70,21 @@ def export_litert(
             something other than a LiteRT model.
         RuntimeError: the conversion failed, or the LiteRT model's outputs
             differ from the explainer's.
-        ModuleNotFoundError: `verify` needs `ai-edge-litert` (the
-            `litert` extra).
+        ModuleNotFoundError: `verify` needs `ai-edge-litert` (the `litert`
+            extra).
     """
-    path = os.path.abspath(os.fspath(path))
-    check_litert_target(path, overwrite)
     if verify:
         _interpreter_class()
-    size = resolve_image_size(explainer, image_size)
-    with tempfile.TemporaryDirectory() as scratch:
-        saved = export_saved_model(
-            explainer,
-            os.path.join(scratch, "saved_model"),
-            image_size=size,
-            verify=verify,
-            safe_mode=safe_mode,
-            verbose=verbose,
-        )
-        progress(verbose, "Converting the SavedModel to LiteRT")
-        model = convert_saved_model(saved)
-    if verify:
-        progress(verbose, "Checking the LiteRT model against the explainer")
-        verify_litert(explainer, model, size)
-    check_litert_target(path, overwrite)
-    with atomic_path(path) as temporary, open(temporary, "wb") as file:
-        file.write(model)
-    if verbose:
-        print(
-            f"Saved a LiteRT model at {path!r} ({len(model) / 2**20:.1f} MiB) with "
-            f"signatures {', '.join(LITERT_SIGNATURES)}."
-        )
-    return path
+    return export_converted(
+        explainer, path, LITERT, image_size, overwrite, verify, safe_mode, verbose
+    )
 
 
-def convert_saved_model(saved_model):
-    """The LiteRT FlatBuffer (bytes) of the SavedModel's `LITERT_SIGNATURES`."""
+def convert_to_litert(saved_model, signatures):
+    """The LiteRT FlatBuffer (bytes) of the SavedModel's `signatures`."""
     tf = import_tensorflow()
     converter = tf.lite.TFLiteConverter.from_saved_model(
-        saved_model, signature_keys=list(LITERT_SIGNATURES)
+        saved_model, signature_keys=list(signatures)
     )
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     try:
@@ -136,48 +96,19 @@ def convert_saved_model(saved_model):
         ) from error
 
 
-def verify_litert(explainer, model, image_size):
-    """Raises `RuntimeError` if the LiteRT `model` (bytes) disagrees with `explainer`.
-
-    On `probe_images`: `serving_default`'s classes where the top two logits
-    are clear of each other, and its maps, scores, evidence and flags within
-    `verification_tolerances`; `explain_uint8_maps`' maps within a level of
-    `round(255 * maps)` of the float signature's.
-    """
-    runners = _runners(model)
-    images = probe_images(image_size, channels=explainer.input_channels)
-    expected = explainer.explain_outputs(images)
-    got = runners["serving_default"](images=images.astype("float32"))
-    logits = keras.ops.convert_to_numpy(explainer.backbone(images))
-    precision = measured_precision(explainer)
-    tolerances = verification_tolerances(precision, np.max(np.abs(logits)))
-    top2 = np.sort(logits, axis=-1)[:, -2:]
-    clear = (top2[:, 1] - top2[:, 0]) > tolerances["logits"]
-    problems = []
-    if np.any(got["classes"][clear] != expected["classes"][clear]):
-        problems.append(f"classes: {got['classes'].tolist()}")
-    problems += compare_explanations(
-        {key: value[clear] for key, value in got.items()},
-        {key: value[clear] for key, value in expected.items()},
-        explainer.evidence_threshold,
-        tolerances,
-    )
-    lean = runners["explain_uint8_maps"](images=images)
-    levels = np.abs(lean["maps"].astype("float32") - np.round(255 * got["maps"]))
-    if lean["maps"].dtype != np.uint8 or np.max(levels, initial=0) > 1:
-        problems.append("explain_uint8_maps: not round(255 * maps) of serving_default")
-    if problems:
-        raise RuntimeError(
-            "The LiteRT model does not reproduce the explainer (tolerances: "
-            + ", ".join(f"{key} {value:.2g}" for key, value in tolerances.items())
-            + "): "
-            + "; ".join(problems)
-        )
-
-
-def _runners(model):
+def litert_runner(model):
+    """`(signature, images) -> outputs` of the LiteRT `model` (bytes)."""
     interpreter = _interpreter_class()(model_content=model)
-    return {name: interpreter.get_signature_runner(name) for name in LITERT_SIGNATURES}
+    runners = {
+        name: interpreter.get_signature_runner(name) for name in LITERT_SIGNATURES
+    }
+    return lambda signature, images: runners[signature](images=images)
+
+
+def is_litert_model(path):
+    """Whether the file at `path` is a LiteRT model."""
+    with open(path, "rb") as file:
+        return file.read(8)[4:8] == _IDENTIFIER
 
 
 def _interpreter_class():
@@ -190,3 +121,8 @@ def _interpreter_class():
             name=error.name,
         ) from error
     return Interpreter
+
+
+LITERT = Format(
+    "LiteRT", LITERT_SIGNATURES, convert_to_litert, litert_runner, is_litert_model
+)

@@ -8,8 +8,8 @@ marker, and only those files: whatever else is in it (a warm-up file
 copied into the new SavedModel before it is moved into place. Symbolic
 links are copied as links, never followed.
 
-A LiteRT export is one file: `overwrite=True` replaces only a LiteRT model
-(`check_litert_target`).
+A LiteRT or ONNX export is one file: `overwrite=True` replaces only a model
+of its format (`check_file_target`).
 """
 
 import json
@@ -25,8 +25,6 @@ MARKER = os.path.join("assets.extra", "keras_ptame.json")
 WARMUP = os.path.join("assets.extra", "tf_serving_warmup_requests")
 # What an export wrote before its marker listed its files.
 _UNLISTED_OWN = ("saved_model.pb", "fingerprint.pb", "variables", "assets")
-# A LiteRT model is a FlatBuffer with this identifier at bytes 4 to 8.
-_LITERT_IDENTIFIER = b"TFL3"
 
 
 def check_target(path, overwrite, image_size):
@@ -54,9 +52,9 @@ def check_target(path, overwrite, image_size):
     _check_warmup(path, image_size)
 
 
-def check_litert_target(path, overwrite):
-    """Raises `FileExistsError` unless `path` is free, or a LiteRT model that
-    `overwrite` lets the export replace."""
+def check_file_target(path, overwrite, is_model, kind):
+    """Raises `FileExistsError` unless `path` is free, or a `kind` model
+    (`is_model(path)`) that `overwrite` lets a one-file export replace."""
     if not os.path.lexists(path):
         return
     if not overwrite:
@@ -64,16 +62,12 @@ def check_litert_target(path, overwrite):
             f"The export path exists: {path!r}. Choose another path or pass "
             "`overwrite=True` (`--overwrite` on the command line)."
         )
-    if os.path.islink(path) or not os.path.isfile(path) or not _is_litert(path):
+    if os.path.islink(path) or not os.path.isfile(path) or not is_model(path):
+        article = "an" if kind[0] in "AEIOU" else "a"
         raise FileExistsError(
-            f"{path!r} exists and is not a LiteRT model; overwriting replaces only "
-            "those (.tflite files). Choose another path, or remove it yourself."
+            f"{path!r} exists and is not {article} {kind} model; overwriting "
+            "replaces only those. Choose another path, or remove it yourself."
         )
-
-
-def _is_litert(path):
-    with open(path, "rb") as file:
-        return file.read(8)[4:8] == _LITERT_IDENTIFIER
 
 
 def is_own_export(path):

@@ -422,19 +422,24 @@ class PTAME(
         `keras_ptame.export.export_saved_model`. `format="litert"`: a
         `.tflite` file with `serving_default` and `explain_uint8_maps`, from
         the same graph, LiteRT's builtin operations only; see
-        `keras_ptame.export.export_litert`. Either is written from any
-        backend and checked against `explain` before it is moved into place.
-        Other formats go to `keras.Model.export`.
+        `keras_ptame.export.export_litert`. `format="onnx"`: a `.onnx` file
+        with `serving_default`; see `keras_ptame.export.export_onnx`. Each is
+        written from any backend and checked against `explain` before it is
+        moved into place. Other formats go to `keras.Model.export`.
         """
         self.warn_if_untrained()
-        if format not in ("tf_saved_model", "litert"):
+        if format not in ("tf_saved_model", "litert", "onnx"):
             return super().export(filepath, format=format, verbose=verbose, **kwargs)
         # Imported here, as `keras.Model.export` imports Keras' export
         # module: the export package sits above the models and needs
         # TensorFlow, which the core itself never does.
-        from keras_ptame.export import export_litert, export_saved_model
+        from keras_ptame.export import export_litert, export_onnx, export_saved_model
 
-        write = export_saved_model if format == "tf_saved_model" else export_litert
+        write = {
+            "tf_saved_model": export_saved_model,
+            "litert": export_litert,
+            "onnx": export_onnx,
+        }[format]
         return write(
             self,
             filepath,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from keras_ptame import export
-from keras_ptame.export import litert
+from keras_ptame.export import converted, litert
 from tests.helpers import IMAGE_SIZE, random_images, tiny_explainer
 
 pytest.importorskip("tensorflow")
@@ -64,8 +64,9 @@ def test_a_model_of_another_explainer_is_refused(exported):
     kernel = other.backbone.weights[-2]
     assert kernel.path.endswith("dense/kernel")
     kernel.assign(-keras.ops.convert_to_numpy(kernel))
-    with pytest.raises(RuntimeError, match="does not reproduce"):
-        litert.verify_litert(other, model, (IMAGE_SIZE, IMAGE_SIZE))
+    run = litert.litert_runner(model)
+    with pytest.raises(RuntimeError, match="LiteRT model does not reproduce"):
+        converted.verify_converted(other, run, (IMAGE_SIZE, IMAGE_SIZE), litert.LITERT)
 
 
 def test_only_a_litert_model_is_replaced(exported, tmp_path):
