@@ -29,7 +29,15 @@ from keras_ptame.export.verification import (
     verify_saved_model,
 )
 
+# What writes each format of `PTAME.export`.
+EXPORTERS = {
+    "tf_saved_model": export_saved_model,
+    "litert": export_litert,
+    "onnx": export_onnx,
+}
+
 __all__ = [
+    "EXPORTERS",
     "LITERT_SIGNATURES",
     "MARKER",
     "ONNX_SIGNATURES",

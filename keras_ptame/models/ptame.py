@@ -413,19 +413,15 @@ class PTAME(
         verbose=None,
         **kwargs,
     ):
-        """Writes a TensorFlow SavedModel for TF Serving, or a LiteRT model.
+        """Writes the explainer for serving, from any backend, checked
+        against `explain` before it is moved into place.
 
-        `format="tf_saved_model"`: signatures `serving_default` (images),
-        `explain_classes` (images and classes), `explain_top_k` (images and
-        `k`), `explain_encoded` (JPEG/PNG bytes), `explain_uint8` and
-        `explain_uint8_maps` (uint8 images in, uint8 maps out); see
-        `keras_ptame.export.export_saved_model`. `format="litert"`: a
-        `.tflite` file with `serving_default` and `explain_uint8_maps`, from
-        the same graph, LiteRT's builtin operations only; see
-        `keras_ptame.export.export_litert`. `format="onnx"`: a `.onnx` file
-        with `serving_default`; see `keras_ptame.export.export_onnx`. Each is
-        written from any backend and checked against `explain` before it is
-        moved into place. Other formats go to `keras.Model.export`.
+        `format="tf_saved_model"`: a SavedModel for TF Serving (see
+        `keras_ptame.export.export_saved_model` for its signatures);
+        `"litert"`: a `.tflite` file of LiteRT's builtin operations
+        (`export_litert`); `"onnx"`: a `.onnx` file (`export_onnx`); the last
+        two converted from the SavedModel's graph. Other formats go to
+        `keras.Model.export`.
         """
         self.warn_if_untrained()
         if format not in ("tf_saved_model", "litert", "onnx"):
@@ -433,14 +429,9 @@ class PTAME(
         # Imported here, as `keras.Model.export` imports Keras' export
         # module: the export package sits above the models and needs
         # TensorFlow, which the core itself never does.
-        from keras_ptame.export import export_litert, export_onnx, export_saved_model
+        from keras_ptame.export import EXPORTERS
 
-        write = {
-            "tf_saved_model": export_saved_model,
-            "litert": export_litert,
-            "onnx": export_onnx,
-        }[format]
-        return write(
+        return EXPORTERS[format](
             self,
             filepath,
             image_size=image_size,

@@ -1,15 +1,17 @@
-"""The LiteRT export's size and latency on this machine's CPU.
+"""The one-file exports' size and latency on this machine's CPU: LiteRT and ONNX.
 
 The paper's setting with random weights (`common.build`: a ResNet-50
-classifier explained through a ResNet-18, 224x224): the classifier exported
-alone by Keras (`classifier.export(..., format="litert")`) and the explainer
-by `kp.export.export_litert`, both run with the LiteRT interpreter
-(`ai-edge-litert`, XNNPACK, one thread per core), on requests of 1 and 8
-images prepared beforehand. Each figure is the median of `--repeats` rounds
-in which the two take turns; the first call of each is not timed. Also the
-size of each file, and of the explainer's SavedModel it was converted from.
+classifier explained through a ResNet-18, 224x224). For each format the
+classifier exported alone by Keras (`classifier.export(..., format=...)`)
+and the explainer by `kp.export.export_litert` / `export_onnx`, both run by
+the format's runtime (the LiteRT interpreter of `ai-edge-litert` with
+XNNPACK, ONNX Runtime's CPU provider; one thread per core), on requests of 1
+and 8 images prepared beforehand. Each figure is the median of `--repeats`
+rounds in which the two take turns; the first call of each is not timed.
+Also the size of each file, and of the explainer's SavedModel they are
+converted from.
 
-    KERAS_BACKEND=tensorflow python benchmarks/litert.py
+    KERAS_BACKEND=tensorflow python benchmarks/formats.py
 """
 
 import argparse
@@ -33,6 +35,17 @@ def folder_size(path):
 
 
 def _runner(path, threads):
+    """`(send, input name)` for the model at `path`, by its runtime."""
+    if path.endswith(".onnx"):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = onnxruntime.InferenceSession(
+            path, options, providers=["CPUExecutionProvider"]
+        )
+        argument = session.get_inputs()[0].name
+        return lambda **request: session.run(None, request), argument
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=path, num_threads=threads)
@@ -91,31 +104,35 @@ def main(argv=None):
     images = np.random.default_rng(0).integers(0, 256, (args.images, size, size, 3))
     images = images.astype("float32")
     with tempfile.TemporaryDirectory() as folder:
-        paths = {
-            "classifier": os.path.join(folder, "classifier.tflite"),
-            "explainer": os.path.join(folder, "explainer.tflite"),
-        }
         saved = os.path.join(folder, "saved_model")
-        classifier.export(paths["classifier"], format="litert", verbose=False)
         kp.export.export_saved_model(explainer, saved)
-        kp.export.export_litert(explainer, paths["explainer"])
-        sizes = {name: folder_size(path) / 2**20 for name, path in paths.items()}
-        sizes["explainer SavedModel"] = folder_size(saved) / 2**20
-        rows = {
-            batch: measure(paths, images, batch, args.repeats, args.threads)
-            for batch in (1, 8)
-        }
+        sizes = {"explainer SavedModel": folder_size(saved) / 2**20}
+        rows = []
+        for suffix, export in ((".tflite", "litert"), (".onnx", "onnx")):
+            paths = {
+                name: os.path.join(folder, name + suffix)
+                for name in ("classifier", "explainer")
+            }
+            classifier.export(paths["classifier"], format=export, verbose=False)
+            explainer.export(paths["explainer"], format=export, verbose=0)
+            sizes.update(
+                {f"{name}{suffix}": folder_size(p) / 2**20 for name, p in paths.items()}
+            )
+            for batch in (1, 8):
+                ms = measure(paths, images, batch, args.repeats, args.threads)
+                rows.append((export, batch, ms))
     print("| file | MiB |\n|---|---|")
     for name, mib in sizes.items():
         print(f"| {name} | {mib:.1f} |")
     print(
-        "\n| request | classifier ms/img | explainer ms/img | classifier / explainer |"
-        "\n|---|---|---|---|"
+        "\n| format | request | classifier ms/img | explainer ms/img "
+        "| classifier / explainer |\n|---|---|---|---|---|"
     )
-    for batch, ms in rows.items():
+    for export, batch, ms in rows:
         ratio = ms["classifier"] / ms["explainer"]
         print(
-            f"| {batch} | {ms['classifier']:.1f} | {ms['explainer']:.1f} | {ratio:.2f} |"
+            f"| {export} | {batch} | {ms['classifier']:.1f} "
+            f"| {ms['explainer']:.1f} | {ratio:.2f} |"
         )
     return 0
 
