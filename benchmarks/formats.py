@@ -7,7 +7,8 @@ and the explainer by `kp.export.export_litert` / `export_onnx`, both run by
 the format's runtime (the LiteRT interpreter of `ai-edge-litert` with
 XNNPACK, ONNX Runtime's CPU provider; one thread per core), on requests of 1
 and 8 images prepared beforehand. Each figure is the median of `--repeats`
-rounds in which the two take turns; the first call of each is not timed.
+rounds in which the two take turns; the first two calls of each are not
+timed.
 Also the size of each file, and of the explainer's SavedModel they are
 converted from.
 
@@ -16,12 +17,11 @@ converted from.
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 
 from common import build
+from serving import median_seconds
 
 
 def folder_size(path):
@@ -69,17 +69,9 @@ def measure(paths, images, batch_size, repeats, threads):
             for request in requests:
                 runner(**{argument: request})
 
-        send()
         calls[name] = send
-    times = {name: [] for name in calls}
-    for _ in range(repeats):
-        for name, send in calls.items():
-            start = time.perf_counter()
-            send()
-            times[name].append(time.perf_counter() - start)
-    return {
-        name: 1000 * statistics.median(t) / len(images) for name, t in times.items()
-    }
+    seconds = median_seconds(calls, repeats)
+    return {name: 1000 * value / len(images) for name, value in seconds.items()}
 
 
 def main(argv=None):

@@ -65,7 +65,9 @@ def _served_calls(explainer_path, classifier_path, images, batch_size):
     return {name: sender(*call) for name, call in calls.items()}
 
 
-def _median_seconds(calls, repeats):
+def median_seconds(calls, repeats):
+    """Median seconds of each call over `repeats` rounds of turns, after two
+    untimed calls of each (tracing, warm-up)."""
     for send in calls.values():
         send(), send()  # traces, warms up
     times = {name: [] for name in calls}
@@ -97,7 +99,7 @@ def measure_serving(classifier, explainer, image_size, batch_sizes, repeats):
         kp.export.export_saved_model(explainer, explainer_path, verbose=0)
         for batch_size in batch_sizes:
             calls = _served_calls(explainer_path, classifier_path, images, batch_size)
-            seconds = _median_seconds(calls, repeats)
+            seconds = median_seconds(calls, repeats)
             for name, value in seconds.items():
                 rows.append(
                     {

@@ -57,8 +57,8 @@ def add_parser(subcommands):
     add_overwrite(
         parser,
         "--output (only a SavedModel keras_ptame exported, files you added to "
-        "it, e.g. assets.extra/tf_serving_warmup_requests, kept; or a LiteRT "
-        "model)",
+        "it, e.g. assets.extra/tf_serving_warmup_requests, kept; or a LiteRT or "
+        "ONNX model)",
     )
     parser.add_argument(
         "--no-verify",
@@ -83,29 +83,21 @@ def run(args):
     )
     explainer.warn_if_untrained()
     track_outputs()
-    if args.format != "savedmodel":
-        _export_file(explainer, args)
-        return
-    before = _stamp(args.output)
-    try:
-        path = export.export_saved_model(
-            explainer,
-            args.output,
-            image_size=(args.image_size,) * 2 if args.image_size else None,
-            overwrite=args.overwrite,
-            verify=not args.no_verify,
-            safe_mode=not args.unsafe,
+    if args.format == "savedmodel":
+        path = _write(export.export_saved_model, explainer, args)
+        kept = export.user_files(path)
+        signatures = export.exported_signatures(explainer.input_channels)
+        print(
+            f"Exported a SavedModel to {path} (signatures: {', '.join(signatures)})"
+            + (f"; kept your files: {', '.join(kept)}." if kept else ".")
         )
-    finally:
-        # The SavedModel is moved into place as the export's last step: an
-        # interrupt may come just after it, and the summary must say so.
-        if _stamp(args.output) != before:
-            wrote(args.output)
-    kept = export.user_files(path)
-    signatures = export.exported_signatures(explainer.input_channels)
+        return
+    write, name, signatures = _FILE_FORMATS[args.format]
+    path = _write(write, explainer, args)
+    size = os.path.getsize(path) / 2**20
     print(
-        f"Exported a SavedModel to {path} (signatures: {', '.join(signatures)})"
-        + (f"; kept your files: {', '.join(kept)}." if kept else ".")
+        f"Exported the explainer to {path}: {name} model, {size:.1f} MiB, "
+        f"signatures {', '.join(signatures)}."
     )
 
 
@@ -116,12 +108,11 @@ _FILE_FORMATS = {
 }
 
 
-def _export_file(explainer, args):
-    """Writes a one-file model; says where, how large and its signatures."""
-    write, name, signatures = _FILE_FORMATS[args.format]
-    before = _file_stamp(args.output)
+def _write(write, explainer, args):
+    """Runs the export `write`; returns its path."""
+    before = _stamp(args.output)
     try:
-        path = write(
+        return write(
             explainer,
             args.output,
             image_size=(args.image_size,) * 2 if args.image_size else None,
@@ -130,25 +121,16 @@ def _export_file(explainer, args):
             safe_mode=not args.unsafe,
         )
     finally:
-        if _file_stamp(args.output) != before:
+        # The export is moved into place as its last step: an interrupt may
+        # come just after it, and the summary must say so.
+        if _stamp(args.output) != before:
             wrote(args.output)
-    size = os.path.getsize(path) / 2**20
-    print(
-        f"Exported the explainer to {path}: {name} model, {size:.1f} MiB, "
-        f"signatures {', '.join(signatures)}."
-    )
-
-
-def _file_stamp(path):
-    if not os.path.isfile(path):
-        return None
-    status = os.stat(path)
-    return (status.st_mtime_ns, status.st_size, status.st_ino)
 
 
 def _stamp(path):
-    """What tells one export at `path` from another: its marker's time and size."""
-    marker = os.path.join(path, export.MARKER)
+    """What tells one export at `path` from another: the time and size of
+    its SavedModel's marker, or of its file."""
+    marker = os.path.join(path, export.MARKER) if os.path.isdir(path) else path
     if not os.path.isfile(marker):
         return None
     status = os.stat(marker)

@@ -36,13 +36,8 @@ def check_target(path, overwrite, image_size):
         image_size: `(height, width)` of the new export: a warm-up file
             carried over must have been written for the same size.
     """
-    if not os.path.lexists(path):
+    if not _replaceable(path, overwrite):
         return
-    if not overwrite:
-        raise FileExistsError(
-            f"The export path exists: {path!r}. Choose another path or pass "
-            "`overwrite=True` (`--overwrite` on the command line)."
-        )
     if not is_own_export(path):
         raise FileExistsError(
             f"{path!r} exists and is not a SavedModel exported by keras_ptame (no "
@@ -55,19 +50,27 @@ def check_target(path, overwrite, image_size):
 def check_file_target(path, overwrite, is_model, kind):
     """Raises `FileExistsError` unless `path` is free, or a `kind` model
     (`is_model(path)`) that `overwrite` lets a one-file export replace."""
-    if not os.path.lexists(path):
+    if not _replaceable(path, overwrite):
         return
-    if not overwrite:
-        raise FileExistsError(
-            f"The export path exists: {path!r}. Choose another path or pass "
-            "`overwrite=True` (`--overwrite` on the command line)."
-        )
     if os.path.islink(path) or not os.path.isfile(path) or not is_model(path):
         article = "an" if kind[0] in "AEIOU" else "a"
         raise FileExistsError(
             f"{path!r} exists and is not {article} {kind} model; overwriting "
             "replaces only those. Choose another path, or remove it yourself."
         )
+
+
+def _replaceable(path, overwrite):
+    """Whether something is at `path`; `FileExistsError` if it is and
+    `overwrite` is false."""
+    if not os.path.lexists(path):
+        return False
+    if not overwrite:
+        raise FileExistsError(
+            f"The export path exists: {path!r}. Choose another path or pass "
+            "`overwrite=True` (`--overwrite` on the command line)."
+        )
+    return True
 
 
 def is_own_export(path):

@@ -19,7 +19,12 @@ import pytest
 import keras_ptame as kp
 from keras_ptame import export
 from keras_ptame.export import saved_model
-from tests.helpers import IMAGE_SIZE, random_images, tiny_explainer
+from tests.helpers import (
+    IMAGE_SIZE,
+    briefly_trained_explainer,
+    random_images,
+    tiny_explainer,
+)
 from tests.helpers.files import snapshot
 
 tf = pytest.importorskip("tensorflow")
@@ -31,10 +36,7 @@ ATOL = 1e-4
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """A briefly trained explainer and its SavedModel (exported once)."""
-    keras.utils.set_random_seed(7)
-    explainer = tiny_explainer()
-    explainer.compile(optimizer=keras.optimizers.AdamW(1e-3, amsgrad=True))
-    explainer.fit(random_images(8, seed=3), epochs=1, batch_size=4, verbose=0)
+    explainer = briefly_trained_explainer()
     path = str(tmp_path_factory.mktemp("export") / "ptame" / "1")
     explainer.export(path, verbose=0)  # PTAME.export -> export_saved_model
     return explainer, path

@@ -11,7 +11,12 @@ import pytest
 
 from keras_ptame import export
 from keras_ptame.export import converted, litert
-from tests.helpers import IMAGE_SIZE, random_images, tiny_explainer
+from tests.helpers import (
+    IMAGE_SIZE,
+    briefly_trained_explainer,
+    random_images,
+    tiny_explainer,
+)
 
 pytest.importorskip("tensorflow")
 interpreter = pytest.importorskip("ai_edge_litert.interpreter")
@@ -20,10 +25,7 @@ interpreter = pytest.importorskip("ai_edge_litert.interpreter")
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """A briefly trained explainer and its LiteRT model (exported once)."""
-    keras.utils.set_random_seed(7)
-    explainer = tiny_explainer()
-    explainer.compile(optimizer=keras.optimizers.AdamW(1e-3, amsgrad=True))
-    explainer.fit(random_images(8, seed=3), epochs=1, batch_size=4, verbose=0)
+    explainer = briefly_trained_explainer()
     path = str(tmp_path_factory.mktemp("litert") / "ptame.tflite")
     explainer.export(path, format="litert", verbose=0)
     return explainer, path

@@ -1,12 +1,11 @@
 """The ONNX export (`kp.export.export_onnx`): a `.onnx` file that ONNX Runtime
 runs with the explainer's classes and maps, from every backend (issue 25)."""
 
-import keras
 import numpy as np
 import pytest
 
 from keras_ptame import export
-from tests.helpers import IMAGE_SIZE, random_images, tiny_explainer
+from tests.helpers import IMAGE_SIZE, briefly_trained_explainer, random_images
 
 pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
@@ -16,10 +15,7 @@ onnxruntime = pytest.importorskip("onnxruntime")
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """A briefly trained explainer and its ONNX model (exported once)."""
-    keras.utils.set_random_seed(7)
-    explainer = tiny_explainer()
-    explainer.compile(optimizer=keras.optimizers.AdamW(1e-3, amsgrad=True))
-    explainer.fit(random_images(8, seed=3), epochs=1, batch_size=4, verbose=0)
+    explainer = briefly_trained_explainer()
     path = str(tmp_path_factory.mktemp("onnx") / "ptame.onnx")
     explainer.export(path, format="onnx", verbose=0)
     return explainer, path

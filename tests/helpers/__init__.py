@@ -55,6 +55,15 @@ def tiny_explainer(num_classes=NUM_CLASSES, size=IMAGE_SIZE, channels=3, **kwarg
     )
 
 
+def briefly_trained_explainer(seed=7):
+    """`tiny_explainer` after one epoch on eight random images (for exports)."""
+    keras.utils.set_random_seed(seed)
+    explainer = tiny_explainer()
+    explainer.compile(optimizer=keras.optimizers.AdamW(1e-3, amsgrad=True))
+    explainer.fit(random_images(8, seed=3), epochs=1, batch_size=4, verbose=0)
+    return explainer
+
+
 def random_images(count=8, size=IMAGE_SIZE, seed=0, dtype="uint8", channels=3):
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, (count, size, size, channels)).astype(dtype)
