@@ -84,7 +84,7 @@ def run(args):
     explainer.warn_if_untrained()
     track_outputs()
     if args.format == "savedmodel":
-        path = _write(export.export_saved_model, explainer, args)
+        path = _export_with(export.export_saved_model, explainer, args)
         kept = export.user_files(path)
         signatures = export.exported_signatures(explainer.input_channels)
         print(
@@ -93,7 +93,7 @@ def run(args):
         )
         return
     write, name, signatures = _FILE_FORMATS[args.format]
-    path = _write(write, explainer, args)
+    path = _export_with(write, explainer, args)
     size = os.path.getsize(path) / 2**20
     print(
         f"Exported the explainer to {path}: {name} model, {size:.1f} MiB, "
@@ -108,7 +108,7 @@ _FILE_FORMATS = {
 }
 
 
-def _write(write, explainer, args):
+def _export_with(write, explainer, args):
     """Runs the export `write`; returns its path."""
     before = _stamp(args.output)
     try:
