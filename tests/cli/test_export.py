@@ -60,6 +60,9 @@ def test_export_of_a_missing_file(tmp_path, ptame):
 
 
 # Issue 22, case 5
+# Slow (run once, under JAX, in `make test`): a file policy the same on every backend;
+# test_export_command exports from every backend.
+@pytest.mark.slow
 def test_export_overwrite_keeps_the_warmup_file(workspace, tmp_path, ptame):
     root, _ = workspace
     target = tmp_path / "models" / "ptame" / "1"
@@ -74,6 +77,9 @@ def test_export_overwrite_keeps_the_warmup_file(workspace, tmp_path, ptame):
 
 
 # Issue 22, case 11
+# Slow (run once, under JAX, in `make test`): the error path is the same on every backend;
+# tests/export/test_export.py checks the full disk on every backend.
+@pytest.mark.slow
 def test_export_onto_a_full_disk_is_a_user_error(
     workspace, tmp_path, ptame, monkeypatch
 ):

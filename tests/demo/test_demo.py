@@ -164,12 +164,18 @@ def test_a_class_whose_maps_are_misranked_is_flagged():
     assert "they do not carry 'b'" in flagged[1]
 
 
+# Slow (run once, under JAX, in `make test`): a whole demo run for a default that no backend changes;
+# test_tiny_run_writes_pictures_and_metrics runs the demo on every backend.
+@pytest.mark.slow
 def test_the_default_demo_keeps_its_none_class(tmp_path):
     metrics = demo.run(tmp_path, verbose=0, log=lambda *_: None, **TINY)
     assert metrics["settings"]["none_class"] is True
     assert list(metrics["per_class"]) == kp.datasets.shape_names(6) + ["none"]
 
 
+# Slow (run once, under JAX, in `make test`): how settings are merged is Python alone;
+# the demo itself runs on every backend in test_tiny_run_writes_pictures_and_metrics.
+@pytest.mark.slow
 def test_run_takes_a_config_and_settings_over_it(tmp_path):
     config = demo.DemoConfig(**TINY, seed=3)
     metrics = demo.run(
@@ -283,6 +289,8 @@ def test_full_demo_without_none_class_flags_the_dark_class(tmp_path):
 
 
 # Issue 22, "no command deletes or overwrites a file it did not write"
+# Slow (run once, under JAX, in `make test`): a file policy the same on every backend.
+@pytest.mark.slow
 def test_run_refuses_a_user_s_file_of_its_names_unless_overwrite(tmp_path):
     output = tmp_path / "out"
     output.mkdir()

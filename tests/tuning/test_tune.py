@@ -256,6 +256,9 @@ def test_time_budget_stops_the_search_and_trial_0_is_the_start(tmp_path):
 
 
 # Issue 22, case 1
+# Slow (run once, under JAX, in `make test`): which files an overwrite removes is the same on
+# every backend; the searches themselves run on every backend above.
+@pytest.mark.slow
 def test_overwrite_replaces_a_search_and_nothing_else(tmp_path):
     directory = tmp_path / "tuning"
     search(directory, max_trials=1)
