@@ -203,10 +203,14 @@ def markdown(rows):
         difference = "—" if row.difference is None else cell(row.difference)
         if isinstance(row.difference, float) and 0 < abs(row.difference) < 1e-3:
             difference = f"{row.difference:.2e}"
-        lines.append(
-            f"| {row.metric} | {cell(row.ours)} | {cell(row.theirs)} | "
-            f"{difference} | {row.verdict()} |"
+        cells = (
+            row.metric,
+            cell(row.ours),
+            cell(row.theirs),
+            difference,
+            row.verdict(),
         )
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 

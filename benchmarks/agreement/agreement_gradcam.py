@@ -171,7 +171,7 @@ def _road_rows(inputs, module, backbone, images, maps, order, theirs_removed):
         Row(
             key=f"fill_{order}",
             metric=f"ROAD {tag}: linear imputation, noise 0, of the same removed "
-            "pixels (all images and percentages); max |Δ| on 0–255",
+            "pixels (all images and percentages); largest absolute difference on 0–255",
             ours="`noisy_linear_imputation`",
             theirs=road_file,
             difference=fill_gap,
@@ -202,7 +202,7 @@ def _road_rows(inputs, module, backbone, images, maps, order, theirs_removed):
         ),
         Row(
             key=f"confidence_{order}",
-            metric=f"ROAD {tag}: p(class | imputed) − p(class | image), mean over "
+            metric=f"ROAD {tag}: p(class) on the imputed image − on the image, mean over "
             "images, at 10/30/50/70%, noise 0 (grad-cam's score with "
             "`ClassifierOutputSoftmaxTarget`; keras_ptame recomputed from "
             "`removal_masks(selection='rank')`, `noisy_linear_imputation`, "

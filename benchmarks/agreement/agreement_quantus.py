@@ -111,7 +111,7 @@ def pixel_flipping_rows(inputs, module, map_name="gradient"):
             f"the {STEPS + 1} points on [0, 1] (unperturbed included); Quantus's "
             f"`calculate_auc` is `np.trapz(dx=1)` over its {STEPS} points; "
             "recomputed Quantus's way from keras_ptame's curve: "
-            f"{recomputed.mean():.6g} (max |Δ| "
+            f"{recomputed.mean():.6g} (largest absolute difference "
             f"{max_abs(recomputed, theirs_auc):.3g})",
             detail={"recomputed": recomputed, "theirs": theirs_auc},
         ),

@@ -39,7 +39,8 @@ def main(argv=None):
     )
     setting = (
         f"{args.count} synthetic shapes of {common.IMAGE_SIZE}×{common.IMAGE_SIZE} "
-        f"(`make_shapes`, seed 1), the demo's CNN with seeded random weights, "
+        f"(`make_shapes`, seed 1), the demo's CNN (seeded random convolutions, "
+        "a ridge-regression head fitted on 400 other shapes), "
         "gradient maps (`GradientSaliency`) unless a row says otherwise, each "
         f"image explained for the classifier's prediction; {versions}; "
         f"Keras backend torch; {seconds:.1f} s."
