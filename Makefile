@@ -6,7 +6,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 BACKENDS ?= tensorflow jax torch
 PYTEST_ARGS ?= -n 2 -q
 
-.PHONY: setup demo test lint compare speed parity parity-env
+.PHONY: setup demo test lint compare speed parity parity-env agreement agreement-env
 
 setup: $(VENV)/.installed
 
@@ -108,3 +108,33 @@ parity: setup parity-env
 	    --reference $(PARITY_OUT) --markdown $(PARITY_OUT)/$$backend.md; \
 	done
 	cat $(PARITY_OUT)/*.md > $(PARITY_OUT)/parity.md
+
+# Cross-library agreement (benchmarks/agreement/): keras_ptame's metrics against
+# pytorch-grad-cam's ROAD and Quantus's on the same classifier, images and
+# maps. Those two live in an environment of their own, never in .venv (they
+# are no dependency of keras_ptame): keras_ptame with its base dependencies
+# only (keras, numpy, scipy) on the PyTorch backend, since the other libraries
+# call the model as a torch module. grad-cam imports torchvision at import,
+# so the matching torch pair comes first (the CPU wheels lie on this
+# machine's disk). Quantus 0.6.0 calls `np.trapz`, which numpy 2.4 removed,
+# hence numpy<2.4. grad-cam brings OpenCV (keras_ptame's Telea fill uses it).
+AGREEMENT_VENV ?= .venv-agreement
+AGREEMENT_TORCH ?= torch==2.14.1 torchvision==0.29.1
+AGREEMENT_OUT ?= benchmarks/results/agreement
+
+agreement-env: $(AGREEMENT_VENV)/.installed
+
+$(AGREEMENT_VENV)/.installed: pyproject.toml
+	python3 -m venv $(AGREEMENT_VENV)
+	$(AGREEMENT_VENV)/bin/python -m pip install -q --upgrade pip
+	$(AGREEMENT_VENV)/bin/python -m pip install -q $(AGREEMENT_TORCH)
+	$(AGREEMENT_VENV)/bin/python -m pip install -q "grad-cam==1.5.7" "quantus==0.6.0" "pytest>=8" \
+	  "numpy<2.4"
+	$(AGREEMENT_VENV)/bin/python -m pip install -q -e .
+	touch $@
+
+# The table goes to $(AGREEMENT_OUT)/agreement.md; then the test that pins
+# the agreeing metrics and the known differences.
+agreement: agreement-env
+	KERAS_BACKEND=torch $(AGREEMENT_VENV)/bin/python benchmarks/agreement/run.py --output $(AGREEMENT_OUT)
+	KERAS_BACKEND=torch $(AGREEMENT_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/metrics/test_agreement.py
