@@ -115,8 +115,8 @@ parity: setup parity-env
 # are no dependency of keras_ptame): keras_ptame with its base dependencies
 # only (keras, numpy, scipy) on the PyTorch backend, since the other libraries
 # call the model as a torch module. grad-cam imports torchvision at import,
-# so the matching torch pair comes first (the CPU wheels lie on this
-# machine's disk). Quantus 0.6.0 calls `np.trapz`, which numpy 2.4 removed,
+# so the matching torch pair comes first (as in .venv-ptame: the pair lies
+# on this machine's disk, a CUDA build on x86-64, 6.3 GB with its libraries). Quantus 0.6.0 calls `np.trapz`, which numpy 2.4 removed,
 # hence numpy<2.4. grad-cam brings OpenCV (keras_ptame's Telea fill uses it).
 AGREEMENT_VENV ?= .venv-agreement
 AGREEMENT_TORCH ?= torch==2.14.1 torchvision==0.29.1
