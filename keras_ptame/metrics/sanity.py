@@ -73,7 +73,9 @@ def structural_similarity(maps_a, maps_b):
     `uniform_filter`, reflected at the borders), `K1=0.01`, `K2=0.03`, the
     sample covariance (each local variance and covariance times 49/48), and
     the mean of the SSIM image over its valid region (3 pixels cropped from
-    every border). Computed in float64.
+    every border). Computed in float64 (scikit-image computes in the
+    input's float type, so float32 maps may differ from it by float32
+    rounding).
 
     Args:
         maps_a: array `(N, H, W)` of maps in [0, 1], `H` and `W` at least 7.
