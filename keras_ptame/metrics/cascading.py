@@ -52,8 +52,10 @@ def cascade_layers(classifier):
     theirs, in the reverse of their order in the model (Keras lists a
     functional model's layers in topological order, inputs first): the
     output layer comes first. A layer with several variables (a
-    BatchNormalization's scale, offset and statistics) is one step. A
-    `Backbone`'s preprocessor is not part of the cascade.
+    BatchNormalization's scale, offset and statistics) is one step, and so
+    is a layer with layers of its own that is not a Keras model (a keras-hub
+    transformer block, say). A `Backbone`'s preprocessor is not part of the
+    cascade, nor are variables a model holds outside its layers.
 
     Args:
         classifier: a Keras model, or a `Backbone` around one.
