@@ -16,6 +16,13 @@ convolution) and RISE (500 masks):
   their labels permuted, long enough to fit them (its training accuracy is
   reported).
 
+With `--auxiliary-variants` (about two minutes more) it also trains P-TAME
+with two other auxiliary networks, one trained on the random-label
+classifier's images and permuted labels and one untrained, for the
+true-label classifier, the random-label one and the cascade's last step
+(`auxiliary_variants`): whether the trained auxiliary network is why
+P-TAME's maps stay put.
+
 Each compares the maps of 64 held-out images with the trained classifier's
 (the same class explained: its prediction) by Spearman rank correlation and
 SSIM. For P-TAME it also reports the shares of maps flagged flat (returned
@@ -214,6 +221,7 @@ class Noted:
             maps = self.explainer.explain(images, classes)
         self.notes.setdefault("step 0", maps)
         self.notes["maps"].append(np.asarray(maps[:SHOWN]))
+        self.notes.setdefault("all", []).append(np.asarray(maps))
         return maps
 
 
@@ -261,16 +269,19 @@ def train_networks(settings, data, log):
     log("Training the same architecture on permuted labels...")
     rng = np.random.default_rng(settings["seed"] + 30_000)
     chosen = rng.permutation(len(images))[: settings["shuffled_count"]]
+    permuted = rng.permutation(labels[chosen])
     shuffled, shuffled_accuracy = train_network(
         "classifier",
         images[chosen],
-        rng.permutation(labels[chosen]),
+        permuted,
         settings["shuffled_epochs"],
         settings,
         seed_offset=3,
     )
     log(f"  random-label classifier: train accuracy {shuffled_accuracy:.3f}")
     networks = {"classifier": classifier, "auxiliary": auxiliary, "shuffled": shuffled}
+    # The random-label classifier's images and labels, for `--auxiliary-variants`.
+    networks["shuffled_data"] = (images[chosen], permuted)
     return networks, {
         "classifier_train_accuracy": train_accuracy,
         "classifier_held_out_accuracy": held_out(classifier),
@@ -279,8 +290,10 @@ def train_networks(settings, data, log):
     }
 
 
-def run(settings, log=print):
-    """Trains, runs both checks for every method; returns the results dict."""
+def run(settings, log=print, variants=False):
+    """Trains, runs both checks for every method (and with `variants`, P-TAME
+    with other auxiliary networks: `auxiliary_variants`); returns the
+    results dict."""
     import keras
 
     from keras_ptame.metrics import (
@@ -321,6 +334,12 @@ def run(settings, log=print):
         method: notes[method]["maps"][:steps] + notes[method]["maps"][steps + 1 :]
         for method in METHODS
     }
+    extra = {}
+    if variants:
+        extra["auxiliary_variants"] = auxiliary_variants(
+            settings, data, networks, ptame, notes["P-TAME"], log
+        )
+        timings["auxiliary_variants"] = extra["auxiliary_variants"]["seconds"]
     timings["total"] = time.perf_counter() - started
     return {
         "backend": keras.config.backend(),
@@ -335,6 +354,132 @@ def run(settings, log=print):
         "ptame_training_seconds": [round(value, 1) for value in ptame.seconds],
         "methods": results,
         "timings_s": {key: round(value, 1) for key, value in timings.items()},
+        **extra,
+    }
+
+
+# === The auxiliary network's part (`--auxiliary-variants`) ===
+
+# Pairs of auxiliary networks compared: the reference explainer's (for the
+# true-label classifier) and the compared explainer's.
+AUXILIARY_PAIRS = (
+    ("true labels", "true labels"),
+    ("permuted labels", "permuted labels"),
+    ("untrained", "untrained"),
+    ("true labels", "permuted labels"),
+    ("true labels", "untrained"),
+)
+
+
+def auxiliary_variants(settings, data, networks, ptame, true_notes, log):
+    """P-TAME with two other auxiliary networks, to test whether the trained
+    one is why P-TAME's maps stay put: one trained on the random-label
+    classifier's images and permuted labels (the auxiliary network's recipe
+    for as many epochs as that classifier), and one untrained (randomly
+    initialised). For each, a new explainer is trained per classifier: the
+    true-label classifier, the random-label one and the cascade's last step
+    (every weighted layer random, the same random weights as the cascade's).
+    Returns the similarities of their maps for `AUXILIARY_PAIRS`, controls
+    (the true-label classifier's maps with the true-label auxiliary network
+    against another), flat and misranked shares, and each auxiliary
+    network's step-0 pointing game."""
+    import keras
+
+    from keras_ptame import demo
+    from keras_ptame.metrics import (
+        cascade_layers,
+        cascading_randomization,
+        data_randomization,
+        pointing_game,
+    )
+
+    clock = time.perf_counter()
+    classifier, shuffled = networks["classifier"], networks["shuffled"]
+    test_images, _, test_masks = data["test"]
+    log("Training the auxiliary network on the permuted labels...")
+    images, labels = networks["shuffled_data"]
+    permuted, accuracy = train_network(
+        "auxiliary", images, labels, settings["shuffled_epochs"], settings, 4
+    )
+    log(f"  permuted-label auxiliary network: train accuracy {accuracy:.3f}")
+    keras.utils.set_random_seed(settings["seed"] + 5)
+    untrained = demo.build_auxiliary(
+        settings["image_size"], settings["num_classes"] + 1
+    )
+    # The main run's P-TAME calls: the cascade's steps, then the data check's
+    # true-label and random-label classifiers.
+    steps = len(true_notes["all"]) - 2
+    recorded = {"true labels": _roles(true_notes, (0, steps + 1, steps - 1))}
+    seconds = []
+    for name, auxiliary in (("permuted labels", permuted), ("untrained", untrained)):
+        log(f"P-TAME with the {name} auxiliary network...")
+        make = ptame_maker(auxiliary, data["explainer_images"], settings)
+        notes = {"flat": [], "misranked": [], "maps": []}
+
+        def noting(model, make=make, notes=notes):
+            return Noted(make(model), notes)
+
+        data_randomization(noting, classifier, shuffled, test_images)
+        depth = len(cascade_layers(classifier))
+        cascading_randomization(
+            noting,
+            classifier,
+            test_images,
+            seed=settings["seed"] + 40_000,
+            steps=[depth],
+        )
+        recorded[name] = _roles(notes, (0, 1, 3))
+        seconds += make.seconds
+    comparisons = [
+        {"check": check, "reference": a, "compared": b}
+        | _compared(recorded[a]["classifier"], recorded[b][role])
+        for check, role in (("data", "shuffled"), ("cascade last step", "last step"))
+        for a, b in AUXILIARY_PAIRS
+    ] + [
+        {"check": "control", "reference": "true labels", "compared": b}
+        | _compared(recorded["true labels"]["classifier"], recorded[b]["classifier"])
+        for b in ("permuted labels", "untrained")
+    ]
+    return {
+        "permuted_auxiliary_train_accuracy": accuracy,
+        "step0_pointing_game": {
+            name: float(
+                np.mean(pointing_game(roles["classifier"][0], masks=test_masks))
+            )
+            for name, roles in recorded.items()
+        },
+        "comparisons": comparisons,
+        "ptame_training_seconds": [round(value, 1) for value in seconds],
+        "seconds": round(time.perf_counter() - clock, 1),
+    }
+
+
+def _roles(notes, indices):
+    """The maps and flags of the calls at `indices`: the true-label
+    classifier's, the random-label one's and the cascade's last step's."""
+    return {
+        role: tuple(
+            np.asarray(notes[key][index]) for key in ("all", "flat", "misranked")
+        )
+        for role, index in zip(
+            ("classifier", "shuffled", "last step"), indices, strict=True
+        )
+    }
+
+
+def _compared(reference, compared):
+    """Mean ρ and SSIM of two (maps, flat, misranked), ρ over the images flat
+    in neither, and the compared maps' flat and misranked shares."""
+    from keras_ptame.metrics import rank_correlation, structural_similarity
+
+    rho = rank_correlation(reference[0], compared[0])
+    kept = ~(reference[1] | compared[1])
+    return {
+        "rank_correlation": float(np.mean(rho)),
+        "ssim": float(np.mean(structural_similarity(reference[0], compared[0]))),
+        "rank_correlation_not_flat": float(rho[kept].mean()) if kept.any() else None,
+        "flat_share": float(np.mean(compared[1])),
+        "misranked_share": float(np.mean(compared[2])),
     }
 
 
@@ -465,6 +610,63 @@ def markdown(result, command):
     )
 
 
+def variants_markdown(variants, settings):
+    """The table of `auxiliary_variants`."""
+    from keras_ptame.utils.tables import markdown_table
+
+    rows = [
+        [
+            entry["check"],
+            entry["reference"],
+            entry["compared"],
+            f"{entry['rank_correlation']:.3f}",
+            f"{entry['ssim']:.3f}",
+            _cell(entry["rank_correlation_not_flat"]),
+            f"{entry['flat_share']:.2f}",
+            f"{entry['misranked_share']:.2f}",
+        ]
+        for entry in variants["comparisons"]
+    ]
+    games = ", ".join(
+        f"{name} {value:.3f}" for name, value in variants["step0_pointing_game"].items()
+    )
+    notes = [
+        "data: the true-label classifier's maps against the random-label "
+        "classifier's; cascade last step: against those of the classifier with "
+        "every weighted layer random; control: the same true-label classifier, "
+        "only the auxiliary network changed.",
+        f"Auxiliary network on permuted labels: the random-label classifier's "
+        f"{settings['shuffled_count']} images and labels, {settings['shuffled_epochs']}"
+        f" epochs, training accuracy {variants['permuted_auxiliary_train_accuracy']:.3f}"
+        "; untrained: randomly initialised.",
+        f"Step 0's pointing game (the true-label classifier) per auxiliary "
+        f"network: {games}.",
+        f"Wall time of this part {variants['seconds']:.0f} s.",
+    ]
+    legend = {
+        "reference": "the auxiliary network of the true-label classifier's explainer",
+        "compared": "the auxiliary network of the other classifier's explainer",
+        "flat": "share of the compared maps flagged flat (returned as zeros)",
+        "misranked": "share of the compared maps flagged misranked",
+    }
+    return "\n".join(
+        [
+            "",
+            "P-TAME with other auxiliary networks (a new explainer per "
+            "classifier and auxiliary network).",
+            "",
+            markdown_table(
+                ["check", "reference", "compared", "ρ", "SSIM", "ρ not flat"]
+                + ["flat", "misranked"],
+                rows,
+                text_columns=3,
+                legend=legend,
+                notes=notes,
+            ),
+        ]
+    )
+
+
 def _cell(value):
     return "-" if value is None else f"{value:.3f}"
 
@@ -580,6 +782,12 @@ def main(argv=None):
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes to check the pipeline"
     )
+    parser.add_argument(
+        "--auxiliary-variants",
+        action="store_true",
+        help="also P-TAME with an auxiliary network trained on the permuted "
+        "labels and with an untrained one (`auxiliary_variants`)",
+    )
     args = parser.parse_args(argv)
     settings = {**SETTINGS, "seed": args.seed, **(QUICK if args.quick else {})}
     from keras_ptame.utils.files import write_text
@@ -587,10 +795,16 @@ def main(argv=None):
     os.makedirs(args.output, exist_ok=True)
     with tempfile.TemporaryDirectory() as cache:
         _share_compilations(cache)
-        result = run(settings, log=lambda *a: print(*a, flush=True))
+        result = run(
+            settings,
+            log=lambda *a: print(*a, flush=True),
+            variants=args.auxiliary_variants,
+        )
     shown = result.pop("shown")
     command = "python benchmarks/sanity_checks.py " + " ".join(argv or sys.argv[1:])
     text = markdown(result, command.strip())
+    if "auxiliary_variants" in result:
+        text += "\n" + variants_markdown(result["auxiliary_variants"], settings)
     write_text(os.path.join(args.output, "sanity_checks.md"), text)
     write_text(
         os.path.join(args.output, "sanity_checks.json"), json.dumps(result, indent=2)
