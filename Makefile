@@ -6,7 +6,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 BACKENDS ?= tensorflow jax torch
 PYTEST_ARGS ?= -n 2 -q
 
-.PHONY: setup demo test lint compare speed parity parity-env agreement agreement-env
+.PHONY: setup demo test lint compare sanity speed parity parity-env agreement agreement-env
 
 setup: $(VENV)/.installed
 
@@ -30,6 +30,10 @@ demo: setup
 # P-TAME against RISE, Grad-CAM, gradients, random and centre maps (issue 4's table).
 compare: setup
 	KERAS_BACKEND=$${KERAS_BACKEND:-jax} $(PY) benchmarks/compare.py --output benchmarks/results
+
+# Adebayo et al.'s sanity checks of P-TAME, Grad-CAM and RISE (README's figure).
+sanity: setup
+	KERAS_BACKEND=$${KERAS_BACKEND:-jax} $(PY) benchmarks/sanity_checks.py --output benchmarks/results/sanity --figure benchmarks/figures/sanity_checks.png
 
 # Classifier vs explain vs training step, on every backend (README's speed table).
 speed: setup

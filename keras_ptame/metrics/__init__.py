@@ -4,6 +4,7 @@ Classifier passes run batched through `keras.ops` on the active backend;
 imputation and the arithmetic on maps run on the host (numpy, scipy).
 """
 
+from keras_ptame.metrics.cascading import cascade_layers, cascading_randomization
 from keras_ptame.metrics.confidence import (
     average_drop,
     confidence_metrics,
@@ -19,16 +20,21 @@ from keras_ptame.metrics.localization import boxes_to_masks, mass_inside, pointi
 from keras_ptame.metrics.pixel_auc import pixel_auc
 from keras_ptame.metrics.road import removal_masks, road, road_scores, road_summary
 from keras_ptame.metrics.sanity import (
+    data_randomization,
     model_randomization,
     randomize_weights,
     rank_correlation,
+    structural_similarity,
 )
 
 __all__ = [
     "average_drop",
     "boxes_to_masks",
+    "cascade_layers",
+    "cascading_randomization",
     "confidence_metrics",
     "curve_area",
+    "data_randomization",
     "deletion_insertion",
     "increase_in_confidence",
     "keep_top_fraction",
@@ -43,5 +49,6 @@ __all__ = [
     "road",
     "road_scores",
     "road_summary",
+    "structural_similarity",
     "telea_imputation",
 ]
