@@ -23,6 +23,14 @@ true-label classifier, the random-label one and the cascade's last step
 (`auxiliary_variants`): whether the trained auxiliary network is why
 P-TAME's maps stay put.
 
+With `--decoder-seeds` (about a minute more) it also trains P-TAME with
+another initialisation of the decoder, all else equal, for the true-label and
+the random-label classifiers (`decoder_seeds`): the maps' agreement for the
+same classifier (a noise floor) and across the data randomisation with a
+different initialisation on each side, how far each decoder moved in training
+and its loss terms: whether the shared initialisation is why P-TAME fails data
+randomisation.
+
 Each compares the maps of 64 held-out images with the trained classifier's
 (the same class explained: its prediction) by Spearman rank correlation and
 SSIM. For P-TAME it also reports the shares of maps flagged flat (returned
