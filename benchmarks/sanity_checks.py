@@ -23,6 +23,14 @@ true-label classifier, the random-label one and the cascade's last step
 (`auxiliary_variants`): whether the trained auxiliary network is why
 P-TAME's maps stay put.
 
+With `--decoder-seeds` (about a minute more) it also trains P-TAME with
+another initialisation of the decoder, all else equal, for the true-label and
+the random-label classifiers (`decoder_seeds`): the maps' agreement for the
+same classifier (a noise floor) and across the data randomisation with a
+different initialisation on each side, how far each decoder moved in training
+and its loss terms: whether the shared initialisation is why P-TAME fails data
+randomisation.
+
 Each compares the maps of 64 held-out images with the trained classifier's
 (the same class explained: its prediction) by Spearman rank correlation and
 SSIM. For P-TAME it also reports the shares of maps flagged flat (returned
@@ -156,42 +164,15 @@ def train_network(part, images, labels, epochs, settings, seed_offset=0):
 def ptame_maker(auxiliary, images, settings):
     """`make_explainer` for P-TAME: the demo's recipe, trained on `images`
     for each classifier it is given (the same classifier object reuses its
-    explainer); notes each one's training time in `.seconds`."""
-    import keras
-
-    import keras_ptame as kp
-    from keras_ptame import demo
-    from keras_ptame.recipes import one_cycle_adamw
-
+    explainer); notes each one's training time in `.seconds` and keeps
+    each classifier's explainer in `.trained`."""
     trained, seconds = {}, []
 
     def make_explainer(classifier):
         if id(classifier) in trained:
             return trained[id(classifier)][1]
         clock = time.perf_counter()
-        keras.utils.set_random_seed(settings["seed"] + 2)
-        explainer = kp.PTAME(
-            classifier,
-            kp.AuxiliaryExtractor(auxiliary, layer_names=demo.AUXILIARY_LAYERS),
-            num_classes=settings["num_classes"] + 1,
-        )
-        epochs = settings["explainer_epochs"]
-        steps = -(-len(images) // settings["batch_size"]) * epochs
-        explainer.compile(
-            optimizer=one_cycle_adamw(
-                demo.DemoConfig().explainer_learning_rate,
-                steps,
-                demo.EXPLAINER_WEIGHT_DECAY,
-            ),
-            loss=kp.PerturbationLoss(**demo.LOSS),
-        )
-        explainer.fit(
-            images,
-            epochs=epochs,
-            batch_size=settings["batch_size"],
-            shuffle=True,
-            verbose=0,
-        )
+        explainer = train_ptame(classifier, auxiliary, images, settings)
         # The classifier is kept beside its explainer, so that its id is not
         # reused by another.
         trained[id(classifier)] = (classifier, explainer)
@@ -199,7 +180,56 @@ def ptame_maker(auxiliary, images, settings):
         return explainer
 
     make_explainer.seconds = seconds
+    make_explainer.trained = trained
     return make_explainer
+
+
+def train_ptame(classifier, auxiliary, images, settings, decoder=None):
+    """A P-TAME explainer trained by the demo's recipe on `images`; with
+    `decoder` (the decoder's initial weights), built and given those weights
+    before training, the random state at training's start being the same as
+    without (`--decoder-seeds`)."""
+    import keras_ptame as kp
+    from keras_ptame import demo
+    from keras_ptame.recipes import one_cycle_adamw
+
+    explainer = _new_ptame(classifier, auxiliary, settings, settings["seed"] + 2)
+    if decoder is not None:
+        explainer.build((None,) + tuple(images.shape[1:]))
+        explainer.decoder.set_weights(decoder)
+    epochs = settings["explainer_epochs"]
+    steps = -(-len(images) // settings["batch_size"]) * epochs
+    explainer.compile(
+        optimizer=one_cycle_adamw(
+            demo.DemoConfig().explainer_learning_rate,
+            steps,
+            demo.EXPLAINER_WEIGHT_DECAY,
+        ),
+        loss=kp.PerturbationLoss(**demo.LOSS),
+    )
+    explainer.fit(
+        images,
+        epochs=epochs,
+        batch_size=settings["batch_size"],
+        shuffle=True,
+        verbose=0,
+    )
+    return explainer
+
+
+def _new_ptame(classifier, auxiliary, settings, seed):
+    """An untrained P-TAME explainer, the random state seeded with `seed`."""
+    import keras
+
+    import keras_ptame as kp
+    from keras_ptame import demo
+
+    keras.utils.set_random_seed(seed)
+    return kp.PTAME(
+        classifier,
+        kp.AuxiliaryExtractor(auxiliary, layer_names=demo.AUXILIARY_LAYERS),
+        num_classes=settings["num_classes"] + 1,
+    )
 
 
 class Noted:
@@ -290,10 +320,11 @@ def train_networks(settings, data, log):
     }
 
 
-def run(settings, log=print, variants=False):
+def run(settings, log=print, variants=False, seeds=False):
     """Trains, runs both checks for every method (and with `variants`, P-TAME
-    with other auxiliary networks: `auxiliary_variants`); returns the
-    results dict."""
+    with other auxiliary networks: `auxiliary_variants`; with `seeds`, with
+    another decoder initialisation: `decoder_seeds`); returns the results
+    dict."""
     import keras
 
     from keras_ptame.metrics import (
@@ -340,6 +371,9 @@ def run(settings, log=print, variants=False):
             settings, data, networks, ptame, notes["P-TAME"], log
         )
         timings["auxiliary_variants"] = extra["auxiliary_variants"]["seconds"]
+    if seeds:
+        extra["decoder_seeds"] = decoder_seeds(settings, data, networks, ptame, log)
+        timings["decoder_seeds"] = extra["decoder_seeds"]["seconds"]
     timings["total"] = time.perf_counter() - started
     return {
         "backend": keras.config.backend(),
@@ -452,6 +486,103 @@ def auxiliary_variants(settings, data, networks, ptame, true_notes, log):
         "ptame_training_seconds": [round(value, 1) for value in seconds],
         "seconds": round(time.perf_counter() - clock, 1),
     }
+
+
+# === The decoder's initialisation (`--decoder-seeds`) ===
+
+# The seed offsets of the decoder's two initialisations: A, the main run's
+# (`train_ptame`), and B, another.
+DECODER_SEEDS = {"A": 2, "B": 6}
+# Pairs of explainers compared: (check, reference, compared), each explainer
+# named (decoder seed, classifier).
+DECODER_PAIRS = (
+    ("noise floor", ("A", "true"), ("B", "true")),
+    ("data", ("A", "true"), ("B", "random")),
+    ("data", ("B", "true"), ("A", "random")),
+    ("data", ("A", "true"), ("A", "random")),
+    ("data", ("B", "true"), ("B", "random")),
+    ("path check", ("A", "true"), ("A copied", "true")),
+)
+
+
+def decoder_seeds(settings, data, networks, ptame, log):
+    """P-TAME with another initialisation of the decoder (seed B), all else
+    as in the main run (seed A; the same random state when training starts),
+    for the true-label and the random-label classifiers: whether sharing the
+    decoder's initialisation is why their maps agree. Returns the explainers'
+    comparisons (with a noise floor: the same classifier, seeds A and B; and
+    a path check: seed A's weights set as seed B's are, which must give the
+    main run's maps), how far each decoder moved in training (the relative
+    change of its trainable weights) and each one's loss terms per epoch."""
+    from keras_ptame.models.classifier_scores import as_backbone, explained_classes
+
+    clock = time.perf_counter()
+    classifier, shuffled = networks["classifier"], networks["shuffled"]
+    auxiliary, images = networks["auxiliary"], data["explainer_images"]
+    test_images = data["test"][0]
+    classes = explained_classes(as_backbone(classifier), test_images)
+    starts = {}
+    for name, offset in DECODER_SEEDS.items():
+        untrained = _new_ptame(
+            classifier, auxiliary, settings, settings["seed"] + offset
+        )
+        untrained.build((None,) + tuple(images.shape[1:]))
+        starts[name] = (
+            untrained.decoder.get_weights(),
+            [np.array(w) for w in untrained.decoder.trainable_weights],
+        )
+    models = {"true": classifier, "random": shuffled}
+    explainers = {
+        ("A", role): ptame.trained[id(model)][1] for role, model in models.items()
+    }
+    for name, role in (("B", "true"), ("B", "random"), ("A copied", "true")):
+        log(f"P-TAME, decoder seed {name}, {role}-label classifier...")
+        start = starts[name.split()[0]][0]
+        explainers[name, role] = train_ptame(
+            models[role], auxiliary, images, settings, decoder=start
+        )
+    outputs = {
+        key: _explained(e, test_images, classes) for key, e in explainers.items()
+    }
+    return {
+        "seeds": {
+            name: settings["seed"] + offset for name, offset in DECODER_SEEDS.items()
+        },
+        "comparisons": [
+            {"check": check, "reference": " ".join(a), "compared": " ".join(b)}
+            | _compared(outputs[a], outputs[b])
+            for check, a, b in DECODER_PAIRS
+        ],
+        "decoder_change": {
+            " ".join(key): _moved(starts[key[0].split()[0]][1], explainer.decoder)
+            for key, explainer in explainers.items()
+        },
+        "history": {
+            " ".join(key): {
+                name: [float(value) for value in values]
+                for name, values in explainer.history.history.items()
+            }
+            for key, explainer in explainers.items()
+        },
+        "seconds": round(time.perf_counter() - clock, 1),
+    }
+
+
+def _explained(explainer, images, classes):
+    """(maps, flat, misranked) of `explainer` for `classes`."""
+    outputs = explainer.explain_outputs(images, classes, batch_size=64)
+    return tuple(
+        np.asarray(outputs[key], dtype)
+        for key, dtype in (("maps", "float32"), ("flat", bool), ("misranked", bool))
+    )
+
+
+def _moved(start, decoder):
+    """The relative change of the decoder's trainable weights from `start`:
+    the norm of the change over the norm of the start, all weights as one."""
+    now = [np.array(w) for w in decoder.trainable_weights]
+    change = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(now, start, strict=True)))
+    return float(change / np.sqrt(sum(np.sum(b**2) for b in start)))
 
 
 def _roles(notes, indices):
@@ -667,6 +798,61 @@ def variants_markdown(variants, settings):
     )
 
 
+def seeds_markdown(seeds):
+    """The tables of `decoder_seeds`."""
+    from keras_ptame.utils.tables import markdown_table
+
+    rows = [
+        [entry["check"], entry["reference"], entry["compared"]]
+        + [f"{entry[key]:.3f}" for key in ("rank_correlation", "ssim")]
+        + [_cell(entry["rank_correlation_not_flat"])]
+        + [f"{entry[key]:.2f}" for key in ("flat_share", "misranked_share")]
+        for entry in seeds["comparisons"]
+    ]
+    terms = ("loss", "ce", "area", "smoothness", "kept", "empty")
+    training = [
+        [name, f"{seeds['decoder_change'][name]:.3f}"]
+        + [
+            " → ".join(f"{value:.3f}" for value in history.get(term, []))
+            for term in terms
+        ]
+        for name, history in seeds["history"].items()
+    ]
+    notes = [
+        "Explainers named by decoder seed (A: the main run's, seed "
+        f"{seeds['seeds']['A']}; B: seed {seeds['seeds']['B']}) and classifier "
+        "(true or random labels); `A copied`: seed A's initial weights set the "
+        "way seed B's are (the path check: it must match A).",
+        f"Wall time of this part {seeds['seconds']:.0f} s.",
+    ]
+    legend = {
+        "decoder change": "norm of the change of the decoder's trainable weights "
+        "in training over the norm of their initial values",
+    }
+    return "\n".join(
+        [
+            "",
+            "P-TAME with another decoder initialisation.",
+            "",
+            markdown_table(
+                ["check", "reference", "compared", "ρ", "SSIM", "ρ not flat"]
+                + ["flat", "misranked"],
+                rows,
+                text_columns=3,
+            ),
+            "Training, per epoch (first → last):",
+            "",
+            markdown_table(
+                ["explainer", "decoder change", *terms],
+                training,
+                text_columns=1,
+                legend=legend,
+                notes=notes,
+            ),
+        ]
+    )
+
+
 def _cell(value):
     return "-" if value is None else f"{value:.3f}"
 
@@ -788,6 +974,12 @@ def main(argv=None):
         help="also P-TAME with an auxiliary network trained on the permuted "
         "labels and with an untrained one (`auxiliary_variants`)",
     )
+    parser.add_argument(
+        "--decoder-seeds",
+        action="store_true",
+        help="also P-TAME with another initialisation of the decoder, for the "
+        "true-label and random-label classifiers (`decoder_seeds`)",
+    )
     args = parser.parse_args(argv)
     settings = {**SETTINGS, "seed": args.seed, **(QUICK if args.quick else {})}
     from keras_ptame.utils.files import write_text
@@ -799,12 +991,15 @@ def main(argv=None):
             settings,
             log=lambda *a: print(*a, flush=True),
             variants=args.auxiliary_variants,
+            seeds=args.decoder_seeds,
         )
     shown = result.pop("shown")
     command = "python benchmarks/sanity_checks.py " + " ".join(argv or sys.argv[1:])
     text = markdown(result, command.strip())
     if "auxiliary_variants" in result:
         text += "\n" + variants_markdown(result["auxiliary_variants"], settings)
+    if "decoder_seeds" in result:
+        text += "\n" + seeds_markdown(result["decoder_seeds"])
     write_text(os.path.join(args.output, "sanity_checks.md"), text)
     write_text(
         os.path.join(args.output, "sanity_checks.json"), json.dumps(result, indent=2)
