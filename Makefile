@@ -33,7 +33,7 @@ compare: setup
 
 # Adebayo et al.'s sanity checks of P-TAME, Grad-CAM and RISE (README's figure).
 sanity: setup
-	KERAS_BACKEND=$${KERAS_BACKEND:-jax} $(PY) benchmarks/sanity_checks.py --output benchmarks/results/sanity --figure benchmarks/figures/sanity_checks.png
+	KERAS_BACKEND=$${KERAS_BACKEND:-jax} $(PY) benchmarks/sanity/run.py --output benchmarks/results/sanity --figure benchmarks/figures/sanity_checks.png
 
 # Classifier vs explain vs training step, on every backend (README's speed table).
 speed: setup
