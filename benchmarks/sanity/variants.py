@@ -234,23 +234,29 @@ def _compared(reference, compared):
 # === Their tables ===
 
 
-def variants_markdown(variants, settings):
-    """The table of `auxiliary_variants`."""
+def _comparisons_table(comparisons, **table_options):
+    """Both controls' table of map comparisons (`_compared`), one row each."""
     from keras_ptame.utils.tables import markdown_table
 
     rows = [
-        [
-            entry["check"],
-            entry["reference"],
-            entry["compared"],
-            f"{entry['rank_correlation']:.3f}",
-            f"{entry['ssim']:.3f}",
-            cell(entry["rank_correlation_not_flat"]),
-            f"{entry['flat_share']:.2f}",
-            f"{entry['misranked_share']:.2f}",
-        ]
-        for entry in variants["comparisons"]
+        [entry["check"], entry["reference"], entry["compared"]]
+        + [f"{entry[key]:.3f}" for key in ("rank_correlation", "ssim")]
+        + [cell(entry["rank_correlation_not_flat"])]
+        + [f"{entry[key]:.2f}" for key in ("flat_share", "misranked_share")]
+        for entry in comparisons
     ]
+    return markdown_table(
+        ["check", "reference", "compared", "ρ", "SSIM", "ρ not flat"]
+        + ["flat", "misranked"],
+        rows,
+        text_columns=3,
+        **table_options,
+    )
+
+
+def variants_markdown(variants, settings):
+    """The table of `auxiliary_variants`."""
+
     games = ", ".join(
         f"{name} {value:.3f}" for name, value in variants["step0_pointing_game"].items()
     )
@@ -279,14 +285,7 @@ def variants_markdown(variants, settings):
             "P-TAME with other auxiliary networks (a new explainer per "
             "classifier and auxiliary network).",
             "",
-            markdown_table(
-                ["check", "reference", "compared", "ρ", "SSIM", "ρ not flat"]
-                + ["flat", "misranked"],
-                rows,
-                text_columns=3,
-                legend=legend,
-                notes=notes,
-            ),
+            _comparisons_table(variants["comparisons"], legend=legend, notes=notes),
         ]
     )
 
@@ -295,13 +294,6 @@ def seeds_markdown(seeds):
     """The tables of `decoder_seeds`."""
     from keras_ptame.utils.tables import markdown_table
 
-    rows = [
-        [entry["check"], entry["reference"], entry["compared"]]
-        + [f"{entry[key]:.3f}" for key in ("rank_correlation", "ssim")]
-        + [cell(entry["rank_correlation_not_flat"])]
-        + [f"{entry[key]:.2f}" for key in ("flat_share", "misranked_share")]
-        for entry in seeds["comparisons"]
-    ]
     terms = ("loss", "ce", "area", "smoothness", "kept", "empty")
     training = [
         [name, f"{seeds['decoder_change'][name]:.3f}"]
@@ -327,12 +319,7 @@ def seeds_markdown(seeds):
             "",
             "P-TAME with another decoder initialisation.",
             "",
-            markdown_table(
-                ["check", "reference", "compared", "ρ", "SSIM", "ρ not flat"]
-                + ["flat", "misranked"],
-                rows,
-                text_columns=3,
-            ),
+            _comparisons_table(seeds["comparisons"]),
             "Training, per epoch (first → last):",
             "",
             markdown_table(
