@@ -19,6 +19,7 @@ import pytest
 import keras_ptame as kp
 from keras_ptame.utils.cluster import (
     Cluster,
+    _main,
     join_cluster,
     launch_workers,
     worker_environments,
@@ -160,6 +161,25 @@ def test_a_failing_process_stops_the_others():
     )
     with pytest.raises(RuntimeError, match="(?s)Process 1 of 2 .* code 3"):
         launch_workers([sys.executable, "-c", code], 2, "jax", timeout=30)
+
+
+def test_the_command_line_launcher_places_each_process(tmp_path):
+    # Each process writes the place it was given to a file of its own.
+    code = (
+        "import json, os, sys\n"
+        "place = json.loads(os.environ['TF_CONFIG'])['task']['index']\n"
+        "open(os.path.join(sys.argv[1], str(place)), 'w').write("
+        "os.environ['KERAS_BACKEND'])\n"
+    )
+    command = [sys.executable, "-c", code, str(tmp_path)]
+    assert (
+        _main(["--num-processes", "2", "--backend", "tensorflow", "--", *command]) == 0
+    )
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {
+        "0": "tensorflow",
+        "1": "tensorflow",
+    }
+    assert _main(["--backend", "torch", "--", *command]) == 1
 
 
 def _script(tmp_path, name):
