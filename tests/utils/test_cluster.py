@@ -241,11 +241,12 @@ def test_two_processes_train_as_one_and_only_the_chief_writes(tmp_path, backend)
         (1, 2, False),
     ]
     # Training moved the weights; each process ends where one process does,
-    # through the same losses. Measured (2 CPU processes): at most 6e-8
-    # apart under JAX and 2.3e-8 under TensorFlow; a batch split wrongly
-    # (half the gradient, or the statistics of one half) moves them by
-    # ~1e-2.
-    assert _max_difference(alone["before"], alone["after"]) > 1e-3
+    # through the same losses. Measured on 2 CPU processes: at most 6e-8
+    # apart under either engine (float32 sums in another order), where
+    # training moved weights by up to 0.34; the tolerance is 1e-6.
+    moved = _max_difference(alone["before"], alone["after"])
+    print(f"{backend}: training moved the weights by up to {moved:.2g}")
+    assert moved > 1e-3
     for record in records:
         assert record["names"] == alone["names"]
         difference = _max_difference(record["after"], alone["after"])
