@@ -203,6 +203,7 @@ def join_cluster():
     ```
     """
     backend = keras.config.backend()
+    _check_cluster_variables(backend)
     if backend == "jax" and os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES"):
         keras.distribution.initialize()
         keras.distribution.set_distribution(
@@ -223,11 +224,28 @@ def join_cluster():
         )
         count = sum(map(len, resolver.cluster_spec().as_dict().values()))
         return Cluster(resolver.task_id, count, backend, strategy, chief)
-    if backend == "torch" and any(
-        os.environ.get(name) for name in (*_JAX_VARIABLES, "TF_CONFIG", "WORLD_SIZE")
-    ):
-        raise ValueError(_TORCH_ADVICE)
     return Cluster(0, 1, backend)
+
+
+def _check_cluster_variables(backend):
+    """Refuses a cluster that the backend cannot join: each process would
+    train alone and write the same files."""
+    named = {
+        "jax": "KERAS_DISTRIBUTION_NUM_PROCESSES",
+        "tensorflow": "TF_CONFIG",
+        "torch": "WORLD_SIZE",
+    }
+    found = [engine for engine, name in named.items() if os.environ.get(name)]
+    if backend == "torch" and found:
+        raise ValueError(_TORCH_ADVICE)
+    others = [engine for engine in found if engine != backend]
+    if others and backend not in found:
+        raise ValueError(
+            f"The environment describes a {others[0]} cluster "
+            f"({named[others[0]]} is set), but KERAS_BACKEND is {backend!r}: "
+            f"run the script under {others[0]}, or set {named[backend]} for "
+            f"{backend} (see `worker_environments`)."
+        )
 
 
 class Cluster:
@@ -288,8 +306,8 @@ class Cluster:
 
         Args:
             model: the compiled explainer, built in `scope()`.
-            dataset: a `tf.data.Dataset` of image batches, the same in
-                every process.
+            dataset: a `tf.data.Dataset` of image batches (or of
+                `(images, labels)`), the same in every process.
             **kwargs: `fit`'s other arguments.
 
         Returns:
@@ -297,11 +315,11 @@ class Cluster:
         """
         kwargs.setdefault("removal_check", 0)
         if self.strategy is not None:
-            import tensorflow as tf
-
             # Keras averages a first batch across the workers to build the
-            # model, a collective that TensorFlow has for floats only.
-            dataset = dataset.map(lambda images: tf.cast(images, "float32"))
+            # model, a collective that TensorFlow has for floats and 32- and
+            # 64-bit integers, not for uint8 images; and it fails on a batch
+            # of images and labels there.
+            dataset = dataset.map(_float_images)
             _keep_logs_reducible(model)
         return model.fit(dataset, **kwargs)
 
@@ -338,6 +356,17 @@ class Cluster:
         """Saves `model` to `path` (`.keras`) on the chief alone."""
         with self.output_path(path) as target:
             model.save(target)
+
+
+def _float_images(*batch):
+    """The images of a batch (of images, or of `(images, labels)`), as float32.
+
+    The labels go: the explainer never uses them, and Keras cannot build a
+    model from a batch of images and labels under the strategy.
+    """
+    import tensorflow as tf
+
+    return tf.cast(batch[0], "float32")
 
 
 def _keep_logs_reducible(model):

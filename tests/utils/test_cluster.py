@@ -70,7 +70,8 @@ with join_cluster() as cluster:
     )
     history = cluster.fit(
         explainer,
-        tf.data.Dataset.from_tensor_slices(images).batch(8),
+        # (images, labels), as `kp.data`'s pipelines give them.
+        tf.data.Dataset.from_tensor_slices((images, np.arange(16) % 4)).batch(8),
         epochs=2,
         callbacks=[checkpoint],
         verbose=0,
@@ -124,6 +125,18 @@ def test_pytorch_is_refused_with_torchrun_named():
 def test_join_cluster_under_pytorch_names_torchrun(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match="torchrun"):
+        join_cluster()
+
+
+def test_join_cluster_refuses_another_engines_cluster(monkeypatch):
+    # Each process would train alone and write the same files.
+    backend = keras.config.backend()
+    other = {"jax": "TF_CONFIG", "tensorflow": "KERAS_DISTRIBUTION_NUM_PROCESSES"}
+    for name in ("TF_CONFIG", "KERAS_DISTRIBUTION_NUM_PROCESSES", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(other.get(backend, "TF_CONFIG"), "2")
+    expected = "torchrun" if backend == "torch" else f"KERAS_BACKEND is '{backend}'"
+    with pytest.raises(ValueError, match=expected):
         join_cluster()
 
 
