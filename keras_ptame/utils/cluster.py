@@ -295,7 +295,8 @@ class Cluster:
         """`model.fit` on a batched `tf.data.Dataset` of the global batches.
 
         Every process passes the same dataset, batched to the global batch
-        size; each trains on its share of every batch (Keras' `DataParallel`
+        size and seeded (`kp.data`'s `seed=`) so that every process makes
+        the same batches; each trains on its share of every batch (Keras' `DataParallel`
         under JAX, the strategy's auto-sharding under TensorFlow, split each
         batch between the processes). The removal check
         (`PTAME.fit(removal_check=...)`) is off unless asked for: it explains
