@@ -49,7 +49,12 @@ _JAX_VARIABLES = (
 
 
 def free_port(host="localhost"):
-    """A TCP port free on `host` now (the system's pick for port 0)."""
+    """A TCP port free on `host` now (the system's pick for port 0).
+
+    Free when asked, not reserved: another program may take it before the
+    process it is meant for listens on it (then that process fails to start
+    and `launch_workers` says which).
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
         return probe.getsockname()[1]
