@@ -256,9 +256,13 @@ def test_two_processes_train_as_one_and_only_the_chief_writes(tmp_path, backend)
     # Training moved the weights; each process ends where one process does,
     # through the same losses. Measured on 2 CPU processes: at most 6e-8
     # apart under either engine (float32 sums in another order), where
-    # training moved weights by up to 0.34; the tolerance is 1e-6.
-    moved = _max_difference(alone["before"], alone["after"])
-    print(f"{backend}: training moved the weights by up to {moved:.2g}")
+    # training moved the kernels by up to 0.05 (JAX) and 0.02 (TensorFlow);
+    # the tolerance is 1e-6.
+    kernels = [i for i, name in enumerate(alone["names"]) if name.endswith("kernel")]
+    moved = _max_difference(
+        [alone["before"][i] for i in kernels], [alone["after"][i] for i in kernels]
+    )
+    print(f"{backend}: training moved the kernels by up to {moved:.2g}")
     assert moved > 1e-3
     for record in records:
         assert record["names"] == alone["names"]
