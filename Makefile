@@ -166,4 +166,4 @@ $(BATCH_VENV)/.installed: pyproject.toml
 # the output against `ptame explain`'s.
 batch: batch-env
 	$(TEST_ENV) KERAS_BACKEND=jax $(BATCH_VENV)/bin/python -m pytest -q -p no:cacheprovider \
-	  tests/cli/test_explain_dataset.py tests/cli/test_shards.py
+	  tests/cli/test_explain_dataset.py tests/cli/test_shard_explainer.py tests/utils/test_shards.py
