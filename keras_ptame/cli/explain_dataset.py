@@ -5,6 +5,7 @@ import os
 
 import keras
 
+from keras_ptame.cli import ray_pipeline
 from keras_ptame.cli.arguments import (
     add_image_size,
     add_model,
@@ -43,7 +44,7 @@ def add_parser(subcommands):
             "so the same command run again after a kill or an error explains "
             f"only the shards left. {MANIFEST} fixes the images and settings of "
             "the folder: another run is refused there. Needs Ray Data "
-            "(pip install 'ray[data]')."
+            f"(pip install '{ray_pipeline.RAY_REQUIREMENT}')."
         ),
     )
     add_model(parser)
@@ -135,24 +136,24 @@ def run(args):
     track_outputs()
     note(f"finished shards are kept in {args.output}: run the command again to resume")
     if pending:
-        from keras_ptame.cli.ray_pipeline import explain_on_ray
-
         progress = None
         if not args.quiet:
             progress = keras.utils.Progbar(len(files), unit_name="image")
             progress.update(done)
-        explain_on_ray(settings, pending, args.workers, args.address, progress)
+        ray_pipeline.explain_on_ray(
+            settings, pending, args.workers, args.address, progress
+        )
     summary = os.path.join(settings.output, SUMMARY)
     merge_shard_tables(settings.output, len(shards), summary)
     wrote(summary)
-    _report(summary, args)
+    _report_collection(summary, args)
 
 
 def _open_output(settings, args):
     """Writes the output's manifest, or checks the one of the run resumed."""
     manifest = {
         "model": os.path.abspath(args.model),
-        "model_stamp": _stamp(args.model),
+        "model_stamp": _model_stamp(args.model),
         "classifier_weights": args.classifier_weights,
         "auxiliary_weights": args.auxiliary_weights,
         "image_size": args.image_size,
@@ -167,7 +168,7 @@ def _open_output(settings, args):
         raise UsageError(f"--output: {error}") from None
 
 
-def _stamp(path):
+def _model_stamp(path):
     """Size and modification time of the model file: a retrained model is
     another run (`None` for a handle that is not a local path)."""
     if not os.path.exists(path):
@@ -176,7 +177,7 @@ def _stamp(path):
     return [found.st_size, found.st_mtime_ns]
 
 
-def _report(summary, args):
+def _report_collection(summary, args):
     with open(summary, newline="") as file:
         rows = list(csv.DictReader(file))
     say(not args.quiet, f"Wrote {len(rows)} map(s) and {SUMMARY} to {args.output}")

@@ -81,31 +81,20 @@ def explain_on_ray(settings, shards, workers=1, address=None, progress=None):
             compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=1,
         )
-        done = 0
+        done, errors = 0, []
         for row in dataset.iter_rows():
             done += int(row["images"])
+            if row["error"]:
+                errors.append(row["error"])
             if progress is not None:
                 progress.add(int(row["images"]))
-        return done
-    except Exception as error:
-        cause = _user_error(error)
-        if cause is None:
-            raise
-        raise UsageError(
-            f"{cause} The shards finished so far are kept: run the same command "
-            "again to explain the rest."
-        ) from None
     finally:
         if started:
             ray.shutdown()
-
-
-def _user_error(error):
-    """The `ValueError` (an unreadable image) behind a worker's failure, if any."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, ValueError):
-            return error
-        error = error.__cause__ or getattr(error, "cause", None)
-    return None
+    if errors:
+        raise UsageError(
+            f"{errors[0]} {len(errors)} shard(s) not finished, the others are "
+            "kept: replace the file (the output's manifest fixes the list of "
+            "files) and run the same command again."
+        )
+    return done

@@ -64,7 +64,9 @@ class ShardExplainer:
 
     A callable class, as Ray Data's `map_batches` takes one: each worker
     builds it once, then calls it on batches of shards, each a row
-    `{"shard": index, "start": first image, "stop": end}`.
+    `{"shard": index, "start": first image, "stop": end}`, and gets back
+    per shard its images explained and its error (`""`, or why an image
+    could not be read: that shard is left unfinished).
 
     Args:
         settings: a `CollectionSettings`.
@@ -82,13 +84,21 @@ class ShardExplainer:
         self.size = _image_size(self.explainer, settings.image_size)
 
     def __call__(self, batch):
-        done = [
-            self.explain_shard(int(index), int(start), int(stop))
-            for index, start, stop in zip(batch["shard"], batch["start"], batch["stop"])
-        ]
+        done, errors = [], []
+        for index, start, stop in zip(batch["shard"], batch["start"], batch["stop"]):
+            try:
+                done.append(self.explain_shard(int(index), int(start), int(stop)))
+                errors.append("")
+            except ValueError as error:
+                # An unreadable image: this shard stays unfinished, the
+                # others go on; the driver reports it (an engine would
+                # abort the whole run on an exception).
+                done.append(0)
+                errors.append(str(error))
         return {
             "shard": np.asarray(batch["shard"], np.int64),
             "images": np.asarray(done, np.int64),
+            "error": np.asarray(errors, object),
         }
 
     def explain_shard(self, index, start, stop):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from keras_ptame.cli import ray_pipeline
-from keras_ptame.cli.shard_explainer import ShardExplainer
+from keras_ptame.cli.shard_explainer import CollectionSettings, ShardExplainer
 from keras_ptame.utils.shards import read_map_png, shard_table_path
 
 
@@ -142,3 +142,26 @@ def test_without_ray_the_command_says_what_to_install(workspace, tmp_path, ptame
         "--output", tmp_path / "out",
     )  # fmt: skip
     result.assert_user_error("pip install 'ray[data]>=2.60'")
+
+
+def test_an_unreadable_image_leaves_its_shard_unfinished(workspace, tmp_path):
+    root, images = workspace
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image = pytest.importorskip("PIL.Image")
+    Image.fromarray(images[0]).save(folder / "good.png")
+    (folder / "bad.png").write_text("not an image")
+    files = (str(folder / "good.png"), str(folder / "bad.png"))
+    settings = CollectionSettings(
+        model=str(root / "explainer.keras"),
+        output=str(tmp_path / "out"),
+        files=files,
+        names=("good", "bad"),
+    )
+    found = ShardExplainer(settings)({"shard": [0, 1], "start": [0, 1], "stop": [1, 2]})
+    assert list(found["images"]) == [1, 0]
+    assert found["error"][0] == ""
+    assert "Cannot read" in found["error"][1] and "bad.png" in found["error"][1]
+    assert os.path.exists(shard_table_path(settings.output, 0))
+    assert not os.path.exists(shard_table_path(settings.output, 1))
+    assert os.listdir(tmp_path / "out" / "maps") == ["good.png"]
