@@ -6,7 +6,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 BACKENDS ?= tensorflow jax torch
 PYTEST_ARGS ?= -n 2 -q
 
-.PHONY: setup demo test lint compare sanity speed parity parity-env agreement agreement-env
+.PHONY: setup demo test lint compare sanity speed parity parity-env agreement agreement-env batch batch-env
 
 setup: $(VENV)/.installed
 
@@ -142,3 +142,30 @@ $(AGREEMENT_VENV)/.installed: pyproject.toml
 agreement: agreement-env
 	KERAS_BACKEND=torch $(AGREEMENT_VENV)/bin/python benchmarks/agreement/run.py --output $(AGREEMENT_OUT)
 	KERAS_BACKEND=torch $(AGREEMENT_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/metrics/test_agreement.py
+
+# Explaining a whole image collection on Ray Data (`ptame explain-dataset`,
+# README "Scale-out"). Ray lives in an environment of its own, never in .venv
+# (it is no dependency of keras_ptame): keras_ptame with the JAX backend,
+# Pillow for the image files and PNG maps, and Ray Data (which brings pyarrow
+# and pandas). Apache Beam was the other candidate: see the README for why
+# Ray was chosen.
+BATCH_VENV ?= .venv-batch
+BATCH_ENGINE ?= ray[data]==2.60.0
+
+batch-env: $(BATCH_VENV)/.installed
+
+$(BATCH_VENV)/.installed: pyproject.toml
+	python3 -m venv $(BATCH_VENV)
+	$(BATCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BATCH_VENV)/bin/python -m pip install -q -e ".[jax]" "pillow>=10" "pytest>=8" \
+	  "$(BATCH_ENGINE)"
+	touch $@
+
+# The pipeline's test on the engine (it skips in .venv) and the bookkeeping's
+# tests: 300 synthetic images explained on 2 Ray workers, the command killed
+# with SIGKILL once a shard is committed, the rerun, the output against
+# `explain_outputs`'. (tests/cli/test_shard_explainer.py, the command against
+# `ptame explain`'s files, needs matplotlib: it runs in .venv, every backend.)
+batch: batch-env
+	$(TEST_ENV) KERAS_BACKEND=jax $(BATCH_VENV)/bin/python -m pytest -q -p no:cacheprovider \
+	  tests/cli/test_explain_dataset.py tests/utils/test_shards.py

@@ -43,13 +43,21 @@ from keras_ptame.cli.startup import (
 # `main` quiets the native logs, and the `ptame` launcher
 # (`keras_ptame_launcher.py`) does so before Keras first loads.
 try:
-    from keras_ptame.cli import demo, evaluate, explain, export, train, tune
+    from keras_ptame.cli import (
+        demo,
+        evaluate,
+        explain,
+        explain_dataset,
+        export,
+        train,
+        tune,
+    )
 except KeyboardInterrupt:
     # Ctrl-C while the libraries load: the same exit as any interrupt.
     print("ptame: interrupted while starting; nothing was written.", file=sys.stderr)
     raise SystemExit(EXIT_INTERRUPTED) from None
 
-COMMANDS = (train, tune, explain, evaluate, export, demo)
+COMMANDS = (train, tune, explain, explain_dataset, evaluate, export, demo)
 
 __all__ = ["UsageError", "build_parser", "main"]
 
