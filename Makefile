@@ -150,6 +150,7 @@ agreement: agreement-env
 # and pandas). Apache Beam was the other candidate: see the README for why
 # Ray was chosen.
 BATCH_VENV ?= .venv-batch
+# The version tested; keras-ptame's `batch` extra asks for ray[data]>=2.60.
 BATCH_ENGINE ?= ray[data]==2.60.0
 
 batch-env: $(BATCH_VENV)/.installed

@@ -247,7 +247,7 @@ def beam_run(model, folder, output, workers, shard_size, batch_size):
     )
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from keras_ptame.cli.explain import _output_names
+    from keras_ptame.cli.explain import output_names
     from keras_ptame.cli.shard_explainer import CollectionSettings, ShardExplainer
     from keras_ptame.utils.images import find_images
     from keras_ptame.utils.shards import plan_shards
@@ -255,7 +255,7 @@ def beam_run(model, folder, output, workers, shard_size, batch_size):
     files = find_images([folder])
     settings = CollectionSettings(
         model=model, output=os.path.abspath(output), files=tuple(files),
-        names=tuple(_output_names(files, [folder])), batch_size=batch_size,
+        names=tuple(output_names(files, [folder])), batch_size=batch_size,
     )  # fmt: skip
     os.makedirs(os.path.join(output, "shards"), exist_ok=True)
 

@@ -6,14 +6,17 @@ ptame train --classifier classifier.keras --auxiliary resnet_18_imagenet \\
 ptame tune --classifier classifier.keras --auxiliary resnet_18_imagenet \\
     --data images/ --validation-data held_out/ --directory tuning
 ptame explain --model explainer.keras photo.jpg more_photos/ --output maps/
+ptame explain-dataset --model explainer.keras photos/ --output collection/ --workers 2
 ptame evaluate --classifier classifier.keras --data data.npz \\
     --method P-TAME=explainer.keras --method rise --output results
 ptame export --model explainer.keras --output models/ptame/1
 ptame demo --quick
 ```
 
-One module per subcommand (`train`, `tune`, `explain`, `evaluate`,
-`export`, `demo`), each with `add_parser(subcommands)` and `run(args)`;
+One module per subcommand (`train`, `tune`, `explain`, `explain_dataset`,
+`evaluate`, `export`, `demo`), each with `add_parser(subcommands)` and
+`run(args)` (`explain_dataset`'s engine side in `shard_explainer` and
+`ray_pipeline`);
 `arguments` builds each option that several take (one builder, one meaning),
 `training` holds what `train` and `tune` share, `loading` loads explainers
 (through `kp.load_explainer`) and networks for all of them, and `errors`

@@ -144,12 +144,12 @@ def run(args):
         auxiliary_weights=args.auxiliary_weights,
         image_size=args.image_size,
     )
-    size = _image_size(explainer, args.image_size)
+    size = explained_image_size(explainer, args.image_size)
     files = find_images(args.inputs)
-    names = _output_names(files, args.inputs)
+    names = output_names(files, args.inputs)
     classes = _expand_classes(args.classes, len(files), explainer.num_classes)
     _check_top_k(args, explainer.num_classes)
-    stems = [stem for name in names for stem in _stems(name, args.top_k)]
+    stems = [stem for name in names for stem in output_stems(name, args.top_k)]
     inputs = [*files, args.model, args.classifier_weights, args.auxiliary_weights]
     _refuse_existing(args.output, stems, args.overwrite, inputs)
     # Every image is read once before anything is written, so that a bad
@@ -249,7 +249,7 @@ def _report(rows, args):
         )
 
 
-def _image_size(explainer, image_size):
+def explained_image_size(explainer, image_size):
     if image_size is not None:
         return (image_size, image_size)
     if explainer.input_size is None:
@@ -272,12 +272,53 @@ def _check_top_k(args, num_classes):
         )
 
 
-def _stems(name, top_k):
+def output_stems(name, top_k):
     """The output names (without suffix) of one image: `name`, or with
     `top_k`, `name_top1` to `name_top<top_k>` (its classes, highest first)."""
     if top_k is None:
         return [name]
     return [f"{name}_top{rank}" for rank in range(1, top_k + 1)]
+
+
+def summary_rows(outputs, files, names, top_k=None):
+    """The rows of `ptame explain`'s summary for `explain_outputs`' `outputs`.
+
+    Args:
+        outputs: dict of numpy arrays, as `explain_outputs` returns them
+            (`(N,)` per image, or `(N, K)` with `top_k=K`).
+        files: the `N` image files.
+        names: their output names without suffix.
+        top_k: optional int, as passed to `explain_outputs`.
+
+    Returns:
+        A list of dicts, one per map, image by image (and rank by rank):
+        `file`, `output` (the map's name, `name_top<rank>` with `top_k`),
+        `class`, `score`, `evidence`, `flat`, `misranked` and, with `top_k`,
+        `rank` (1 for the highest score).
+    """
+    if top_k is None:
+        outputs = {key: np.asarray(value)[:, None] for key, value in outputs.items()}
+    rows = []
+    for index, (path, name) in enumerate(zip(files, names)):
+        for rank, stem in enumerate(output_stems(name, top_k)):
+            row = {
+                "file": path,
+                "output": stem,
+                "class": int(outputs["classes"][index, rank]),
+                "score": float(outputs["scores"][index, rank]),
+                "evidence": float(outputs["evidence"][index, rank]),
+                "flat": bool(outputs["flat"][index, rank]),
+                "misranked": bool(outputs["misranked"][index, rank]),
+            }
+            if top_k is not None:
+                row["rank"] = rank + 1
+            rows.append(row)
+    return rows
+
+
+def _row_places(files, top_k):
+    """`(image index, rank)` of each of `summary_rows`' rows, in order."""
+    return [(i, rank) for i in range(len(files)) for rank in range(top_k or 1)]
 
 
 def _explain_chunk(explainer, files, names, classes, size, args, folder):
@@ -295,26 +336,11 @@ def _explain_chunk(explainer, files, names, classes, size, args, folder):
         top_k=args.top_k,
         dtype=args.dtype,
     )
-    if args.top_k is None:
-        # One class per image: the same layout, a class axis of one.
-        outputs = {key: value[:, None] for key, value in outputs.items()}
-    rows = []
-    for index, (path, name) in enumerate(zip(files, names)):
-        for rank, stem in enumerate(_stems(name, args.top_k)):
-            row = {
-                "file": path,
-                "output": stem,
-                "class": int(outputs["classes"][index, rank]),
-                "score": float(outputs["scores"][index, rank]),
-                "evidence": float(outputs["evidence"][index, rank]),
-                "flat": bool(outputs["flat"][index, rank]),
-                "misranked": bool(outputs["misranked"][index, rank]),
-            }
-            if args.top_k is not None:
-                row["rank"] = rank + 1
-            saliency = outputs["maps"][index, rank]
-            _write_map(originals[index], saliency, row, args, folder)
-            rows.append(row)
+    rows = summary_rows(outputs, files, names, args.top_k)
+    maps = np.asarray(outputs["maps"])
+    maps = maps[:, None] if args.top_k is None else maps
+    for row, (index, rank) in zip(rows, _row_places(files, args.top_k)):
+        _write_map(originals[index], maps[index, rank], row, args, folder)
     return rows
 
 
@@ -338,7 +364,7 @@ def _labelled(picture, row):
     return picture
 
 
-def _output_names(files, inputs):
+def output_names(files, inputs):
     """Output names without suffix: relative to their folder, unique."""
     folders = [os.path.abspath(item) for item in inputs if os.path.isdir(item)]
     names, seen = [], set()

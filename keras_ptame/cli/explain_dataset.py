@@ -14,7 +14,7 @@ from keras_ptame.cli.arguments import (
     positive_int,
 )
 from keras_ptame.cli.errors import UsageError, note, say, track_outputs, wrote
-from keras_ptame.cli.explain import SUMMARY, _output_names
+from keras_ptame.cli.explain import SUMMARY, output_names
 from keras_ptame.cli.shard_explainer import CollectionSettings
 from keras_ptame.utils.images import IMAGE_EXTENSIONS, find_images
 from keras_ptame.utils.shards import (
@@ -114,7 +114,7 @@ def run(args):
         model=args.model,
         output=os.path.abspath(args.output),
         files=tuple(files),
-        names=tuple(_output_names(files, args.inputs)),
+        names=tuple(output_names(files, args.inputs)),
         safe_mode=not args.unsafe,
         classifier_weights=args.classifier_weights,
         auxiliary_weights=args.auxiliary_weights,

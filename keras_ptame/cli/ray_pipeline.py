@@ -35,8 +35,9 @@ def import_ray():
             raise
         raise UsageError(
             "`ptame explain-dataset` runs on Ray Data, which is not installed "
-            f"(no module {error.name!r}): pip install '{RAY_REQUIREMENT}' (in a "
-            "keras_ptame source tree, `make batch-env` builds .venv-batch with it)."
+            f"(no module {error.name!r}): pip install '{RAY_REQUIREMENT}' "
+            "(keras-ptame's `batch` extra; in a keras_ptame source tree, "
+            "`make batch-env` builds .venv-batch with it)."
         ) from None
     return ray
 

@@ -14,7 +14,12 @@ import os
 
 import numpy as np
 
-from keras_ptame.cli.explain import COLUMNS, TOP_K_COLUMNS, _image_size, _stems
+from keras_ptame.cli.explain import (
+    COLUMNS,
+    TOP_K_COLUMNS,
+    explained_image_size,
+    summary_rows,
+)
 from keras_ptame.cli.loading import open_explainer
 from keras_ptame.utils.files import deferred_interrupts, staging_folder
 from keras_ptame.utils.images import read_image
@@ -81,7 +86,7 @@ class ShardExplainer:
             auxiliary_weights=settings.auxiliary_weights,
             image_size=settings.image_size,
         )
-        self.size = _image_size(self.explainer, settings.image_size)
+        self.size = explained_image_size(self.explainer, settings.image_size)
 
     def __call__(self, batch):
         done, errors = [], []
@@ -131,42 +136,6 @@ class ShardExplainer:
                     os.replace(os.path.join(staging, row["output"] + ".png"), target)
                 commit_shard(settings.output, index, settings.columns, rows)
         return len(files)
-
-
-def summary_rows(outputs, files, names, top_k=None):
-    """The rows of `ptame explain`'s summary for `explain_outputs`' `outputs`.
-
-    Args:
-        outputs: dict of numpy arrays, as `explain_outputs` returns them
-            (`(N,)` per image, or `(N, K)` with `top_k=K`).
-        files: the `N` image files.
-        names: their output names without suffix.
-        top_k: optional int, as passed to `explain_outputs`.
-
-    Returns:
-        A list of dicts, one per map, image by image (and rank by rank):
-        `file`, `output` (the map's name, `name_top<rank>` with `top_k`),
-        `class`, `score`, `evidence`, `flat`, `misranked` and, with `top_k`,
-        `rank` (1 for the highest score).
-    """
-    if top_k is None:
-        outputs = {key: np.asarray(value)[:, None] for key, value in outputs.items()}
-    rows = []
-    for index, (path, name) in enumerate(zip(files, names)):
-        for rank, stem in enumerate(_stems(name, top_k)):
-            row = {
-                "file": path,
-                "output": stem,
-                "class": int(outputs["classes"][index, rank]),
-                "score": float(outputs["scores"][index, rank]),
-                "evidence": float(outputs["evidence"][index, rank]),
-                "flat": bool(outputs["flat"][index, rank]),
-                "misranked": bool(outputs["misranked"][index, rank]),
-            }
-            if top_k is not None:
-                row["rank"] = rank + 1
-            rows.append(row)
-    return rows
 
 
 def _maps_in_order(outputs):

@@ -34,6 +34,7 @@ MODULE_EXTRAS = {
     "cv2": "eval",
     "keras_tuner": "tune",
     "sklearn": "tune",
+    "ray": "batch",
 }
 
 
