@@ -35,6 +35,7 @@ from common import (
     finish,
     make_config,
     make_explainers,
+    speed_note,
     train_models,
 )
 
@@ -124,15 +125,17 @@ class SigmoidMaps:
 def winners_markdown(table, first="P-TAME (sigmoid maps)", second="RISE"):
     """The decisive table: every column with its interval, winners in bold.
 
-    `seconds` is left out (a timing, different on every run: it is in
-    `evaluation.md`), so that two runs of the same command give the same
-    file. Below the table: each column's verdict, then `first` against the
+    `seconds` and the note of RISE's speed are left out (timings, different
+    on every run: they are in `evaluation.md`), so that two runs of the same
+    command give the same file. Below the table: each column's verdict, then `first` against the
     row whose name starts with `second`, column by column.
     """
     from keras_ptame.evaluation import EvaluationTable
 
     columns = [column for column in table.columns if column != "seconds"]
-    scores = EvaluationTable(columns, table.rows, table.notes)
+    _, speed = speed_note(table)
+    notes = [note for note in table.notes if note != speed]
+    scores = EvaluationTable(columns, table.rows, notes)
     scores.intervals, scores.level = table.intervals, table.level
     lines = [scores.to_markdown(), f"Verdicts ({scores.level:.0%} intervals):", ""]
     for column, (verdict, methods) in scores.winners().items():

@@ -11,7 +11,9 @@ most and least relevant first (per percentage, and the trapezoid summary),
 the pointing game and the map mass inside the object (when ground truth is
 given), the shares of flat and of misranked maps (the removal check, see
 `keras_ptame.models.removal_check`) and seconds per explanation. The table
-is written as Markdown and CSV.
+is written as Markdown and CSV. With `intervals=0.95` (`--intervals 0.95`)
+each value has its confidence interval beside it and a column's winner is
+marked only where the intervals decide it (`keras_ptame.evaluation.intervals`).
 """
 
 import keras
