@@ -182,19 +182,26 @@ def make_explainers(classifier, explainer, config):
     }
 
 
+def speed_note(table):
+    """RISE's seconds per explanation over P-TAME's, and the note saying it
+    (a timing: it differs from run to run, unlike the scores)."""
+    rise = next(name for name in table.rows if name.startswith("RISE"))
+    ratio = table.rows[rise]["seconds"] / table.rows["P-TAME"]["seconds"]
+    return ratio, f"RISE takes {ratio:,.0f} times as long as P-TAME per explanation."
+
+
 def finish(table, config, accuracy, timings, output):
     """Adds the setting's notes, writes the table and `settings.json`."""
     import keras
 
     from keras_ptame.utils.files import write_text
 
-    rise = next(name for name in table.rows if name.startswith("RISE"))
-    ratio = table.rows[rise]["seconds"] / table.rows["P-TAME"]["seconds"]
+    ratio, speed = speed_note(table)
     table.notes += [
         f"Synthetic shapes, {config['num_classes']} shape classes and 'none', the "
         f"demo's classifier (held-out accuracy {accuracy:.3f}); P-TAME trained "
         f"{config['explainer_epochs']} epochs on {config['train_count']} images.",
-        f"RISE takes {ratio:,.0f} times as long as P-TAME per explanation.",
+        speed,
     ]
     table.save(output, overwrite=True)
     summary = {

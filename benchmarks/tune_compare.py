@@ -35,6 +35,7 @@ from common import (
     finish,
     make_config,
     make_explainers,
+    speed_note,
     train_models,
 )
 
@@ -121,34 +122,29 @@ class SigmoidMaps:
         return self.explainer.explain(images, classes, normalize="sigmoid")
 
 
-def winners_markdown(table):
-    """The table's Markdown with each column's best value in bold."""
-    from keras_ptame.evaluation import LEGEND
+def winners_markdown(table, first="P-TAME (sigmoid maps)", second="RISE"):
+    """The decisive table: every column with its interval, winners in bold.
 
-    lines = table.to_markdown().splitlines()
-    best = {}
-    for column in table.columns:
-        key = next((k for k in LEGEND if column.startswith(k)), None)
-        if key is None:
-            continue
-        values = {name: row.get(column) for name, row in table.rows.items()}
-        values = {name: v for name, v in values.items() if v is not None}
-        pick = min if "lower is better" in LEGEND[key] else max
-        best[column] = pick(values.values()) if values else None
-    for index, name in enumerate(table.rows):
-        cells = [name] + [
-            _cell(table.rows[name].get(column), best.get(column))
-            for column in table.columns
-        ]
-        lines[2 + index] = "| " + " | ".join(cells) + " |"
+    `seconds` and the note of RISE's speed are left out (timings, different
+    on every run: they are in `evaluation.md`), so that two runs of the same
+    command give the same file. Below the table: each column's verdict, then `first` against the
+    row whose name starts with `second`, column by column.
+    """
+    from keras_ptame.evaluation import EvaluationTable
+
+    columns = [column for column in table.columns if column != "seconds"]
+    _, speed = speed_note(table)
+    notes = [note for note in table.notes if note != speed]
+    scores = EvaluationTable(columns, table.rows, notes)
+    scores.intervals, scores.level = table.intervals, table.level
+    lines = [scores.to_markdown(), f"Verdicts ({scores.level:.0%} intervals):", ""]
+    for column, (verdict, methods) in scores.winners().items():
+        lines.append(f"- `{column}`: {verdict}: {', '.join(methods)}")
+    second = next(name for name in table.rows if name.startswith(second))
+    lines += ["", f"{first} against {second}:", ""]
+    for column, verdict in scores.compare(first, second).items():
+        lines.append(f"- `{column}`: {verdict}")
     return "\n".join(lines) + "\n"
-
-
-def _cell(value, best):
-    if value is None:
-        return ""
-    text = f"{value:.4g}" if abs(value) < 0.01 else f"{value:.2f}"
-    return f"**{text}**" if best is not None and np.isclose(value, best) else text
 
 
 def run(args, log=print):
@@ -193,6 +189,7 @@ def run(args, log=print):
         imputation=config["imputation"],
         verbose=0,
         seed=config["seed"],
+        intervals=args.intervals,
     )
     timings["evaluation"] = time.perf_counter() - clock
     timings["total"] = time.perf_counter() - started
@@ -206,8 +203,55 @@ def run(args, log=print):
     write_text(
         os.path.join(args.output, "evaluation_winners.md"), winners_markdown(table)
     )
+    if args.figure:
+        figure(table, args.figure)
     log(winners_markdown(table))
     return table
+
+
+# The figure's rows: P-TAME's two recipes and the baselines that explain.
+FIGURE_ROWS = ("P-TAME", "P-TAME (demo recipe)", "RISE", "Grad-CAM", "gradient")
+
+
+def figure(table, path):
+    """ROAD accuracy against the share removed, each order a panel, with the
+    intervals as bands (the sigmoid maps' curves are the min-max maps')."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    from keras_ptame.metrics.road import PERCENTAGES
+
+    rows = [name for name in table.rows if any(name.startswith(r) for r in FIGURE_ROWS)]
+    rows = [name for name in rows if not name.startswith("P-TAME (sigmoid")]
+    fig, panels = pyplot.subplots(1, 2, figsize=(10, 4))
+    for axes, tag in zip(panels, ("MoRF", "LeRF")):
+        for name in rows:
+            columns = [f"{tag}{p}" for p in PERCENTAGES]
+            values = [table.rows[name][c] for c in columns]
+            low, high = zip(*(table.intervals[name][c] for c in columns))
+            (line,) = axes.plot(PERCENTAGES, values, marker="o", label=name)
+            axes.fill_between(
+                PERCENTAGES, low, high, color=line.get_color(), alpha=0.15
+            )
+        better = "lower" if tag == "MoRF" else "higher"
+        axes.set(
+            title=f"ROAD {tag} ({better} is better)",
+            xlabel="pixels removed, %",
+            ylabel="images keeping their class, %",
+            xticks=PERCENTAGES,
+        )
+    panels[0].legend(fontsize=8)
+    count = len(next(iter(table.per_image.values()))["MoRF"])
+    fig.suptitle(
+        f"Tuned P-TAME against the baselines, {count} held-out images, "
+        f"{table.level:.0%} intervals"
+    )
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=80, metadata={"Software": None})
+    pyplot.close(fig)
 
 
 def main(argv=None):
@@ -226,7 +270,19 @@ def main(argv=None):
         help="training epochs of each trial (default: the demo's explainer epochs)",
     )
     parser.add_argument("--tuning-count", type=int, default=200)
-    parser.add_argument("--test-count", type=int, default=SETTINGS["test_count"])
+    parser.add_argument(
+        "--test-count",
+        type=int,
+        default=1000,
+        help="held-out images of the table (default 1000)",
+    )
+    parser.add_argument(
+        "--intervals",
+        type=float,
+        default=0.95,
+        help="confidence level of the intervals that decide the winners",
+    )
+    parser.add_argument("--figure", default=None, help="PNG of the ROAD curves")
     parser.add_argument("--rise-masks", type=int, default=SETTINGS["rise_masks"])
     parser.add_argument("--seed", type=int, default=SETTINGS["seed"])
     parser.add_argument("--reuse", action="store_true", help="load trained models")

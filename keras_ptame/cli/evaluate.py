@@ -90,6 +90,15 @@ def _add_scoring_options(parser):
         "--curves", action="store_true", help="add deletion and insertion areas"
     )
     parser.add_argument(
+        "--intervals",
+        type=float,
+        default=None,
+        metavar="LEVEL",
+        help="a confidence interval of this level (e.g. 0.95) beside every "
+        "value, and each column's winner in bold only where the intervals "
+        "decide it (default: none)",
+    )
+    parser.add_argument(
         "--seed",
         type=int,
         default=0,
@@ -131,6 +140,7 @@ def run(args):
         overwrite=args.overwrite,
         verbose=0 if args.quiet else 1,
         seed=args.seed,
+        intervals=args.intervals,
     )
     if not args.quiet:
         print(table.to_markdown())

@@ -11,12 +11,15 @@ most and least relevant first (per percentage, and the trapezoid summary),
 the pointing game and the map mass inside the object (when ground truth is
 given), the shares of flat and of misranked maps (the removal check, see
 `keras_ptame.models.removal_check`) and seconds per explanation. The table
-is written as Markdown and CSV.
+is written as Markdown and CSV. With `intervals=0.95` (`--intervals 0.95`)
+each value has its confidence interval beside it and a column's winner is
+marked only where the intervals decide it (`keras_ptame.evaluation.intervals`).
 """
 
 import keras
 
 from keras_ptame.evaluation.data import load_data
+from keras_ptame.evaluation.intervals import check_level
 from keras_ptame.evaluation.per_class import class_rows
 from keras_ptame.evaluation.scorer import Scorer, notes
 from keras_ptame.evaluation.table import LEGEND, EvaluationTable
@@ -73,6 +76,7 @@ def evaluate(
     seed=0,
     flat_maps="minmax",
     selection="threshold",
+    intervals=None,
 ):
     """Scores several explainers of one classifier on the same images.
 
@@ -136,6 +140,13 @@ def evaluate(
             ties together) or `"rank"` (exactly the share named, ties in
             raster order); see `keras_ptame.metrics.selection`. Defaults to
             `"threshold"`.
+        intervals: optional float in (0, 1), e.g. `0.95`: the level of a
+            confidence interval beside every column but `seconds` (exact
+            binomial for shares of images, the bootstrap over images
+            otherwise, drawn from `seed`), and each column's winner decided
+            by them: see `keras_ptame.evaluation.intervals`. Defaults to
+            `None` (no intervals; `table.per_image` holds the images' values
+            either way).
 
     Returns:
         An `EvaluationTable`.
@@ -166,6 +177,7 @@ def evaluate(
     imputation = check_imputation(imputation)
     selection = check_selection(selection)
     check_option("flat_maps", flat_maps, FLAT_MAPS)
+    check_level(intervals)
     batch_size = check_batch_size(batch_size)
     if output_dir is not None:
         check_outputs(output_dir, EVALUATION_FILES, overwrite, option="output_dir")
@@ -194,6 +206,8 @@ def evaluate(
         for name, explainer in explainers.items()
     }
     table = _tables(scored, notes(scorer))
+    if intervals is not None:
+        table.set_intervals(intervals, seed=seed)
     if output_dir is not None:
         table.save(output_dir, overwrite=overwrite)
     return table
@@ -201,14 +215,15 @@ def evaluate(
 
 def _tables(scored, notes):
     """The table of methods, with the table of methods per class attached."""
-    rows = {name: row for name, (row, _) in scored.items()}
+    rows = {name: row for name, (row, _, _) in scored.items()}
     per_class = {
         f"{name} / class {label}": class_row
-        for name, (_, by_class) in scored.items()
+        for name, (_, by_class, _) in scored.items()
         for label, class_row in by_class.items()
     }
     # Every row has the same columns, in the order the phases score them.
     table = EvaluationTable(list(next(iter(rows.values()))), rows, notes)
+    table.per_image = {name: per_image for name, (_, _, per_image) in scored.items()}
     columns = list(dict.fromkeys(c for row in per_class.values() for c in row))
     table.per_class = EvaluationTable(
         columns,

@@ -73,12 +73,14 @@ class Scorer:
         return scores
 
     def score(self, explainer, progress):
-        """The rows of one explainer: dict column -> value, and per class.
+        """The rows of one explainer: dict column -> value, per class, per image.
 
         The row ends with `flat`, the share of maps flagged flat (an
         explainer with `explain_outputs`, such as `PTAME`) or constant (any
         other), `misranked`, the share of the others that the removal check
-        finds misranked (see `misranked_maps`), and `seconds`.
+        finds misranked (see `misranked_maps`), and `seconds`. Each column
+        but `seconds` is the mean of the images' own values, returned too:
+        dict column -> array `(N,)`.
         """
         maps, flat, seconds = _timed_explain(
             explainer,
@@ -88,9 +90,9 @@ class Scorer:
             zero_flat=self.flat_maps == "zeros",
         )
         progress.add(1)
-        row = {}
+        per_image = {}
         for phase in self.phases:
-            row.update(phase(maps))
+            per_image.update(phase(maps, per_image=True))
             progress.add(1)
         misranked = misranked_maps(
             self.backbone,
@@ -102,8 +104,9 @@ class Scorer:
             self.batch_size,
         )
         progress.add(1)
-        row["flat"] = 100.0 * float(flat.mean())
-        row["misranked"] = 100.0 * float(misranked.mean())
+        per_image["flat"] = 100.0 * flat
+        per_image["misranked"] = 100.0 * np.asarray(misranked, bool)
+        row = {column: float(np.mean(values)) for column, values in per_image.items()}
         row["seconds"] = seconds
         per_class = per_class_rows(
             self.backbone,
@@ -116,9 +119,9 @@ class Scorer:
             selection=self.selection,
             misranked=misranked,
         )
-        return row, per_class
+        return row, per_class, per_image
 
-    def confidence(self, maps):
+    def confidence(self, maps, per_image=False):
         return confidence_metrics(
             self.backbone,
             self.images,
@@ -127,9 +130,10 @@ class Scorer:
             self.fractions,
             self.batch_size,
             self.selection,
+            per_image=per_image,
         )
 
-    def road(self, maps, order):
+    def road(self, maps, order, per_image=False):
         # One order per phase, so that progress moves between the two.
         return road_scores(
             self.backbone,
@@ -143,23 +147,34 @@ class Scorer:
             batch_size=self.batch_size,
             seed=self.seed,
             selection=self.selection,
+            per_image=per_image,
         )
 
-    def deletion_insertion(self, maps):
+    def deletion_insertion(self, maps, per_image=False):
         result = deletion_insertion(
             self.backbone, self.images, maps, self.classes, batch_size=self.batch_size
         )
-        return {
-            "deletion": float(result["deletion_auc"].mean()),
-            "insertion": float(result["insertion_auc"].mean()),
+        columns = {
+            "deletion": result["deletion_auc"],
+            "insertion": result["insertion_auc"],
         }
+        return _means(columns, per_image)
 
-    def localisation(self, maps):
-        return {
-            "pointing_game": 100.0 * float(pointing_game(maps, self.truth).mean()),
-            "mass_inside": 100.0
-            * float(mass_inside(np.maximum(maps, 0), self.truth).mean()),
+    def localisation(self, maps, per_image=False):
+        columns = {
+            "pointing_game": 100.0 * pointing_game(maps, self.truth),
+            "mass_inside": 100.0 * mass_inside(np.maximum(maps, 0), self.truth),
         }
+        return _means(columns, per_image)
+
+
+def _means(columns, per_image):
+    """The columns' images' values as float64 `(N,)`, or with `per_image`
+    false their means."""
+    columns = {key: np.asarray(values, np.float64) for key, values in columns.items()}
+    if per_image:
+        return columns
+    return {key: float(np.mean(values)) for key, values in columns.items()}
 
 
 # === Table assembly ===

@@ -51,17 +51,26 @@ def average_drop(original, masked):
         original: array `(N,)`: scores Y of the explained class on the images.
         masked: array `(N,)`: scores O on the images multiplied by the maps.
     """
-    original = np.asarray(original, dtype=np.float64)
-    masked = np.asarray(masked, dtype=np.float64)
-    drop = np.maximum(0.0, original - masked) / np.maximum(original, 1e-12)
-    return float(100.0 * drop.mean())
+    return float(np.mean(_drops(original, masked)))
 
 
 def increase_in_confidence(original, masked):
     """IC in percent: `100 * mean(1[O > Y])` (see `average_drop`)."""
+    return float(np.mean(_increases(original, masked)))
+
+
+def _drops(original, masked):
+    """Each image's drop in percent: `100 * max(0, Y - O) / Y`, `(N,)`."""
     original = np.asarray(original, dtype=np.float64)
     masked = np.asarray(masked, dtype=np.float64)
-    return float(100.0 * (masked > original).mean())
+    return 100.0 * np.maximum(0.0, original - masked) / np.maximum(original, 1e-12)
+
+
+def _increases(original, masked):
+    """Each image's increase in percent: 100 where `O > Y`, else 0, `(N,)`."""
+    original = np.asarray(original, dtype=np.float64)
+    masked = np.asarray(masked, dtype=np.float64)
+    return 100.0 * (masked > original)
 
 
 def confidence_metrics(
@@ -72,6 +81,7 @@ def confidence_metrics(
     fractions=FRACTIONS,
     batch_size=32,
     selection="threshold",
+    per_image=False,
 ):
     """AD and IC at each share of pixels kept, as the P-TAME paper reports them.
 
@@ -93,10 +103,15 @@ def confidence_metrics(
         selection: str. Which pixels are kept: `"threshold"` (the authors'
             rule) or `"rank"` (exact counts), see `keep_top_fraction`.
             Defaults to `"threshold"`.
+        per_image: bool. Whether each value is an array `(N,)` of the
+            images' own scores (each image's drop in percent; 100 or 0 for
+            an increase) instead of their mean, e.g. for confidence
+            intervals. Defaults to `False`.
 
     Returns:
         A dict `{"AD100": ..., "IC100": ..., "AD50": ..., ...}` of percentages
-        (lower AD and higher IC are better).
+        (lower AD and higher IC are better): floats, or with `per_image`
+        arrays `(N,)` whose means they are.
 
     Examples:
     ```python
@@ -125,9 +140,11 @@ def confidence_metrics(
             backbone, images * kept[..., None], classes, batch_size
         )
         tag = _tag(fraction)
-        results[f"AD{tag}"] = average_drop(original, masked)
-        results[f"IC{tag}"] = increase_in_confidence(original, masked)
-    return results
+        results[f"AD{tag}"] = _drops(original, masked)
+        results[f"IC{tag}"] = _increases(original, masked)
+    if per_image:
+        return results
+    return {column: float(np.mean(values)) for column, values in results.items()}
 
 
 def _tag(fraction):

@@ -33,9 +33,16 @@ def road_summary(accuracies, percentages=PERCENTAGES):
     Returns:
         float in [0, 1].
     """
+    return float(_trapezoid(np.asarray(accuracies, dtype=np.float64), percentages))
+
+
+def _trapezoid(accuracies, percentages):
+    """`road_summary` of accuracies `(P, ...)`: one area per trailing index."""
     x = np.concatenate([[0.0], np.asarray(percentages, dtype=np.float64) / 100, [1.0]])
-    y = np.concatenate([[1.0], np.asarray(accuracies, dtype=np.float64), [0.0]])
-    return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2))
+    ends = np.ones((1, *accuracies.shape[1:]))
+    y = np.concatenate([ends, accuracies, 0 * ends])
+    widths = (x[1:] - x[:-1]).reshape(-1, *([1] * (accuracies.ndim - 1)))
+    return np.sum(widths * (y[1:] + y[:-1]) / 2, axis=0)
 
 
 def removal_masks(maps, percentage, order="morf", selection="threshold"):
@@ -80,6 +87,7 @@ def road(
     batch_size=32,
     seed=0,
     selection="threshold",
+    per_image=False,
 ):
     """ROAD accuracies and their summary for one removal order.
 
@@ -114,10 +122,15 @@ def road(
         selection: str. Which pixels are removed: `"threshold"` (the
             authors' rule) or `"rank"` (exact counts), see `removal_masks`.
             Defaults to `"threshold"`.
+        per_image: bool. Whether each value is an array `(N,)` of the images'
+            own outcomes (1.0 where the image kept its class, else 0.0, and
+            each image's own curve area) instead of their mean, e.g. for
+            confidence intervals. Defaults to `False`.
 
     Returns:
         A dict: `"accuracy"`, a dict percentage -> accuracy in [0, 1], and
-        `"summary"`, the trapezoid area (see `road_summary`).
+        `"summary"`, the trapezoid area (see `road_summary`); with
+        `per_image`, arrays `(N,)` whose means they are.
 
     Examples:
     ```python
@@ -141,34 +154,54 @@ def road(
     backbone, images, maps, classes, _ = prepare(
         classifier, images, maps, classes, batch_size
     )
-    accuracy = {}
-    for percentage in percentages:
-        removed = removal_masks(maps, percentage, order, selection)
-        kept = 0
-        # Impute a batch at a time so that host memory stays bounded.
-        for start in range(0, len(images), batch_size):
-            stop = min(start + batch_size, len(images))
-            filled = np.stack(
-                [
-                    impute(
-                        images[index],
-                        removed[index],
-                        method=imputation,
-                        noise=noise,
-                        seed=[seed, index, int(round(percentage * 1000))],
-                    )
-                    for index in range(start, stop)
-                ]
-            )
-            _, predictions = class_scores(
-                backbone, filled, classes[start:stop], batch_size
-            )
-            kept += int(np.sum(predictions == classes[start:stop]))
-        accuracy[percentage] = kept / len(images)
+    fill = dict(method=imputation, noise=noise, seed=seed, batch_size=batch_size)
+    kept = {
+        percentage: _kept(
+            backbone,
+            images,
+            removal_masks(maps, percentage, order, selection),
+            classes,
+            percentage,
+            **fill,
+        )
+        for percentage in percentages
+    }
+    if per_image:
+        outcomes = np.stack([kept[p] for p in percentages]).astype(np.float64)
+        return {
+            "accuracy": {p: outcomes[i] for i, p in enumerate(percentages)},
+            "summary": _trapezoid(outcomes, percentages),
+        }
+    accuracy = {p: int(np.sum(kept[p])) / len(images) for p in percentages}
     return {
         "accuracy": accuracy,
         "summary": road_summary([accuracy[p] for p in percentages], percentages),
     }
+
+
+def _kept(
+    backbone, images, removed, classes, percentage, method, noise, seed, batch_size
+):
+    """Whether each image keeps its class with its `removed` pixels filled, `(N,)`."""
+    kept = []
+    # Impute a batch at a time so that host memory stays bounded.
+    for start in range(0, len(images), batch_size):
+        stop = min(start + batch_size, len(images))
+        filled = np.stack(
+            [
+                impute(
+                    images[index],
+                    removed[index],
+                    method=method,
+                    noise=noise,
+                    seed=[seed, index, int(round(percentage * 1000))],
+                )
+                for index in range(start, stop)
+            ]
+        )
+        _, predictions = class_scores(backbone, filled, classes[start:stop], batch_size)
+        kept.append(predictions == classes[start:stop])
+    return np.concatenate(kept)
 
 
 def road_scores(
@@ -184,6 +217,7 @@ def road_scores(
     batch_size=32,
     seed=0,
     selection="threshold",
+    per_image=False,
 ):
     """ROAD of both removal orders, as the columns of a results table.
 
@@ -214,6 +248,10 @@ def road_scores(
             `0`.
         selection: str. `"threshold"` or `"rank"` (see `removal_masks`).
             Defaults to `"threshold"`.
+        per_image: bool. Whether each column is an array `(N,)` of the
+            images' own values (100 or 0 per accuracy column, each image's
+            curve area for a summary) instead of their mean (see `road`).
+            Defaults to `False`.
 
     Returns:
         A dict column -> float in [0, 100], for each order in `orders`: with
@@ -256,6 +294,7 @@ def road_scores(
             batch_size=batch_size,
             seed=seed,
             selection=selection,
+            per_image=per_image,
         )
         tag = TAGS[order]
         if accuracies:

@@ -26,10 +26,11 @@ def test_evaluate_writes_one_table(workspace, tmp_path, ptame, data_file):
         "evaluate", "--classifier", root / "classifier.keras", "--data", data_file,
         "--method", f"P-TAME={root / 'explainer.keras'}", "--method", "rise:20",
         "--method", "gradcam:stage2", "--method", "random", "--method", "centre",
-        "--limit", 3, "--batch-size", 2, "--output", output,
+        "--limit", 3, "--batch-size", 2, "--output", output, "--intervals", 0.9,
     )  # fmt: skip
     assert result.code == 0, result.err
     assert "| P-TAME |" in result.out
+    assert "the 90% confidence interval" in result.out
     with open(output / "evaluation.csv") as file:
         rows = list(csv.DictReader(file))
     assert [row["method"] for row in rows] == [
@@ -38,6 +39,8 @@ def test_evaluate_writes_one_table(workspace, tmp_path, ptame, data_file):
     for row in rows:
         assert 0 <= float(row["pointing_game"]) <= 100
         assert float(row["seconds"]) > 0
+        low, high = float(row["MoRF_low"]), float(row["MoRF_high"])
+        assert low <= float(row["MoRF"]) <= high
     assert "3 images of 16x16" in (output / "evaluation.md").read_text()
     # And per explained class, with each method's shares of flat and misranked maps.
     with open(output / "evaluation_per_class.csv") as file:
@@ -67,6 +70,7 @@ def test_evaluate_writes_one_table(workspace, tmp_path, ptame, data_file):
         # The same loader as `ptame explain`: a .keras file must hold a PTAME.
         ("not_an_explainer", "not a keras_ptame.PTAME"),
         ("corrupted_explainer", "Cannot load the explainer"),
+        ("intervals_in_percent", "confidence level in (0, 1)"),
     ],
 )
 def test_evaluate_user_errors(workspace, tmp_path, ptame, data_file, case, match):
@@ -94,10 +98,11 @@ def test_evaluate_user_errors(workspace, tmp_path, ptame, data_file, case, match
     elif case == "corrupted_explainer":
         (tmp_path / "corrupted.keras").write_bytes(b"PK\x03\x04 not a zip")
         method = f"P-TAME={tmp_path / 'corrupted.keras'}"
+    options = ["--intervals", 95] if case == "intervals_in_percent" else []
     output = tmp_path / "results"
     result = ptame(
         "evaluate", "--classifier", classifier, "--data", data, "--method", method,
-        "--output", output, "--quiet",
+        "--output", output, "--quiet", *options,
     )  # fmt: skip
     result.assert_user_error(match)
     assert not output.exists()
