@@ -147,6 +147,16 @@ def add_batch_size(group):
     )
 
 
+def add_forward_batch_size(parser):
+    """`--batch-size` of explaining: images per forward pass."""
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=32,
+        help="images per forward pass (default: %(default)s)",
+    )
+
+
 def add_quiet(parser):
     """`--quiet`: no progress output."""
     parser.add_argument("--quiet", action="store_true", help="no progress output")

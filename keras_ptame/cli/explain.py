@@ -9,6 +9,7 @@ import numpy as np
 
 from keras_ptame import visualize
 from keras_ptame.cli.arguments import (
+    add_forward_batch_size,
     add_image_size,
     add_model,
     add_overwrite,
@@ -110,12 +111,7 @@ def _add_picture_options(parser):
         "(.ckpt) is imported for (default: the explainer's input size; 224 for "
         "a checkpoint)",
     )
-    parser.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=32,
-        help="images per forward pass (default: %(default)s)",
-    )
+    add_forward_batch_size(parser)
     parser.add_argument(
         "--alpha",
         type=float,

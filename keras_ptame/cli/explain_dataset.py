@@ -7,6 +7,7 @@ import keras
 
 from keras_ptame.cli import ray_pipeline
 from keras_ptame.cli.arguments import (
+    add_forward_batch_size,
     add_image_size,
     add_model,
     add_quiet,
@@ -92,12 +93,7 @@ def _add_engine_options(parser):
         help="images per shard, the unit of work kept after a kill "
         "(default: %(default)s)",
     )
-    parser.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=32,
-        help="images per forward pass (default: %(default)s)",
-    )
+    add_forward_batch_size(parser)
     parser.add_argument(
         "--address",
         default=None,
