@@ -23,7 +23,7 @@ import os
 import sys
 
 from common import QUICK, demo_config, make_config
-from tune_compare import TUNING_SEED_OFFSET
+from tune_compare import TUNING_SEED_OFFSET, fit_recipe
 
 # name -> (recipe changes, explainer changes): one change each.
 VARIANTS = {
@@ -68,17 +68,9 @@ def variant_recipe(recipe, changes):
 def train(template, recipe, changes, images, seed):
     import keras
 
-    from keras_ptame.tuning.trial import steps_per_epoch
-
     # The table's seed: every variant's decoder starts from the same draw.
     keras.utils.set_random_seed(seed)
-    explainer = variant_explainer(template, changes)
-    explainer.compile(
-        optimizer=recipe.optimizer(steps_per_epoch(images, recipe.batch_size)),
-        loss=recipe.loss(),
-    )
-    explainer.fit(images, epochs=recipe.epochs, batch_size=recipe.batch_size, verbose=2)
-    return explainer
+    return fit_recipe(variant_explainer(template, changes), recipe, images)
 
 
 def run(args):

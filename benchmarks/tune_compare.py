@@ -95,18 +95,25 @@ def train_tuned(template, recipe, train, epochs, output, seed):
     """P-TAME trained with the tuned recipe for `epochs`, saved beside the table."""
     import keras
 
-    from keras_ptame.tuning.trial import fresh_explainer, steps_per_epoch
+    from keras_ptame.tuning.trial import fresh_explainer
 
     recipe = dataclasses.replace(recipe, epochs=epochs)
     # The trials' seed: the decoder starts from the weights the search saw.
     keras.utils.set_random_seed(seed)
-    explainer = fresh_explainer(template)
+    explainer = fit_recipe(fresh_explainer(template), recipe, train)
+    explainer.save(os.path.join(output, "ptame_tuned.keras"))
+    return explainer
+
+
+def fit_recipe(explainer, recipe, images):
+    """Compiles `explainer` with `recipe` and fits it for the recipe's epochs."""
+    from keras_ptame.tuning.trial import steps_per_epoch
+
     explainer.compile(
-        optimizer=recipe.optimizer(steps_per_epoch(train, recipe.batch_size)),
+        optimizer=recipe.optimizer(steps_per_epoch(images, recipe.batch_size)),
         loss=recipe.loss(),
     )
-    explainer.fit(train, epochs=epochs, batch_size=recipe.batch_size, verbose=2)
-    explainer.save(os.path.join(output, "ptame_tuned.keras"))
+    explainer.fit(images, epochs=recipe.epochs, batch_size=recipe.batch_size, verbose=2)
     return explainer
 
 
